@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * vmpeer data path: make peer-redirected frames reach bridged KubeVirt guests.
+ *
+ *   fixup    tc ingress of the VM pod's bridge uplink port (eth0-nic): frames
+ *            for a known guest that carry another destination MAC are
+ *            re-addressed to the guest, as the kernel's forwarding path would.
+ *   redirect tc ingress of host interfaces: the corrected fast path itself,
+ *            forward to a known guest and bpf_redirect_peer() into its pod.
+ *
+ * Both programs leave every other frame byte-for-byte unchanged and return
+ * TC_ACT_UNSPEC (TCX_NEXT under tcx) so that the next program at the hook runs.
+ */
+#include <linux/bpf.h>
+#include <linux/if_packet.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+
+#include "frame.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, VMPEER_MAX_ENDPOINTS);
+	__type(key, struct vmpeer_key);
+	__type(value, struct vmpeer_endpoint);
+} endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vmpeer_stats);
+} stats SEC(".maps");
+
+/* Count the outcome and let the next program at the hook run. */
+static __always_inline int next(int reason)
+{
+	__u32 zero = 0;
+	struct vmpeer_stats *s = bpf_map_lookup_elem(&stats, &zero);
+
+	if (s)
+		s->count[reason]++;
+	return TC_ACT_UNSPEC;
+}
+
+/*
+ * What eth_type_trans() would say of a frame addressed to the guest on the
+ * pod's bridge port. bpf_redirect_peer() never re-runs it, and since Linux
+ * 6.15 (c4327229948879814229b46aa26a750718888503) it resets pkt_type to
+ * PACKET_HOST, so frames that took the fast path carry the wrong class.
+ */
+static __always_inline void classify_for_guest(struct __sk_buff *skb)
+{
+	if (skb->pkt_type != PACKET_OTHERHOST)
+		bpf_skb_change_type(skb, PACKET_OTHERHOST);
+}
+
+SEC("tc")
+int fixup(struct __sk_buff *skb)
+{
+	struct vmpeer_endpoint *ep;
+	struct frame f;
+	int reason;
+
+	reason = parse_frame(skb, &f);
+	if (reason != VMPEER_STAT_MAX)
+		return next(reason);
+
+	ep = bpf_map_lookup_elem(&endpoints, &f.key);
+	if (!ep)
+		return next(VMPEER_STAT_PASS_UNKNOWN);
+
+	classify_for_guest(skb);
+	if (mac_equal(f.eth->dest, ep->guest_mac)) {
+		ep->passed++;
+		return next(VMPEER_STAT_PASS_ADDRESSED);
+	}
+
+	/* guest_mac and gateway_mac sit side by side, as dest and source do */
+	__builtin_memcpy(f.eth->dest, ep->guest_mac, 2 * ETH_ALEN);
+	ep->fixed++;
+	return next(VMPEER_STAT_FIXED);
+}
+
+/*
+ * The kernel's IPv4 forwarding decrement (RFC 1624): TTL is the high byte of
+ * its 16-bit word, so the word drops by 0x0100 and the checksum rises by it.
+ */
+static __always_inline void ipv4_decrement_ttl(struct iphdr *ip)
+{
+	__u32 sum = (__u32)ip->check + bpf_htons(0x0100);
+
+	ip->check = (__u16)(sum + (sum >= 0xffff));
+	ip->ttl--;
+}
+
+SEC("tc")
+int redirect(struct __sk_buff *skb)
+{
+	struct vmpeer_endpoint *ep;
+	struct frame f;
+	int reason;
+
+	reason = parse_frame(skb, &f);
+	if (reason != VMPEER_STAT_MAX)
+		return next(reason);
+	if (skb->pkt_type == PACKET_OTHERHOST)
+		return next(VMPEER_STAT_PASS_NOT_HOST);
+
+	ep = bpf_map_lookup_elem(&endpoints, &f.key);
+	if (!ep)
+		return next(VMPEER_STAT_PASS_UNKNOWN);
+	if (!(ep->flags & VMPEER_EP_REDIRECT) || !ep->host_ifindex) {
+		ep->passed++;
+		return next(VMPEER_STAT_PASS_NO_REDIRECT);
+	}
+
+	if (f.proto == bpf_htons(ETH_P_IP)) {
+		/* fragments are left to the kernel: it may need to reassemble */
+		if (f.ip4->frag_off & bpf_htons(0x3fff)) {
+			ep->passed++;
+			return next(VMPEER_STAT_PASS_FRAGMENT);
+		}
+		/* ... and expiring packets, so that it answers time-exceeded */
+		if (f.ip4->ttl <= 1) {
+			ep->passed++;
+			return next(VMPEER_STAT_PASS_TTL);
+		}
+		ipv4_decrement_ttl(f.ip4);
+	} else {
+		if (f.ip6->hop_limit <= 1) {
+			ep->passed++;
+			return next(VMPEER_STAT_PASS_TTL);
+		}
+		f.ip6->hop_limit--;
+	}
+
+	__builtin_memcpy(f.eth->dest, ep->guest_mac, 2 * ETH_ALEN);
+	classify_for_guest(skb);
+	ep->redirected++;
+	next(VMPEER_STAT_REDIRECTED);
+	return bpf_redirect_peer(ep->host_ifindex, 0);
+}

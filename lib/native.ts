@@ -1,0 +1,173 @@
+/**
+ * The native surface: everything the N-API addon (native/) exports, typed in
+ * one place. Nothing else in lib/ imports the addon directly, so unit tests of
+ * code without a kernel side can hand in a fake that satisfies `Native`.
+ *
+ * Every function throws a `NativeError` (below) on failure.
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export type Hook = 'ingress' | 'egress';
+export type AttachMode = 'tcx' | 'clsact';
+
+/** Error thrown by the addon: errno name, operation and the object it concerned. */
+export interface NativeError extends Error {
+  code: string; // errno name, e.g. 'ENOENT', or 'EINVAL' for bad arguments
+  errno: number; // positive errno value
+  op: string; // e.g. 'bpf_link_create', 'setns', 'bpf_object__load'
+  object: string; // e.g. 'eth0-nic (ingress) in /run/netns/pod1'
+  log?: string; // libbpf / verifier output collected during the call, if any
+}
+
+export interface NativeProgram {
+  name: string;
+  fd: number;
+  id: number;
+  insnCount: number; // xlated instructions, from bpf_obj_get_info_by_fd
+}
+
+export interface NativeMap {
+  name: string;
+  fd: number;
+  id: number;
+  type: number; // BPF_MAP_TYPE_*
+  keySize: number;
+  valueSize: number; // per CPU for per-CPU maps
+  maxEntries: number;
+  pinPath: string | null;
+}
+
+export interface BtfMember {
+  name: string;
+  offset: number; // bytes
+  size: number; // bytes
+}
+
+export interface BtfStruct {
+  name: string;
+  size: number;
+  members: BtfMember[];
+}
+
+export interface OpenOptions {
+  /** Reuse maps pinned in this bpffs directory (as <dir>/<map name>), pin the ones not there yet. */
+  pinMapsIn?: string;
+}
+
+/** A loaded BPF object. Its program and map fds stay valid until close(). */
+export interface NativeObject {
+  readonly programs: NativeProgram[];
+  readonly maps: NativeMap[];
+  /** Layout of a struct from the object's BTF; null when the object has no such struct. */
+  btfStruct(name: string): BtfStruct | null;
+  close(): void;
+}
+
+export interface TestRunRequest {
+  data: Buffer;
+  repeat?: number; // default 1
+  ctx?: Buffer; // struct __sk_buff in
+  dataSizeOut?: number; // default: data.length + 256
+}
+
+export interface TestRunResult {
+  retval: number; // as a signed 32-bit value (TC_ACT_UNSPEC is -1)
+  data: Buffer;
+  durationNs: number; // mean per run, as the kernel reports it
+  ctx?: Buffer;
+}
+
+export interface HookTarget {
+  netns?: string; // path of a netns file; absent: the caller's netns
+  ifname: string;
+  hook: Hook;
+}
+
+export interface AttachRequest extends HookTarget {
+  progFd: number;
+  mode: AttachMode;
+  /** tcx: pin the link here so it outlives the process. Without it the link lives as long as the returned fd. */
+  pinPath?: string;
+  /** tcx: run before every other program at the hook (BPF_F_BEFORE) instead of after them. */
+  first?: boolean;
+  /** clsact: the filter's handle and priority (vmpeer's own). */
+  handle?: number;
+  priority?: number;
+}
+
+export interface Attachment {
+  mode: AttachMode;
+  ifindex: number;
+  progId: number;
+  linkId?: number; // tcx
+  linkFd?: number; // tcx, when not pinned (caller closes it to detach)
+  handle?: number; // clsact
+  priority?: number; // clsact
+}
+
+export interface DetachRequest extends HookTarget {
+  mode: AttachMode;
+  pinPath?: string; // tcx: the link's pin
+  handle?: number; // clsact
+  priority?: number; // clsact
+  /** Only detach if the program found there has this id (guards against foreign filters). */
+  progId?: number;
+}
+
+export interface HookEntry {
+  mode: AttachMode;
+  progId: number;
+  progName: string;
+  linkId?: number; // tcx links (0 or absent for legacy tcx attachments)
+  handle?: number; // clsact
+  priority?: number; // clsact
+}
+
+export interface KernelFeatures {
+  tcx: boolean; // BPF_TCX_INGRESS / EGRESS links (Linux >= 6.6)
+  redirectPeer: boolean; // bpf_redirect_peer helper (Linux >= 5.10)
+}
+
+export interface Native {
+  openObject(source: string | Buffer, options?: OpenOptions): NativeObject;
+
+  possibleCpus(): number;
+  mapLookup(mapFd: number, key: Buffer, valueSize: number): Buffer | null;
+  mapUpdate(mapFd: number, key: Buffer, value: Buffer, flags?: number): void;
+  mapDelete(mapFd: number, key: Buffer): boolean; // false when the key was absent
+  mapKeys(mapFd: number, keySize: number): Buffer[];
+
+  objPin(fd: number, path: string): void;
+  objGet(path: string): number; // new fd
+  closeFd(fd: number): void;
+  progIdOf(fd: number): number;
+
+  testRun(progFd: number, request: TestRunRequest): TestRunResult;
+
+  attach(request: AttachRequest): Attachment;
+  /** Returns false when nothing (of vmpeer's) was attached there. */
+  detach(request: DetachRequest): boolean;
+  listHook(target: HookTarget): HookEntry[];
+  /** ifindex of an interface inside a netns (0 when absent). */
+  ifindex(netns: string | undefined, ifname: string): number;
+
+  kernelFeatures(): KernelFeatures;
+}
+
+const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+let loaded: Native | undefined;
+
+/** The addon: build/Release (a local build) or prebuilds/ (an installed package). */
+export function native(): Native {
+  if (!loaded) {
+    const require = createRequire(import.meta.url);
+    const load = require('node-gyp-build') as (dir: string) => Native;
+    loaded = load(packageRoot);
+  }
+  return loaded;
+}
+
+export { packageRoot };
