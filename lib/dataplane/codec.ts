@@ -1,0 +1,65 @@
+/** Encoding and decoding of the endpoint table and the stats map (layout.ts). */
+import { ENDPOINT, EP_REDIRECT, STAT_NAMES, type StatName } from './layout.js';
+import { ipFromBytes, macFromBytes, macToBytes, parseIp, type Mac } from '../validate.js';
+
+export interface Endpoint {
+  guestIp: string;
+  guestMac: Mac;
+  gatewayMac: Mac;
+  hostIfindex: number; // 0: unknown (redirect is then off for this guest)
+  redirect: boolean;
+}
+
+export interface EndpointCounters {
+  fixed: bigint;
+  redirected: bigint;
+  passed: bigint;
+}
+
+export type Stats = Record<StatName, bigint>;
+
+const F = ENDPOINT.fields;
+
+export function encodeKey(ip: string): Buffer {
+  return parseIp(ip).bytes;
+}
+
+export function decodeKey(key: Uint8Array): string {
+  return ipFromBytes(key);
+}
+
+/** The value written for every CPU: addressing set, counters as given (zero for a new endpoint). */
+export function encodeEndpoint(ep: Endpoint, counters?: EndpointCounters): Buffer {
+  const b = Buffer.alloc(ENDPOINT.size);
+  macToBytes(ep.guestMac).copy(b, F.guest_mac.offset);
+  macToBytes(ep.gatewayMac).copy(b, F.gateway_mac.offset);
+  b.writeUInt32LE(ep.hostIfindex, F.host_ifindex.offset);
+  b.writeUInt32LE(ep.redirect ? EP_REDIRECT : 0, F.flags.offset);
+  if (counters) {
+    b.writeBigUInt64LE(counters.fixed, F.fixed.offset);
+    b.writeBigUInt64LE(counters.redirected, F.redirected.offset);
+    b.writeBigUInt64LE(counters.passed, F.passed.offset);
+  }
+  return b;
+}
+
+/** Decodes the per-CPU values of one endpoint: addressing from CPU 0, counters summed. */
+export function decodeEndpoint(key: Uint8Array, perCpu: Buffer[]): Endpoint & { counters: EndpointCounters } {
+  const first = perCpu[0]!;
+  const sum = (offset: number) => perCpu.reduce((acc, v) => acc + v.readBigUInt64LE(offset), 0n);
+  return {
+    guestIp: decodeKey(key),
+    guestMac: macFromBytes(first.subarray(F.guest_mac.offset)),
+    gatewayMac: macFromBytes(first.subarray(F.gateway_mac.offset)),
+    hostIfindex: first.readUInt32LE(F.host_ifindex.offset),
+    redirect: (first.readUInt32LE(F.flags.offset) & EP_REDIRECT) !== 0,
+    counters: { fixed: sum(F.fixed.offset), redirected: sum(F.redirected.offset), passed: sum(F.passed.offset) },
+  };
+}
+
+/** Sums the per-CPU stats slots. */
+export function decodeStats(perCpu: Buffer[]): Stats {
+  return Object.fromEntries(
+    STAT_NAMES.map((name, i) => [name, perCpu.reduce((acc, v) => acc + v.readBigUInt64LE(i * 8), 0n)]),
+  ) as Stats;
+}

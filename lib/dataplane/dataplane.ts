@@ -1,0 +1,197 @@
+/**
+ * The vmpeer dataplane on this node: the shipped BPF object, its endpoint
+ * table and counters, and the attachments vmpeer made. Everything that must
+ * outlive a process lives under one bpffs directory:
+ *
+ *   <root>/maps/endpoints, <root>/maps/stats    the shared maps
+ *   <root>/links/<record>                        tcx links
+ *   <root>/filters/<record>                      clsact filters (the pinned program is the record)
+ *
+ * so the CLI and the daemon see the same state, and stopping either never
+ * interrupts traffic.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { native as loadNative, packageRoot, type AttachMode, type Hook, type Native } from '../native.js';
+import { BpfObject } from '../bpf/object.js';
+import { attach, detach, describe, type HookTarget } from '../bpf/link.js';
+import { UsageError } from '../errors.js';
+import { decodeEndpoint, decodeStats, encodeEndpoint, encodeKey, type Endpoint, type EndpointCounters, type Stats } from './codec.js';
+import { ENDPOINT } from './layout.js';
+
+export const DEFAULT_BPFFS_ROOT = '/sys/fs/bpf/vmpeer';
+export const OBJECT_PATH = path.join(packageRoot, 'build', 'bpf', 'vmpeer.bpf.o');
+const BPF_FS_MAGIC = 0xcafe4a11;
+
+export type ProgramName = 'fixup' | 'redirect';
+
+export interface AttachmentRecord {
+  program: ProgramName;
+  mode: AttachMode;
+  hook: Hook;
+  ifname: string;
+  netnsInode: number;
+  pin: string;
+}
+
+export interface DataplaneOptions {
+  root?: string;
+  object?: string | Buffer;
+  native?: Native;
+}
+
+export class Dataplane {
+  readonly root: string;
+  private readonly obj: BpfObject;
+
+  private constructor(root: string, obj: BpfObject, private readonly n: Native) {
+    this.root = root;
+    this.obj = obj;
+  }
+
+  /** Loads the object, reusing the maps pinned under `root` (creating them on first use). */
+  static open(options: DataplaneOptions = {}): Dataplane {
+    const root = options.root ?? DEFAULT_BPFFS_ROOT;
+    const n = options.native ?? loadNative();
+    ensureBpffs(root);
+    for (const dir of ['maps', 'links', 'filters']) fs.mkdirSync(path.join(root, dir), { recursive: true });
+    const obj = BpfObject.open(options.object ?? OBJECT_PATH, { pinMapsIn: path.join(root, 'maps') }, n);
+    return new Dataplane(root, obj, n);
+  }
+
+  close(): void {
+    this.obj.close();
+  }
+
+  // ---- endpoints
+
+  /** Adds or updates the endpoint for a guest IP; its counters are kept. */
+  setEndpoint(ep: Endpoint): 'added' | 'updated' | 'unchanged' {
+    const map = this.obj.map('endpoints');
+    const key = encodeKey(ep.guestIp);
+    const fresh = encodeEndpoint(ep);
+    const current = map.lookup(key);
+    if (!current) {
+      map.update(key, fresh);
+      return 'added';
+    }
+    const addressing = ENDPOINT.fields.fixed.offset;
+    if (current.every((v) => v.subarray(0, addressing).equals(fresh.subarray(0, addressing)))) return 'unchanged';
+    map.update(key, current.map((v) => Buffer.concat([fresh.subarray(0, addressing), v.subarray(addressing)])));
+    return 'updated';
+  }
+
+  deleteEndpoint(guestIp: string): boolean {
+    return this.obj.map('endpoints').delete(encodeKey(guestIp));
+  }
+
+  endpoint(guestIp: string): (Endpoint & { counters: EndpointCounters }) | null {
+    const key = encodeKey(guestIp);
+    const value = this.obj.map('endpoints').lookup(key);
+    return value ? decodeEndpoint(key, value) : null;
+  }
+
+  endpoints(): (Endpoint & { counters: EndpointCounters })[] {
+    const map = this.obj.map('endpoints');
+    return map.keys().flatMap((key) => {
+      const value = map.lookup(key);
+      return value ? [decodeEndpoint(key, value)] : [];
+    });
+  }
+
+  stats(): Stats {
+    return decodeStats(this.obj.map('stats').lookup(Buffer.alloc(4))!);
+  }
+
+  // ---- attachments
+
+  /**
+   * Attaches a program at a hook. Idempotent: when vmpeer's attachment of the
+   * same program is already there, nothing changes and `created` is false.
+   */
+  attach(program: ProgramName, target: HookTarget, options: { mode?: 'auto' | AttachMode; first?: boolean } = {}): { record: AttachmentRecord; created: boolean } {
+    const existing = this.findRecord(program, target);
+    if (existing) return { record: existing, created: false };
+    const prog = this.obj.program(program);
+    const probe = attach(this.n, prog, target, { ...options, pinPath: this.pinFor(program, target, options.mode ?? 'auto') });
+    return { record: this.recordFor(program, target, probe.mode), created: true };
+  }
+
+  /** Removes vmpeer's attachment of `program` at a hook. Returns false when there was none. */
+  detach(program: ProgramName, target: HookTarget): boolean {
+    const record = this.findRecord(program, target);
+    if (!record) return false;
+    return this.removeRecord(record, target.netns);
+  }
+
+  /** Removes an attachment by its record; when the netns is gone only the pin is left to remove. */
+  removeRecord(record: AttachmentRecord, netns?: string): boolean {
+    const target = { netns, ifname: record.ifname, hook: record.hook };
+    if (netns && !fs.existsSync(netns)) {
+      fs.rmSync(record.pin, { force: true });
+      return true;
+    }
+    const removed = detach(this.n, target, { mode: record.mode, pinPath: record.pin });
+    fs.rmSync(record.pin, { force: true });
+    return removed || true;
+  }
+
+  attachments(): AttachmentRecord[] {
+    return (['links', 'filters'] as const).flatMap((dir) =>
+      fs.readdirSync(path.join(this.root, dir)).flatMap((name) => {
+        const r = parseRecordName(name);
+        return r ? [{ ...r, mode: dir === 'links' ? ('tcx' as const) : ('clsact' as const), pin: path.join(this.root, dir, name) }] : [];
+      }),
+    );
+  }
+
+  private findRecord(program: ProgramName, target: HookTarget): AttachmentRecord | undefined {
+    const inode = netnsInode(target.netns);
+    return this.attachments().find((r) => r.program === program && r.ifname === target.ifname && r.hook === target.hook && r.netnsInode === inode);
+  }
+
+  private pinFor(program: ProgramName, target: HookTarget, mode: 'auto' | AttachMode): string {
+    const resolved = mode === 'auto' ? (this.n.kernelFeatures().tcx ? 'tcx' : 'clsact') : mode;
+    return path.join(this.root, resolved === 'tcx' ? 'links' : 'filters', recordName(program, target));
+  }
+
+  private recordFor(program: ProgramName, target: HookTarget, mode: AttachMode): AttachmentRecord {
+    return { program, mode, hook: target.hook, ifname: target.ifname, netnsInode: netnsInode(target.netns), pin: this.pinFor(program, target, mode) };
+  }
+}
+
+/** The inode of a netns file identifies the namespace while it exists. */
+export function netnsInode(netns?: string): number {
+  try {
+    return fs.statSync(netns ?? '/proc/self/ns/net').ino;
+  } catch {
+    throw new UsageError(`network namespace not found: ${netns}`);
+  }
+}
+
+// bpffs names may not contain '.', so interface names are percent-encoded.
+function recordName(program: ProgramName, target: HookTarget): string {
+  const ifname = encodeURIComponent(target.ifname).replace(/\./g, '%2E');
+  return `${program}_${target.hook}_ns${netnsInode(target.netns)}_${ifname}`;
+}
+
+function parseRecordName(name: string): Omit<AttachmentRecord, 'mode' | 'pin'> | null {
+  const m = /^(fixup|redirect)_(ingress|egress)_ns(\d+)_(.+)$/.exec(name);
+  if (!m) return null;
+  return { program: m[1] as ProgramName, hook: m[2] as Hook, netnsInode: Number(m[3]), ifname: decodeURIComponent(m[4]!) };
+}
+
+function ensureBpffs(root: string): void {
+  const mount = '/sys/fs/bpf';
+  let type: number | bigint | undefined;
+  try {
+    type = fs.statfsSync(mount).type;
+  } catch {
+    type = undefined;
+  }
+  if (Number(type) !== BPF_FS_MAGIC) {
+    throw new UsageError(`${mount} is not a bpffs mount: mount it with 'mount -t bpf bpf ${mount}' (vmpeer keeps its state under ${root})`);
+  }
+}
+
+export { describe };

@@ -1,0 +1,14 @@
+// Each file's part of the module's exports; addon.cc calls them all.
+#pragma once
+
+#include <napi.h>
+
+namespace vmpeer {
+
+void InitObject(Napi::Env env, Napi::Object exports); // openObject
+void InitMaps(Napi::Env env, Napi::Object exports);   // possibleCpus, map*
+void InitFds(Napi::Env env, Napi::Object exports);    // objPin, objGet, closeFd, progIdOf
+void InitTestRun(Napi::Env env, Napi::Object exports); // testRun
+void InitHooks(Napi::Env env, Napi::Object exports);  // attach, detach, listHook, ifindex, kernelFeatures
+
+} // namespace vmpeer

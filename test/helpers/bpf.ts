@@ -1,0 +1,62 @@
+/** The shipped object, loaded privately (no pins) for BPF_PROG_TEST_RUN tests. */
+import type { ExecutionContext } from 'ava';
+import { BpfObject } from '../../lib/bpf/object.js';
+import { decodeEndpoint, decodeStats, encodeEndpoint, encodeKey, type Endpoint, type Stats } from '../../lib/dataplane/codec.js';
+import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
+
+export const TC_ACT_UNSPEC = -1;
+export const TC_ACT_REDIRECT = 7;
+
+/** The addresses the tests use; the guest's host veth is an arbitrary ifindex. */
+export const GUEST4 = '198.18.1.10';
+export const GUEST6 = '2001:db8::a';
+export const GUEST_MAC = '52:54:00:00:00:0a';
+export const GATEWAY_MAC = 'ee:ee:ee:ee:ee:ee';
+export const CLIENT4 = '198.18.0.2';
+export const CLIENT6 = '2001:db8:1::2';
+export const CLIENT_MAC = '02:00:00:00:00:02';
+/** Where a peer redirect leaves the destination MAC: the node's uplink MAC. */
+export const NODE_MAC = '02:00:00:00:00:01';
+/** BPF_PROG_TEST_RUN receives frames on loopback, whose MAC is all zeros: frames to it are PACKET_HOST. */
+export const HOST_MAC = '00:00:00:00:00:00';
+export const HOST_IFINDEX = 4242;
+
+export class Fixture {
+  constructor(readonly obj: BpfObject) {}
+
+  setEndpoint(ep: Partial<Endpoint> & { guestIp: string }): void {
+    const full: Endpoint = { guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true, ...ep };
+    this.obj.map('endpoints').update(encodeKey(full.guestIp), encodeEndpoint(full));
+  }
+
+  run(program: 'fixup' | 'redirect', frame: Buffer, repeat = 1): { retval: number; data: Buffer; durationNs: number } {
+    return this.obj.program(program).testRun({ data: frame, repeat });
+  }
+
+  stats(): Stats {
+    return decodeStats(this.obj.map('stats').lookup(Buffer.alloc(4))!);
+  }
+
+  counters(guestIp: string) {
+    const key = encodeKey(guestIp);
+    return decodeEndpoint(key, this.obj.map('endpoints').lookup(key)!).counters;
+  }
+}
+
+export function fixture(t: ExecutionContext, endpoints: (Partial<Endpoint> & { guestIp: string })[] = [{ guestIp: GUEST4 }, { guestIp: GUEST6 }]): Fixture {
+  const obj = BpfObject.open(OBJECT_PATH);
+  t.teardown(() => obj.close());
+  const f = new Fixture(obj);
+  for (const ep of endpoints) f.setEndpoint(ep);
+  return f;
+}
+
+/** Runs `action` and returns which stats moved, and by how much. */
+export function statDelta(f: Fixture, action: () => void): Partial<Record<keyof Stats, bigint>> {
+  const before = f.stats();
+  action();
+  const after = f.stats();
+  return Object.fromEntries(
+    (Object.keys(after) as (keyof Stats)[]).filter((k) => after[k] !== before[k]).map((k) => [k, after[k] - before[k]]),
+  );
+}
