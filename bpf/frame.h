@@ -32,7 +32,7 @@ struct frame {
  * Fills `f` for a unicast IPv4 or IPv6 frame and returns VMPEER_STAT_MAX;
  * otherwise returns the reason the frame is not ours to touch.
  */
-static __always_inline int parse_frame(struct __sk_buff *skb, struct frame *f)
+static __always_inline enum vmpeer_stat parse_frame(struct __sk_buff *skb, struct frame *f)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;

@@ -29,19 +29,18 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct vmpeer_stats);
+	__uint(max_entries, VMPEER_STAT_MAX);
+	__type(key, enum vmpeer_stat);
+	__type(value, __u64);
 } stats SEC(".maps");
 
 /* Count the outcome and let the next program at the hook run. */
-static __always_inline int next(int reason)
+static __always_inline int next(enum vmpeer_stat reason)
 {
-	__u32 zero = 0;
-	struct vmpeer_stats *s = bpf_map_lookup_elem(&stats, &zero);
+	__u64 *count = bpf_map_lookup_elem(&stats, &reason);
 
-	if (s)
-		s->count[reason]++;
+	if (count)
+		(*count)++;
 	return TC_ACT_UNSPEC;
 }
 
@@ -62,7 +61,7 @@ int fixup(struct __sk_buff *skb)
 {
 	struct vmpeer_endpoint *ep;
 	struct frame f;
-	int reason;
+	enum vmpeer_stat reason;
 
 	reason = parse_frame(skb, &f);
 	if (reason != VMPEER_STAT_MAX)
@@ -101,7 +100,7 @@ int redirect(struct __sk_buff *skb)
 {
 	struct vmpeer_endpoint *ep;
 	struct frame f;
-	int reason;
+	enum vmpeer_stat reason;
 
 	reason = parse_frame(skb, &f);
 	if (reason != VMPEER_STAT_MAX)

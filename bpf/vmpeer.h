@@ -35,8 +35,8 @@ struct vmpeer_endpoint {
 };
 
 /*
- * Global per-CPU counters, one slot per outcome. Every frame either program
- * sees lands in exactly one slot.
+ * Global per-CPU counters: the stats map has one slot per outcome, and every
+ * frame either program sees lands in exactly one slot.
  */
 enum vmpeer_stat {
 	VMPEER_STAT_FIXED = 0,        /* fixup: re-addressed to the guest */
@@ -51,10 +51,6 @@ enum vmpeer_stat {
 	VMPEER_STAT_PASS_NOT_HOST,    /* redirect: frame not addressed to this host */
 	VMPEER_STAT_PASS_NO_REDIRECT, /* redirect: endpoint not enabled for redirect */
 	VMPEER_STAT_MAX,
-};
-
-struct vmpeer_stats {
-	__u64 count[VMPEER_STAT_MAX];
 };
 
 #define VMPEER_MAX_ENDPOINTS 1024

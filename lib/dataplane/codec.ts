@@ -57,9 +57,15 @@ export function decodeEndpoint(key: Uint8Array, perCpu: Buffer[]): Endpoint & { 
   };
 }
 
-/** Sums the per-CPU stats slots. */
-export function decodeStats(perCpu: Buffer[]): Stats {
+export function encodeStatKey(slot: number): Buffer {
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(slot);
+  return key;
+}
+
+/** Sums each stats slot over CPUs; `slots[i]` holds slot i's per-CPU values. */
+export function decodeStats(slots: Buffer[][]): Stats {
   return Object.fromEntries(
-    STAT_NAMES.map((name, i) => [name, perCpu.reduce((acc, v) => acc + v.readBigUInt64LE(i * 8), 0n)]),
+    STAT_NAMES.map((name, i) => [name, (slots[i] ?? []).reduce((acc, v) => acc + v.readBigUInt64LE(0), 0n)]),
   ) as Stats;
 }

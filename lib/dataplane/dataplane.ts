@@ -16,8 +16,8 @@ import { native as loadNative, packageRoot, type AttachMode, type Hook, type Nat
 import { BpfObject } from '../bpf/object.js';
 import { attach, detach, describe, type HookTarget } from '../bpf/link.js';
 import { UsageError } from '../errors.js';
-import { decodeEndpoint, decodeStats, encodeEndpoint, encodeKey, type Endpoint, type EndpointCounters, type Stats } from './codec.js';
-import { ENDPOINT } from './layout.js';
+import { decodeEndpoint, decodeStats, encodeEndpoint, encodeKey, encodeStatKey, type Endpoint, type EndpointCounters, type Stats } from './codec.js';
+import { ENDPOINT, STAT_NAMES } from './layout.js';
 
 export const DEFAULT_BPFFS_ROOT = '/sys/fs/bpf/vmpeer';
 export const OBJECT_PATH = path.join(packageRoot, 'build', 'bpf', 'vmpeer.bpf.o');
@@ -100,7 +100,8 @@ export class Dataplane {
   }
 
   stats(): Stats {
-    return decodeStats(this.obj.map('stats').lookup(Buffer.alloc(4))!);
+    const map = this.obj.map('stats');
+    return decodeStats(STAT_NAMES.map((_, slot) => map.lookup(encodeStatKey(slot)) ?? []));
   }
 
   // ---- attachments

@@ -33,7 +33,7 @@ export const ENDPOINT = {
 /** VMPEER_EP_* */
 export const EP_REDIRECT = 1 << 0;
 
-/** enum vmpeer_stat, in order: the slots of struct vmpeer_stats. */
+/** enum vmpeer_stat, in order: the slots (keys) of the stats map, each a per-CPU __u64. */
 export const STAT_NAMES = [
   'fixed',
   'redirected',
@@ -49,12 +49,6 @@ export const STAT_NAMES = [
 ] as const;
 
 export type StatName = (typeof STAT_NAMES)[number];
-
-export const STATS = {
-  struct: 'vmpeer_stats',
-  size: 8 * STAT_NAMES.length,
-  fields: { count: { offset: 0, size: 8 * STAT_NAMES.length } },
-} as const;
 
 /** The C name of a stat slot: passNotIp → VMPEER_STAT_PASS_NOT_IP. */
 export function statEnumName(name: StatName): string {

@@ -1,8 +1,9 @@
 /** The shipped object, loaded privately (no pins) for BPF_PROG_TEST_RUN tests. */
 import type { ExecutionContext } from 'ava';
 import { BpfObject } from '../../lib/bpf/object.js';
-import { decodeEndpoint, decodeStats, encodeEndpoint, encodeKey, type Endpoint, type Stats } from '../../lib/dataplane/codec.js';
+import { decodeEndpoint, decodeStats, encodeEndpoint, encodeKey, encodeStatKey, type Endpoint, type Stats } from '../../lib/dataplane/codec.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
+import { STAT_NAMES } from '../../lib/dataplane/layout.js';
 
 export const TC_ACT_UNSPEC = -1;
 export const TC_ACT_REDIRECT = 7;
@@ -34,7 +35,8 @@ export class Fixture {
   }
 
   stats(): Stats {
-    return decodeStats(this.obj.map('stats').lookup(Buffer.alloc(4))!);
+    const map = this.obj.map('stats');
+    return decodeStats(STAT_NAMES.map((_, slot) => map.lookup(encodeStatKey(slot)) ?? []));
   }
 
   counters(guestIp: string) {

