@@ -61,9 +61,11 @@ private:
       uint32_t bitOffset = btf_member_bit_offset(t, i);
       uint32_t bitSize = btf_member_bitfield_size(t, i);
       long size = bitSize ? (bitOffset % 8 + bitSize + 7) / 8 : btf__resolve_size(btf, m->type);
-      Check(static_cast<int>(size < 0 ? size : 0), "btf__resolve_size", name);
+      const char *memberName = btf__name_by_offset(btf, m->name_off);
+      if (size < 0)
+        Fail(static_cast<int>(-size), "btf__resolve_size", name, memberName);
       Napi::Object member = Napi::Object::New(env);
-      member.Set("name", btf__name_by_offset(btf, m->name_off));
+      member.Set("name", memberName);
       member.Set("offset", bitOffset / 8);
       member.Set("size", static_cast<double>(size));
       members.Set(i, member);

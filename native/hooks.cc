@@ -1,0 +1,196 @@
+// attach, detach, listHook, ifindex, kernelFeatures: the JS side of tcx.cc
+// and tc.cc. Requests are read on the JS thread, the work runs in the
+// target's netns (netns.h), the results become JS values back here.
+#include "args.h"
+#include "errors.h"
+#include "exports.h"
+#include "hook.h"
+#include "info.h"
+#include "netlink.h"
+#include "netns.h"
+#include "tc.h"
+#include "tcx.h"
+
+#include <bpf/libbpf.h>
+
+#include <net/if.h>
+
+#include <vector>
+
+namespace vmpeer {
+
+namespace {
+
+enum Mode { kTcx, kClsact };
+
+Target ReadTarget(const Fields &f) {
+  Target t;
+  t.netns = f.optString("netns");
+  t.ifname = f.string("ifname");
+  t.ingress = f.choice("hook", {"ingress", "egress"}) == 0;
+  return t;
+}
+
+std::optional<uint32_t> Priority(const Fields &f) {
+  std::optional<uint32_t> priority = f.optUint32("priority");
+  if (priority && *priority > 0xffff)
+    f.bad("priority must be at most 65535");
+  return priority;
+}
+
+// Runs in the target's netns. 0 when there is no such interface.
+uint32_t IfindexHere(const std::string &ifname, const std::string &label) {
+  unsigned int ifindex = if_nametoindex(ifname.c_str());
+  if (ifindex == 0 && errno != ENODEV && errno != ENXIO)
+    Fail(errno, "if_nametoindex", label);
+  return ifindex;
+}
+
+uint32_t RequireIfindex(const Target &t) {
+  uint32_t ifindex = IfindexHere(t.ifname, t.label());
+  if (ifindex == 0)
+    Fail(ENODEV, "if_nametoindex", t.label());
+  return ifindex;
+}
+
+Napi::Value ToJs(Napi::Env env, const Attachment &a) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("mode", a.tcx ? "tcx" : "clsact");
+  o.Set("ifindex", a.ifindex);
+  o.Set("progId", a.progId);
+  if (a.tcx) {
+    o.Set("linkId", a.linkId);
+    if (a.linkFd >= 0)
+      o.Set("linkFd", a.linkFd);
+  } else {
+    o.Set("handle", a.handle);
+    o.Set("priority", a.priority);
+  }
+  return o;
+}
+
+// attach(request: AttachRequest): Attachment
+Napi::Value Attach(const Napi::CallbackInfo &info) {
+  Args args(info, "attach");
+  Fields f(args.object(0, "request"), "attach");
+  Target t = ReadTarget(f);
+  int progFd = f.fd("progFd");
+  Mode mode = static_cast<Mode>(f.choice("mode", {"tcx", "clsact"}));
+  std::optional<std::string> pinPath = f.optString("pinPath");
+  bool first = f.optBool("first", false);
+  uint32_t handle = f.optUint32("handle").value_or(0);
+  uint32_t priority = Priority(f).value_or(0);
+  if (mode == kClsact && (pinPath || first))
+    f.bad("pinPath and first are for mode 'tcx'");
+  if (mode == kTcx && (f.optUint32("handle") || f.optUint32("priority")))
+    f.bad("handle and priority are for mode 'clsact'");
+
+  Attachment a = InNetns(t.netns, [&] {
+    uint32_t ifindex = RequireIfindex(t);
+    if (mode == kTcx)
+      return TcxAttach(ifindex, t.ingress, progFd, pinPath, first, t.label());
+    return ClsactAttach(ifindex, t.ingress, progFd, handle, priority, t.label());
+  });
+  return ToJs(info.Env(), a);
+}
+
+// detach(request: DetachRequest): boolean
+Napi::Value Detach(const Napi::CallbackInfo &info) {
+  Args args(info, "detach");
+  Fields f(args.object(0, "request"), "detach");
+  Target t = ReadTarget(f);
+  Mode mode = static_cast<Mode>(f.choice("mode", {"tcx", "clsact"}));
+  std::optional<uint32_t> progId = f.optUint32("progId");
+  bool done;
+  if (mode == kTcx) {
+    std::optional<std::string> pinPath = f.optString("pinPath");
+    if (!pinPath)
+      f.bad("mode 'tcx' needs pinPath");
+    // The pin names the link: no netns to enter, so this works after the
+    // interface or its netns is gone.
+    done = TcxDetach(*pinPath, t.ingress, progId, t.label());
+  } else {
+    std::optional<uint32_t> handle = f.optUint32("handle");
+    std::optional<uint32_t> priority = Priority(f);
+    if (!handle || !priority || !*handle || !*priority)
+      f.bad("mode 'clsact' needs a non-zero handle and priority");
+    done = InNetns(t.netns, [&] {
+      return ClsactDetach(RequireIfindex(t), t.ingress, *handle, *priority, progId, t.label());
+    });
+  }
+  return Napi::Boolean::New(info.Env(), done);
+}
+
+struct Entry {
+  bool tcx;
+  uint32_t progId;
+  std::string progName;
+  uint32_t linkId, handle, priority;
+};
+
+// listHook(target: HookTarget): HookEntry[]
+Napi::Value ListHook(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Args args(info, "listHook");
+  Target t = ReadTarget(Fields(args.object(0, "target"), "listHook"));
+
+  std::vector<Entry> entries = InNetns(t.netns, [&] {
+    uint32_t ifindex = RequireIfindex(t);
+    std::vector<Entry> found;
+    // tcx programs run first, then the clsact filters (Linux 6.6+).
+    for (const TcxProg &p : TcxQuery(ifindex, t.ingress, t.label()))
+      found.push_back({true, p.progId, ProgNameById(p.progId), p.linkId, 0, 0});
+    for (const TcFilter &f : DumpClsactFilters(ifindex, t.ingress, t.label())) {
+      if (f.kind != "bpf")
+        continue;
+      std::string name = ProgNameById(f.progId);
+      found.push_back({false, f.progId, name.empty() ? f.bpfName : name, 0, f.handle, f.priority});
+    }
+    return found;
+  });
+
+  Napi::Array list = Napi::Array::New(env, entries.size());
+  for (size_t i = 0; i < entries.size(); i++) {
+    const Entry &e = entries[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("mode", e.tcx ? "tcx" : "clsact");
+    o.Set("progId", e.progId);
+    o.Set("progName", e.progName);
+    if (e.tcx) {
+      o.Set("linkId", e.linkId);
+    } else {
+      o.Set("handle", e.handle);
+      o.Set("priority", e.priority);
+    }
+    list.Set(i, o);
+  }
+  return list;
+}
+
+// ifindex(netns: string | undefined, ifname: string): number, 0 when absent
+Napi::Value Ifindex(const Napi::CallbackInfo &info) {
+  Args args(info, "ifindex");
+  Target t;
+  t.netns = args.optString(0, "netns");
+  t.ifname = args.string(1, "ifname");
+  return Napi::Number::New(info.Env(), InNetns(t.netns, [&] { return IfindexHere(t.ifname, t.ifname); }));
+}
+
+Napi::Value KernelFeatures(const Napi::CallbackInfo &info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("tcx", TcxSupported());
+  o.Set("redirectPeer", libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, BPF_FUNC_redirect_peer, nullptr) == 1);
+  return o;
+}
+
+} // namespace
+
+void InitHooks(Napi::Env env, Napi::Object exports) {
+  exports.Set("attach", Napi::Function::New<Guard<Attach>>(env, "attach"));
+  exports.Set("detach", Napi::Function::New<Guard<Detach>>(env, "detach"));
+  exports.Set("listHook", Napi::Function::New<Guard<ListHook>>(env, "listHook"));
+  exports.Set("ifindex", Napi::Function::New<Guard<Ifindex>>(env, "ifindex"));
+  exports.Set("kernelFeatures", Napi::Function::New<Guard<KernelFeatures>>(env, "kernelFeatures"));
+}
+
+} // namespace vmpeer

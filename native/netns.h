@@ -1,0 +1,34 @@
+// Running work inside another network namespace. setns() changes the netns of
+// the calling thread only, so each call gets a fresh native thread that enters
+// the namespace, does the work and ends; the JS thread and libuv's pool
+// threads never change namespace. Interface names, ifindexes, netlink sockets
+// and tcx attachments made there all resolve in that namespace.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <type_traits>
+
+namespace vmpeer {
+
+// Runs `body` on a new thread inside the netns at `path` and waits for it.
+// A Failure thrown there (or on entering the netns) is rethrown here.
+void RunInNetns(const std::string &path, const std::function<void()> &body);
+
+// The same for a netns that may be absent: then `body` runs right here, in
+// the caller's netns. Returns what `body` returns.
+template <typename Fn> auto InNetns(const std::optional<std::string> &path, Fn &&body) {
+  using Result = std::invoke_result_t<Fn>;
+  if (!path)
+    return body();
+  if constexpr (std::is_void_v<Result>) {
+    RunInNetns(*path, body);
+  } else {
+    std::optional<Result> result;
+    RunInNetns(*path, [&] { result.emplace(body()); });
+    return std::move(*result);
+  }
+}
+
+} // namespace vmpeer

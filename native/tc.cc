@@ -1,0 +1,85 @@
+#include "tc.h"
+
+#include "errors.h"
+#include "info.h"
+#include "netlink.h"
+
+#include <bpf/libbpf.h>
+
+#include <cstring>
+
+namespace vmpeer {
+
+namespace {
+
+bpf_tc_hook Hook(uint32_t ifindex, bool ingress) {
+  bpf_tc_hook hook;
+  memset(&hook, 0, sizeof hook);
+  hook.sz = sizeof hook;
+  hook.ifindex = static_cast<int>(ifindex);
+  hook.attach_point = ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS;
+  return hook;
+}
+
+bpf_tc_opts Opts() {
+  bpf_tc_opts opts;
+  memset(&opts, 0, sizeof opts);
+  opts.sz = sizeof opts;
+  return opts;
+}
+
+std::string Where(uint32_t handle, uint32_t priority) {
+  return "handle " + std::to_string(handle) + " priority " + std::to_string(priority);
+}
+
+} // namespace
+
+Attachment ClsactAttach(uint32_t ifindex, bool ingress, int progFd, uint32_t handle, uint32_t priority,
+                        const std::string &label) {
+  bpf_tc_hook hook = Hook(ifindex, ingress);
+  int rc = bpf_tc_hook_create(&hook); // the clsact qdisc, for both hooks
+  if (rc < 0 && rc != -EEXIST)
+    Fail(-rc, "bpf_tc_hook_create", label);
+
+  bpf_tc_opts opts = Opts();
+  opts.prog_fd = progFd;
+  opts.handle = handle;
+  opts.priority = priority;
+  // No BPF_TC_F_REPLACE: libbpf then asks for NLM_F_EXCL, and a filter
+  // already at this handle and priority stays and fails us with EEXIST.
+  Check(bpf_tc_attach(&hook, &opts), "bpf_tc_attach", label, Where(handle, priority));
+
+  Attachment a;
+  a.ifindex = ifindex;
+  a.progId = opts.prog_id;
+  a.handle = opts.handle;
+  a.priority = opts.priority;
+  return a;
+}
+
+bool ClsactDetach(uint32_t ifindex, bool ingress, uint32_t handle, uint32_t priority,
+                  std::optional<uint32_t> progId, const std::string &label) {
+  const TcFilter *found = nullptr;
+  std::vector<TcFilter> filters = DumpClsactFilters(ifindex, ingress, label);
+  for (const TcFilter &f : filters)
+    if (f.handle == handle && f.priority == priority && f.chain == 0)
+      found = &f;
+  if (!found)
+    return false;
+  if (found->kind != "bpf")
+    Fail(EBUSY, "bpf_tc_detach", label,
+         Where(handle, priority) + " holds a foreign " + found->kind + " filter");
+  if (progId && found->progId != *progId)
+    Fail(EBUSY, "bpf_tc_detach", label,
+         Where(handle, priority) + " holds a foreign filter: program " + std::to_string(found->progId) +
+             ", not " + std::to_string(*progId));
+
+  bpf_tc_hook hook = Hook(ifindex, ingress);
+  bpf_tc_opts opts = Opts();
+  opts.handle = handle;
+  opts.priority = priority;
+  Check(bpf_tc_detach(&hook, &opts), "bpf_tc_detach", label, Where(handle, priority));
+  return true;
+}
+
+} // namespace vmpeer

@@ -1,0 +1,23 @@
+// Netlink tc filters (cls_bpf, direct-action) under the clsact qdisc.
+#pragma once
+
+#include "hook.h"
+
+#include <optional>
+#include <string>
+
+namespace vmpeer {
+
+// Adds the filter at `handle` / `priority` (0: the kernel picks), creating
+// the clsact qdisc if missing. Never replaces: an existing filter there is
+// EEXIST.
+Attachment ClsactAttach(uint32_t ifindex, bool ingress, int progFd, uint32_t handle, uint32_t priority,
+                        const std::string &label);
+
+// Deletes the bpf filter at `handle` / `priority`; false when there is none.
+// A filter there that is not a bpf filter, or runs another program than
+// `progId`, is foreign: EBUSY, and it stays.
+bool ClsactDetach(uint32_t ifindex, bool ingress, uint32_t handle, uint32_t priority,
+                  std::optional<uint32_t> progId, const std::string &label);
+
+} // namespace vmpeer
