@@ -1,0 +1,206 @@
+/**
+ * A real QEMU guest on the VM pod's tap (tap0), as virt-launcher runs it:
+ * a Debian kernel, the busybox initramfs of initramfs.ts, virtio-net on the
+ * tap with the guest MAC. KVM when /dev/kvm works, software emulation (TCG,
+ * ~10 s to boot) otherwise. QEMU gets SIGKILL when the lab process dies.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { killAndWait, run, spawnIn } from './exec.js';
+import { guestInitramfs, READY_MARK } from './initramfs.js';
+import { guestKernel } from './kernel.js';
+
+export interface QemuGuestOptions {
+  /** netns path of the VM pod (where the tap is). */
+  podNs: string;
+  tap: string;
+  mac: string;
+  ip: string;
+  /** Kernel series or Debian release (default "6.1"). */
+  kernel?: string;
+  /** Queues of a multi-queue tap (> 1 only for taps created multi_queue). */
+  queues?: number;
+  memoryMb?: number;
+  bootTimeoutMs?: number;
+  accel?: 'auto' | 'kvm' | 'tcg';
+}
+
+const QBOOT = '/usr/share/qemu/qboot.rom';
+const CONSOLE_KEEP = 64 * 1024;
+
+let kvmChecked: Promise<boolean> | undefined;
+
+/** Whether QEMU can use KVM here (the device may exist and still refuse). */
+export function kvmUsable(): Promise<boolean> {
+  kvmChecked ??= (async () => {
+    if (!existsSync('/dev/kvm')) return false;
+    const r = await run(
+      'qemu-system-x86_64',
+      ['-machine', 'none,accel=kvm', '-nodefaults', '-display', 'none', '-qmp', 'stdio'],
+      {
+        input: '{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n',
+        allowFail: true,
+        timeoutMs: 20_000,
+      },
+    ).catch(() => ({ code: 1 }));
+    return r.code === 0;
+  })();
+  return kvmChecked;
+}
+
+export class QemuGuest {
+  private console = '';
+  /** Characters dropped from the front of `console` (offsets stay absolute). */
+  private dropped = 0;
+  private exited = false;
+  private queue: Promise<unknown> = Promise.resolve();
+  private waiters: Array<() => void> = [];
+
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly release: string,
+    readonly accel: 'kvm' | 'tcg',
+    readonly ip: string,
+    readonly mac: string,
+  ) {
+    const take = (b: Buffer) => {
+      this.console += b.toString('latin1').replace(/\r/g, '');
+      if (this.console.length > 2 * CONSOLE_KEEP) {
+        this.dropped += this.console.length - CONSOLE_KEEP;
+        this.console = this.console.slice(-CONSOLE_KEEP);
+      }
+      for (const w of this.waiters.splice(0)) w();
+    };
+    child.stdout!.on('data', take);
+    child.stderr!.on('data', take);
+    child.on('exit', () => {
+      this.exited = true;
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  /** Boots the guest; resolves once its network and servers are up. */
+  static async boot(o: QemuGuestOptions): Promise<QemuGuest> {
+    const kernel = await guestKernel(o.kernel ?? '6.1');
+    const initrd = guestInitramfs(kernel);
+    const accel = o.accel === 'tcg' ? 'tcg' : o.accel === 'kvm' || (await kvmUsable()) ? 'kvm' : 'tcg';
+    const queues = o.queues ?? 1;
+    const append = [
+      'console=ttyS0',
+      'rdinit=/init',
+      'panic=-1',
+      'quiet',
+      'loglevel=3',
+      'mitigations=off',
+      'tsc=reliable',
+      'i8042.noaux',
+      'i8042.nokbd',
+      'i8042.nopnp',
+      `vmpeer.ip=${o.ip}`,
+    ].join(' ');
+    const netdev = `tap,id=n0,ifname=${o.tap},script=no,downscript=no,vhost=off${queues > 1 ? `,queues=${queues}` : ''}`;
+    const device = `virtio-net-pci,netdev=n0,mac=${o.mac}${queues > 1 ? `,mq=on,vectors=${2 * queues + 2}` : ''}`;
+    const args = [
+      '-name',
+      'vmpeer-lab-guest',
+      '-machine',
+      'pc',
+      ...(accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max']),
+      ...(existsSync(QBOOT) ? ['-bios', QBOOT] : []),
+      '-smp',
+      '1',
+      '-m',
+      String(o.memoryMb ?? 256),
+      '-nodefaults',
+      '-no-user-config',
+      '-display',
+      'none',
+      '-monitor',
+      'none',
+      '-no-reboot',
+      '-serial',
+      'stdio',
+      '-kernel',
+      kernel.image,
+      '-initrd',
+      initrd,
+      '-append',
+      append,
+      '-netdev',
+      netdev,
+      '-device',
+      device,
+    ];
+    const child = spawnIn(o.podNs, 'qemu-system-x86_64', args);
+    const guest = new QemuGuest(child, kernel.release, accel, o.ip, o.mac);
+    try {
+      await guest.waitFor(new RegExp(`${READY_MARK} ip=\\S+ mac=\\S+`), o.bootTimeoutMs ?? (accel === 'kvm' ? 60_000 : 120_000));
+    } catch (e) {
+      await guest.kill();
+      throw e;
+    }
+    return guest;
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  /** The guest's serial console so far (at least the last 64 KiB). */
+  get consoleText(): string {
+    return this.console;
+  }
+
+  /** Absolute offset of the console's end, for waitFor(…, from). */
+  get consoleOffset(): number {
+    return this.dropped + this.console.length;
+  }
+
+  /** Waits until the console from offset `from` on matches `re`; returns the match. */
+  waitFor(re: RegExp, timeoutMs: number, from = 0): Promise<RegExpExecArray> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`QEMU guest: timed out waiting for ${re}; console:\n${this.console.slice(-3000)}`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== check);
+      };
+      const check = () => {
+        const m = re.exec(this.console.slice(Math.max(0, from - this.dropped)));
+        if (m) {
+          done();
+          resolve(m);
+        } else if (this.exited) {
+          done();
+          reject(new Error(`QEMU guest exited; console:\n${this.console.slice(-3000)}`));
+        } else {
+          this.waiters.push(check);
+        }
+      };
+      check();
+    });
+  }
+
+  /**
+   * Runs a shell command in the guest (over the serial console); resolves
+   * with its output and exit status. Commands run one at a time.
+   */
+  exec(command: string, timeoutMs = 30_000): Promise<{ code: number; output: string }> {
+    const step = this.queue.then(async () => {
+      const tag = `__VMPEER_${Math.random().toString(36).slice(2)}__`;
+      const from = this.consoleOffset;
+      this.child.stdin!.write(`echo ${tag}B; ( ${command} ) 2>&1; echo ${tag}E $?\n`);
+      const m = await this.waitFor(new RegExp(`${tag}B\\n([\\s\\S]*?)${tag}E (\\d+)\\n`), timeoutMs, from);
+      return { code: Number(m[2]), output: m[1]! };
+    });
+    this.queue = step.catch(() => undefined);
+    return step;
+  }
+
+  /** Kills QEMU. Safe to call twice. */
+  async kill(): Promise<void> {
+    await killAndWait(this.child, 'SIGKILL');
+  }
+}
