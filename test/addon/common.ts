@@ -1,0 +1,72 @@
+/** What the addon tests share: the addon, the shipped object, a pod-like netns. */
+import path from 'node:path';
+import type { ExecutionContext } from 'ava';
+import { native, packageRoot, type NativeError, type NativeMap, type NativeObject, type NativeProgram, type OpenOptions } from '../../lib/native.js';
+import { netns, uniqueName, veth, type Netns } from '../helpers/netns.js';
+
+export const addon = native();
+export const OBJECT_PATH = path.join(packageRoot, 'build/bpf/vmpeer.bpf.o');
+
+/** bpf/vmpeer.h, enum vmpeer_stat */
+export const STAT_PASS_UNKNOWN = 3;
+export const STAT_PASS_NOT_UNICAST = 5;
+
+/** The shipped object, loaded for this test and closed after it. */
+export function openObject(t: ExecutionContext, options?: OpenOptions): NativeObject {
+  const obj = addon.openObject(OBJECT_PATH, options);
+  t.teardown(() => obj.close());
+  return obj;
+}
+
+export function program(obj: NativeObject, name: string): NativeProgram {
+  const p = obj.programs.find((x) => x.name === name);
+  if (!p) throw new Error(`no program ${name}`);
+  return p;
+}
+
+export function map(obj: NativeObject, name: string): NativeMap {
+  const m = obj.maps.find((x) => x.name === name);
+  if (!m) throw new Error(`no map ${name}`);
+  return m;
+}
+
+/** Closes an fd the addon returned (an unpinned tcx link) when the test ends. */
+export function closeLater(t: ExecutionContext, fd: number | undefined): void {
+  if (fd === undefined) throw new Error('expected an fd');
+  t.teardown(() => addon.closeFd(fd));
+}
+
+/** A netns with a veth pair inside it, like a pod's interface: attach to `ifname`. */
+export function pod(t: ExecutionContext): { ns: Netns; ifname: string; peer: string } {
+  const ns = netns(t, 'p');
+  const ifname = uniqueName('i');
+  const peer = uniqueName('j');
+  veth(t, { ns, name: ifname }, { ns, name: peer });
+  return { ns, ifname, peer };
+}
+
+/** One slot of a per-CPU u64 array map, summed over the CPUs. */
+export function statSlot(mapFd: number, slot: number): bigint {
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(slot);
+  const value = addon.mapLookup(mapFd, key, 8 * addon.possibleCpus());
+  if (!value) throw new Error(`no stats slot ${slot}`);
+  let sum = 0n;
+  for (let i = 0; i < value.length; i += 8) sum += value.readBigUInt64LE(i);
+  return sum;
+}
+
+/**
+ * Asserts that `fn` throws a NativeError with these fields, or with
+ * `typeError` a TypeError (code EINVAL) for bad arguments, and returns it.
+ */
+export function throwsNative(
+  t: ExecutionContext,
+  fn: () => unknown,
+  expected: Partial<Pick<NativeError, 'code' | 'errno' | 'op' | 'object'>> & { message?: RegExp; typeError?: boolean },
+): NativeError {
+  const { message, typeError, ...fields } = expected;
+  const err = t.throws(fn, { instanceOf: typeError ? TypeError : Error, ...(message ? { message } : {}) }) as NativeError;
+  if (err) t.like(err, typeError ? { code: 'EINVAL', errno: 22, ...fields } : fields);
+  return err;
+}
