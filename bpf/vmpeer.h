@@ -28,7 +28,7 @@ struct vmpeer_endpoint {
 	__u8 gateway_mac[6]; /* the MAC of the VM pod's host-side veth */
 	__u32 host_ifindex;  /* that veth's ifindex in the node netns */
 	__u32 flags;         /* VMPEER_EP_* */
-	__u32 reserved;
+	__u32 pod_netns;     /* inode of the VM pod's netns: user-space bookkeeping */
 	__u64 fixed;         /* frames `fixup` re-addressed to the guest */
 	__u64 redirected;    /* frames `redirect` sent to the guest */
 	__u64 passed;        /* frames for this guest left to the kernel */

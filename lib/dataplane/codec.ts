@@ -8,6 +8,7 @@ export interface Endpoint {
   gatewayMac: Mac;
   hostIfindex: number; // 0: unknown (redirect is then off for this guest)
   redirect: boolean;
+  podNetns?: number; // inode of the VM pod's netns, so its endpoints can be found again
 }
 
 export interface EndpointCounters {
@@ -35,6 +36,7 @@ export function encodeEndpoint(ep: Endpoint, counters?: EndpointCounters): Buffe
   macToBytes(ep.gatewayMac).copy(b, F.gateway_mac.offset);
   b.writeUInt32LE(ep.hostIfindex, F.host_ifindex.offset);
   b.writeUInt32LE(ep.redirect ? EP_REDIRECT : 0, F.flags.offset);
+  b.writeUInt32LE(ep.podNetns ?? 0, F.pod_netns.offset);
   if (counters) {
     b.writeBigUInt64LE(counters.fixed, F.fixed.offset);
     b.writeBigUInt64LE(counters.redirected, F.redirected.offset);
@@ -53,6 +55,7 @@ export function decodeEndpoint(key: Uint8Array, perCpu: Buffer[]): Endpoint & { 
     gatewayMac: macFromBytes(first.subarray(F.gateway_mac.offset)),
     hostIfindex: first.readUInt32LE(F.host_ifindex.offset),
     redirect: (first.readUInt32LE(F.flags.offset) & EP_REDIRECT) !== 0,
+    podNetns: first.readUInt32LE(F.pod_netns.offset),
     counters: { fixed: sum(F.fixed.offset), redirected: sum(F.redirected.offset), passed: sum(F.passed.offset) },
   };
 }

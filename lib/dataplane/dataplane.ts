@@ -11,11 +11,12 @@
  * interrupts traffic.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { native as loadNative, packageRoot, type AttachMode, type Hook, type Native } from '../native.js';
 import { BpfObject } from '../bpf/object.js';
 import { attach, detach, describe, type HookTarget } from '../bpf/link.js';
-import { UsageError } from '../errors.js';
+import { KernelUnsupportedError, UsageError } from '../errors.js';
 import { decodeEndpoint, decodeStats, encodeEndpoint, encodeKey, encodeStatKey, type Endpoint, type EndpointCounters, type Stats } from './codec.js';
 import { ENDPOINT, STAT_NAMES } from './layout.js';
 
@@ -49,10 +50,18 @@ export class Dataplane {
     this.obj = obj;
   }
 
+  /** Whether vmpeer has state under `root` (without creating any). */
+  static exists(root = DEFAULT_BPFFS_ROOT): boolean {
+    return fs.existsSync(path.join(root, 'maps', 'endpoints'));
+  }
+
   /** Loads the object, reusing the maps pinned under `root` (creating them on first use). */
   static open(options: DataplaneOptions = {}): Dataplane {
     const root = options.root ?? DEFAULT_BPFFS_ROOT;
     const n = options.native ?? loadNative();
+    if (!n.kernelFeatures().redirectPeer) {
+      throw new KernelUnsupportedError(`this kernel (${os.release()}) lacks bpf_redirect_peer: vmpeer needs Linux 5.10 or later`);
+    }
     ensureBpffs(root);
     for (const dir of ['maps', 'links', 'filters']) fs.mkdirSync(path.join(root, dir), { recursive: true });
     const obj = BpfObject.open(options.object ?? OBJECT_PATH, { pinMapsIn: path.join(root, 'maps') }, n);
@@ -61,6 +70,14 @@ export class Dataplane {
 
   close(): void {
     this.obj.close();
+  }
+
+  /** Closes, and removes all of vmpeer's state when nothing is attached and no endpoint is left. */
+  closeAndPruneIfEmpty(): boolean {
+    const empty = this.attachments().length === 0 && this.obj.map('endpoints').keys().length === 0;
+    this.close();
+    if (empty) fs.rmSync(this.root, { recursive: true, force: true });
+    return empty;
   }
 
   // ---- endpoints
@@ -122,19 +139,16 @@ export class Dataplane {
   detach(program: ProgramName, target: HookTarget): boolean {
     const record = this.findRecord(program, target);
     if (!record) return false;
-    return this.removeRecord(record, target.netns);
+    this.removeRecord(record, target.netns);
+    return true;
   }
 
-  /** Removes an attachment by its record; when the netns is gone only the pin is left to remove. */
-  removeRecord(record: AttachmentRecord, netns?: string): boolean {
-    const target = { netns, ifname: record.ifname, hook: record.hook };
-    if (netns && !fs.existsSync(netns)) {
-      fs.rmSync(record.pin, { force: true });
-      return true;
+  /** Removes an attachment by its record; when the netns is gone, only its pin is left to remove. */
+  removeRecord(record: AttachmentRecord, netns?: string): void {
+    if (!netns || fs.existsSync(netns)) {
+      detach(this.n, { netns, ifname: record.ifname, hook: record.hook }, { mode: record.mode, pinPath: record.pin });
     }
-    const removed = detach(this.n, target, { mode: record.mode, pinPath: record.pin });
     fs.rmSync(record.pin, { force: true });
-    return removed || true;
   }
 
   attachments(): AttachmentRecord[] {

@@ -23,7 +23,7 @@ export const ENDPOINT = {
     gateway_mac: { offset: 6, size: 6 },
     host_ifindex: { offset: 12, size: 4 },
     flags: { offset: 16, size: 4 },
-    reserved: { offset: 20, size: 4 },
+    pod_netns: { offset: 20, size: 4 },
     fixed: { offset: 24, size: 8 },
     redirected: { offset: 32, size: 8 },
     passed: { offset: 40, size: 8 },

@@ -94,9 +94,7 @@ const untouched: [string, Buffer, string][] = [
     ether(NODE_MAC, CLIENT_MAC, ETH_P_8021Q, vlan(100, ETH_P_IP, ipv4({ src: CLIENT4, dst: GUEST4, protocol: IPPROTO_UDP }, udp(CLIENT4, GUEST4, 1, 2, Buffer.alloc(4))))),
     'passNotIp',
   ],
-  ['Ethernet header only, IPv4 type', ether(NODE_MAC, CLIENT_MAC, ETH_P_IP, Buffer.alloc(0)), 'passMalformed'],
-  ['truncated IPv4 header (19 bytes)', frames(NODE_MAC, CLIENT_MAC, CLIENT4, GUEST4).icmp!.subarray(0, 14 + 19), 'passMalformed'],
-  ['truncated IPv6 header (39 bytes)', frames(NODE_MAC, CLIENT_MAC, CLIENT6, GUEST6).icmp!.subarray(0, 14 + 39), 'passMalformed'],
+  // (IP headers shorter than 20/40 bytes: BPF_PROG_TEST_RUN refuses them, live.test.ts sends them on a real port)
   [
     'IPv4 with IHL 4',
     (() => {
@@ -136,12 +134,21 @@ test('a bare IPv6 header to the guest (no next header) is still re-addressed', (
   t.deepEqual(f.run('fixup', frame).data, readdressed(frame));
 });
 
-test('frames shorter than an Ethernet header never reach a tc program (the kernel refuses them)', (t) => {
+test('frames of 0-13 bytes never reach a tc program: the kernel refuses them', (t) => {
+  // at tc ingress every skb has been through eth_type_trans(), which pulls 14 bytes
   const f = fixture(t);
   for (let len = 0; len < 14; len++) {
     const err = t.throws(() => f.run('fixup', Buffer.alloc(len, 0x02)));
     t.regex(err!.message, /EINVAL/);
   }
+});
+
+test('an Ethernet header with an IPv4 EtherType and 20 bytes of garbage is malformed, unchanged', (t) => {
+  const f = fixture(t);
+  const frame = ether(NODE_MAC, CLIENT_MAC, ETH_P_IP, Buffer.alloc(20, 0xff));
+  let out!: { retval: number; data: Buffer };
+  t.deepEqual(statDelta(f, () => (out = f.run('fixup', frame))), { passMalformed: 1n });
+  t.deepEqual(out.data, frame);
 });
 
 test('a custom guest MAC (VMI macAddress) is what frames are addressed to', (t) => {

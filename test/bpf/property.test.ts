@@ -35,7 +35,8 @@ const strangers = ['198.18.1.12', '198.18.2.10', '10.0.0.1', '2001:db8::b', '::f
 function generator(seed: number) {
   const rand = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
-  const dstMacs = [NODE_MAC, HOST_MAC, GATEWAY_MAC, '52:54:00:00:00:0a', 'ff:ff:ff:ff:ff:ff', '33:33:00:00:00:01', '02:12:34:56:78:9a'];
+  // half the frames are addressed to "this host" (loopback's MAC), the others anywhere
+  const dstMacs = [HOST_MAC, HOST_MAC, HOST_MAC, HOST_MAC, HOST_MAC, HOST_MAC, NODE_MAC, GATEWAY_MAC, '52:54:00:00:00:0a', 'ff:ff:ff:ff:ff:ff', '33:33:00:00:00:01', '02:12:34:56:78:9a'];
   return (): Buffer => {
     const kind = rand();
     if (kind < 0.15) return randomBytes(14 + Math.floor(rand() * 80)); // noise
@@ -71,10 +72,20 @@ for (const program of ['fixup', 'redirect'] as const) {
     const expectedStats = new Map<string, bigint>();
     let unknownSeen = 0;
 
+    let refused = 0;
     for (let i = 0; i < FRAMES_PER_PROGRAM; i++) {
       const frame = next();
       const want = model(frame, endpoints);
-      const got = f.run(program, frame);
+      let got;
+      try {
+        got = f.run(program, frame);
+      } catch (e) {
+        // BPF_PROG_TEST_RUN refuses IP frames shorter than their IP header; live.test.ts covers those
+        if (!shortIpHeader(frame)) throw e;
+        refused++;
+        i--;
+        continue;
+      }
       if (got.retval !== want.retval || !got.data.equals(want.frame)) {
         t.fail(`frame ${i} (seed ${seed}): ${frame.toString('hex')}\n got ${got.retval} ${got.data.toString('hex')}\nwant ${want.retval} ${want.frame.toString('hex')}`);
         return;
@@ -87,11 +98,17 @@ for (const program of ['fixup', 'redirect'] as const) {
         if (got.retval !== TC_ACT_UNSPEC || !got.data.equals(frame)) t.fail(`frame ${i} for an unknown guest was changed`);
       }
     }
+    t.log(`${refused} short-header frames refused by the kernel were replaced`);
     const stats = f.stats();
     for (const [stat, n] of expectedStats) t.is(stats[stat as keyof typeof stats], n, `stat ${stat}`);
     t.true(unknownSeen > FRAMES_PER_PROGRAM / 4, `${unknownSeen} frames for unknown guests`);
     t.true((expectedStats.get(program === 'fixup' ? 'fixed' : 'redirected') ?? 0n) > 500n, 'enough frames took the rewrite path');
   });
+}
+
+function shortIpHeader(frame: Buffer): boolean {
+  const type = frame.readUInt16BE(12);
+  return (type === 0x0800 && frame.length < 34) || (type === 0x86dd && frame.length < 54);
 }
 
 function encodeKeyFromV4(addr: Buffer): string {

@@ -2,7 +2,7 @@ import test from 'ava';
 import { decodeEndpoint, decodeStats, encodeEndpoint, encodeKey } from '../../lib/dataplane/codec.js';
 import { ENDPOINT, STAT_NAMES, statEnumName } from '../../lib/dataplane/layout.js';
 
-const ep = { guestIp: '198.18.1.10', guestMac: '52:54:00:00:00:0a', gatewayMac: 'ee:ee:ee:ee:ee:ee', hostIfindex: 17, redirect: true };
+const ep = { guestIp: '198.18.1.10', guestMac: '52:54:00:00:00:0a', gatewayMac: 'ee:ee:ee:ee:ee:ee', hostIfindex: 17, redirect: true, podNetns: 4026532000 };
 
 test('an endpoint round-trips, counters summed over CPUs', (t) => {
   const cpu0 = encodeEndpoint(ep, { fixed: 1n, redirected: 2n, passed: 3n });
@@ -16,7 +16,8 @@ test('the endpoint bytes are laid out as the C struct (MACs side by side, little
   t.is(b.subarray(0, 12).toString('hex'), '52540000000aeeeeeeeeeeee');
   t.is(b.readUInt32LE(12), 17);
   t.is(b.readUInt32LE(16), 1);
-  t.true(b.subarray(20).every((x) => x === 0));
+  t.is(b.readUInt32LE(20), 4026532000);
+  t.true(b.subarray(24).every((x) => x === 0));
 });
 
 test('stats decode slot by slot, summed over CPUs', (t) => {

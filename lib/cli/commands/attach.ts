@@ -1,0 +1,125 @@
+/** vmpeer attach: cover one VM pod (fixup at its bridge uplink), or a host interface (redirect, accelerate mode). */
+import { COMMON_HELP, commonOptions, type Command, type Io, type Values } from '../command.js';
+import { resolveNetns } from '../netns.js';
+import { Dataplane, netnsInode } from '../../dataplane/dataplane.js';
+import { describe } from '../../bpf/link.js';
+import { discoverVmInterfaces } from '../../discovery/vm-pod.js';
+import { UsageError } from '../../errors.js';
+import { parseIfname, parseIp, parseMac } from '../../validate.js';
+import type { AttachMode } from '../../native.js';
+
+export const ACCELERATE_WARNING =
+  'warning: accelerate mode forwards VM traffic arriving on this interface straight into the VM pods: it bypasses host netfilter (iptables/nftables) for that traffic, and CNI programs placed after vmpeer\'s at this hook';
+
+export function parseMode(value: Values[string]): 'auto' | AttachMode {
+  if (value === undefined || value === 'auto' || value === 'tcx' || value === 'clsact') return value ?? 'auto';
+  throw new UsageError(`invalid --mode '${String(value)}': expected auto, tcx or clsact`);
+}
+
+export const attachCommand: Command = {
+  name: 'attach',
+  summary: 'fix a bridged VM pod, or accelerate a host interface',
+  help: `Usage:
+  vmpeer attach --netns <name|path> [--dev <ifname>] [--guest-mac <mac>] [--guest-ip <ip>] [--mode auto|tcx|clsact]
+  vmpeer attach --accelerate --host-dev <ifname> [--first] [--mode auto|tcx|clsact]
+
+The first form finds the VM interface in the pod's network namespace (the
+bridge uplink port, the guest's MAC and IP, the host-side veth), writes the
+guest's endpoint and attaches the fixup program at the uplink port's ingress.
+Attaching twice changes nothing.
+
+The second form attaches the redirect program (the corrected peer-redirect
+fast path) at the ingress of a host interface of this node.
+
+Options:
+  --netns <name|path>  the VM pod's netns: a name under /var/run/netns or a
+                       path such as /proc/<pid>/ns/net or /var/run/netns/cni-…
+  --dev <ifname>       the bridge uplink port (default: discovered, eth0-nic)
+  --guest-mac <mac>    the guest's MAC (default: learned by the pod's bridge)
+  --guest-ip <ip>      the guest's IP (default: the pod IP)
+  --mode <mode>        tcx (Linux >= 6.6), clsact, or auto (default)
+  --accelerate         attach redirect to --host-dev instead
+  --host-dev <ifname>  a host interface (uplink, or another pod's host veth)
+  --first              accelerate: run before the programs already at the hook
+${COMMON_HELP}
+
+Examples:
+  vmpeer attach --netns cni-1b2c3d4e-0000-1111-2222-333344445555
+  vmpeer attach --netns /proc/4242/ns/net --guest-mac 02:00:00:aa:bb:cc
+  vmpeer attach --accelerate --host-dev eth0`,
+  options: {
+    ...commonOptions,
+    netns: { type: 'string' },
+    dev: { type: 'string' },
+    'guest-mac': { type: 'string' },
+    'guest-ip': { type: 'string' },
+    mode: { type: 'string' },
+    accelerate: { type: 'boolean' },
+    'host-dev': { type: 'string' },
+    first: { type: 'boolean' },
+  },
+  async run(values, io) {
+    const mode = parseMode(values.mode);
+    const root = values.bpffs as string | undefined;
+    if (values.accelerate) return accelerate(values, mode, root, io);
+    if (values['host-dev'] !== undefined || values.first) throw new UsageError('--host-dev and --first go with --accelerate');
+    if (typeof values.netns !== 'string') throw new UsageError('attach needs --netns <name|path> (or --accelerate --host-dev <ifname>)');
+
+    const netns = resolveNetns(values.netns);
+    const overrides = {
+      dev: values.dev === undefined ? undefined : parseIfname(values.dev as string, '--dev'),
+      guestMac: values['guest-mac'] === undefined ? undefined : parseMac(values['guest-mac'] as string, '--guest-mac'),
+      guestIp: values['guest-ip'] === undefined ? undefined : parseIp(values['guest-ip'] as string, '--guest-ip').text,
+    };
+    const vms = await discoverVmInterfaces(netns, overrides);
+    const podNetns = netnsInode(netns);
+
+    const dp = Dataplane.open({ root });
+    try {
+      for (const vm of vms) {
+        const target = { netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };
+        const endpoint = dp.setEndpoint({
+          guestIp: vm.guestIp,
+          guestMac: vm.guestMac,
+          gatewayMac: vm.hostVeth.mac,
+          hostIfindex: vm.hostVeth.ifindex,
+          redirect: true,
+          podNetns,
+        });
+        let attached;
+        try {
+          attached = dp.attach('fixup', target, { mode });
+        } catch (e) {
+          if (endpoint === 'added') dp.deleteEndpoint(vm.guestIp); // nothing half-applied
+          throw e;
+        }
+        const what = `guest ${vm.guestIp} at ${vm.guestMac} (MAC from ${vm.guestMacFrom}), gateway ${vm.hostVeth.mac} via ${vm.hostVeth.ifname} (ifindex ${vm.hostVeth.ifindex})`;
+        if (!attached.created && endpoint === 'unchanged') {
+          io.out(`already attached: fixup on ${describe(target)} (${attached.record.mode}), ${what}; nothing changed`);
+        } else {
+          io.out(`${attached.created ? 'attached' : 'kept'} fixup on ${describe(target)} (${attached.record.mode}); endpoint ${endpoint}: ${what}`);
+        }
+      }
+    } finally {
+      dp.closeAndPruneIfEmpty(); // after a failure on first use, no state is left behind
+    }
+    return 0;
+  },
+};
+
+async function accelerate(values: Values, mode: 'auto' | AttachMode, root: string | undefined, io: Io): Promise<number> {
+  if (values.netns !== undefined || values.dev !== undefined || values['guest-mac'] !== undefined || values['guest-ip'] !== undefined) {
+    throw new UsageError('--accelerate takes --host-dev, not --netns/--dev/--guest-*: endpoints come from attaching VM pods');
+  }
+  if (typeof values['host-dev'] !== 'string') throw new UsageError('--accelerate needs --host-dev <ifname>');
+  const target = { ifname: parseIfname(values['host-dev'], '--host-dev'), hook: 'ingress' as const };
+  const dp = Dataplane.open({ root });
+  try {
+    const { record, created } = dp.attach('redirect', target, { mode, first: values.first === true });
+    io.err(ACCELERATE_WARNING);
+    io.out(created ? `attached redirect on ${describe(target)} (${record.mode})` : `already attached: redirect on ${describe(target)} (${record.mode}); nothing changed`);
+  } finally {
+    dp.closeAndPruneIfEmpty();
+  }
+  return 0;
+}

@@ -1,0 +1,90 @@
+/** vmpeer detach: remove exactly what attach added for a VM pod, or for a host interface. */
+import { COMMON_HELP, commonOptions, type Command } from '../command.js';
+import { resolveNetns } from '../netns.js';
+import { Dataplane, netnsInode } from '../../dataplane/dataplane.js';
+import { describe } from '../../bpf/link.js';
+import { UsageError } from '../../errors.js';
+import { parseIfname } from '../../validate.js';
+import { iproute } from '../../discovery/iproute.js';
+
+export const detachCommand: Command = {
+  name: 'detach',
+  summary: 'undo attach for a VM pod or a host interface',
+  help: `Usage:
+  vmpeer detach --netns <name|path> [--dev <ifname>]
+  vmpeer detach --accelerate --host-dev <ifname>
+
+Removes what \`vmpeer attach\` added: the fixup attachment(s) in that pod's
+network namespace and the endpoints of its guests (with --dev, only that
+interface's), or the redirect attachment on a host interface. Programs
+vmpeer did not attach are never touched. When nothing is left, vmpeer's pinned
+state is removed too.
+
+Options:
+  --netns <name|path>  the VM pod's netns (as for attach)
+  --dev <ifname>       only this uplink port and the guest behind it
+  --accelerate         detach redirect from --host-dev instead
+  --host-dev <ifname>  the host interface
+${COMMON_HELP}
+
+Examples:
+  vmpeer detach --netns cni-1b2c3d4e-0000-1111-2222-333344445555
+  vmpeer detach --accelerate --host-dev eth0`,
+  options: {
+    ...commonOptions,
+    netns: { type: 'string' },
+    dev: { type: 'string' },
+    accelerate: { type: 'boolean' },
+    'host-dev': { type: 'string' },
+  },
+  async run(values, io) {
+    const root = values.bpffs as string | undefined;
+    if (values.accelerate) {
+      if (values.netns !== undefined || values.dev !== undefined) {
+        throw new UsageError('--accelerate takes --host-dev, not --netns/--dev');
+      }
+      if (typeof values['host-dev'] !== 'string') throw new UsageError('detach --accelerate needs --host-dev <ifname>');
+      const target = { ifname: parseIfname(values['host-dev'], '--host-dev'), hook: 'ingress' as const };
+      if (!Dataplane.exists(root)) return nothing(io, describe(target));
+      const dp = Dataplane.open({ root });
+      try {
+        io.out(dp.detach('redirect', target) ? `detached redirect from ${describe(target)}` : `nothing attached on ${describe(target)}`);
+      } finally {
+        dp.closeAndPruneIfEmpty();
+      }
+      return 0;
+    }
+
+    if (values['host-dev'] !== undefined) throw new UsageError('--host-dev goes with --accelerate');
+    if (typeof values.netns !== 'string') throw new UsageError('detach needs --netns <name|path> (or --accelerate --host-dev <ifname>)');
+    const netns = resolveNetns(values.netns);
+    const dev = values.dev === undefined ? undefined : parseIfname(values.dev as string, '--dev');
+    if (!Dataplane.exists(root)) return nothing(io, netns);
+    // the guest behind --dev is the one whose host veth is that port's peer
+    const hostIfindex = dev === undefined ? undefined : (await iproute.links(netns)).find((l) => l.ifname === dev)?.link_index;
+
+    const inode = netnsInode(netns);
+    const dp = Dataplane.open({ root });
+    try {
+      const records = dp.attachments().filter((r) => r.program === 'fixup' && r.netnsInode === inode && (!dev || r.ifname === dev));
+      const endpoints = dp.endpoints().filter((e) => e.podNetns === inode && (!dev || e.hostIfindex === hostIfindex));
+      if (records.length === 0 && endpoints.length === 0) return nothing(io, dev ? `${dev} in ${netns}` : netns);
+      for (const r of records) {
+        dp.removeRecord(r, netns);
+        io.out(`detached fixup from ${describe({ netns, ifname: r.ifname, hook: r.hook })}`);
+      }
+      for (const e of endpoints) {
+        dp.deleteEndpoint(e.guestIp);
+        io.out(`removed endpoint ${e.guestIp} (${e.guestMac})`);
+      }
+    } finally {
+      dp.closeAndPruneIfEmpty();
+    }
+    return 0;
+  },
+};
+
+function nothing(io: { out(line: string): void }, where: string): number {
+  io.out(`nothing attached in ${where}`);
+  return 0;
+}

@@ -1,0 +1,110 @@
+/** vmpeer status: every attachment and endpoint on this node, with counters. */
+import { COMMON_HELP, commonOptions, type Command } from '../command.js';
+import { netnsNames } from '../netns.js';
+import { Dataplane, DEFAULT_BPFFS_ROOT } from '../../dataplane/dataplane.js';
+import { STAT_NAMES } from '../../dataplane/layout.js';
+import { iproute } from '../../discovery/iproute.js';
+
+export interface StatusReport {
+  root: string;
+  attachments: { program: string; hook: string; mode: string; ifname: string; netns: string; netnsInode: number }[];
+  endpoints: {
+    guestIp: string;
+    guestMac: string;
+    gatewayMac: string;
+    hostVeth: string | null;
+    hostIfindex: number;
+    redirect: boolean;
+    netns: string | null;
+    counters: { fixed: number; redirected: number; passed: number };
+  }[];
+  stats: Record<string, number>;
+}
+
+export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusReport> {
+  if (!Dataplane.exists(root)) return { root, attachments: [], endpoints: [], stats: Object.fromEntries(STAT_NAMES.map((s) => [s, 0])) };
+  const names = netnsNames();
+  const links = new Map((await iproute.links()).map((l) => [l.ifindex, l.ifname]));
+  const dp = Dataplane.open({ root });
+  try {
+    return {
+      root,
+      attachments: dp.attachments().map((r) => ({
+        program: r.program,
+        hook: r.hook,
+        mode: r.mode,
+        ifname: r.ifname,
+        netns: names.get(r.netnsInode) ?? `netns inode ${r.netnsInode} (gone)`,
+        netnsInode: r.netnsInode,
+      })),
+      endpoints: dp.endpoints().map((e) => ({
+        guestIp: e.guestIp,
+        guestMac: e.guestMac,
+        gatewayMac: e.gatewayMac,
+        hostVeth: links.get(e.hostIfindex) ?? null,
+        hostIfindex: e.hostIfindex,
+        redirect: e.redirect,
+        netns: e.podNetns ? (names.get(e.podNetns) ?? null) : null,
+        counters: { fixed: Number(e.counters.fixed), redirected: Number(e.counters.redirected), passed: Number(e.counters.passed) },
+      })),
+      stats: Object.fromEntries(Object.entries(dp.stats()).map(([k, v]) => [k, Number(v)])),
+    };
+  } finally {
+    dp.close();
+  }
+}
+
+function table(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => `  ${r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}`);
+}
+
+export const statusCommand: Command = {
+  name: 'status',
+  summary: "show vmpeer's attachments, endpoints and counters",
+  help: `Usage:
+  vmpeer status [--json]
+
+Lists every attachment vmpeer made on this node, every guest endpoint with its
+counters (frames fixed, redirected, passed to the kernel), and the totals by
+outcome. --json prints the same as one stable JSON document.
+
+Options:
+  --json            machine-readable output
+${COMMON_HELP}`,
+  options: { ...commonOptions, json: { type: 'boolean' } },
+  async run(values, io) {
+    const report = await statusReport((values.bpffs as string | undefined) ?? DEFAULT_BPFFS_ROOT);
+    if (values.json) {
+      io.out(JSON.stringify(report, null, 2));
+      return 0;
+    }
+    if (report.attachments.length === 0 && report.endpoints.length === 0) {
+      io.out(`vmpeer: nothing attached on this node (state: ${report.root})`);
+      return 0;
+    }
+    io.out('ATTACHMENTS');
+    for (const line of table([
+      ['PROGRAM', 'HOOK', 'MODE', 'INTERFACE', 'NETNS'],
+      ...report.attachments.map((a) => [a.program, a.hook, a.mode, a.ifname, a.netns]),
+    ])) io.out(line);
+    io.out('');
+    io.out('ENDPOINTS');
+    for (const line of table([
+      ['GUEST IP', 'GUEST MAC', 'HOST VETH', 'FIXED', 'REDIRECTED', 'PASSED', 'NETNS'],
+      ...report.endpoints.map((e) => [
+        e.guestIp,
+        e.guestMac,
+        e.hostVeth ?? `ifindex ${e.hostIfindex}`,
+        String(e.counters.fixed),
+        String(e.counters.redirected),
+        String(e.counters.passed),
+        e.netns ?? '-',
+      ]),
+    ])) io.out(line);
+    io.out('');
+    io.out('FRAMES BY OUTCOME (all programs)');
+    io.out(`  ${Object.entries(report.stats).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ') || 'none yet'}`);
+    return 0;
+  },
+};

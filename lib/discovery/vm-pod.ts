@@ -1,0 +1,120 @@
+/**
+ * Finding the bridged VM interfaces of a pod, as KubeVirt's bridge binding
+ * lays them out (DESIGN.md §3):
+ *
+ *   node netns          pod netns
+ *   cali… (veth) <====> eth0-nic ─┐ bridge k6t-eth0 ┌─ tap0 ── guest
+ *                       eth0 (dummy, DOWN): pod MAC + pod IP
+ *
+ * The uplink port is the bridge port whose veth peer is in this (the node's)
+ * netns; the guest MAC is what the guest uses (learned by the bridge on the
+ * guest port, or answered to the node's ARP), never the dummy's MAC, which
+ * differs with a VMI macAddress and on a migration target.
+ */
+import { UsageError, VmpeerError } from '../errors.js';
+import { parseMac, type Mac } from '../validate.js';
+import { iproute as defaultIproute, type IpRoute, type Link } from './iproute.js';
+
+export interface VmInterface {
+  netns: string;
+  bridge: string;
+  uplink: { ifname: string; ifindex: number };
+  guestPorts: string[];
+  hostVeth: { ifname: string; ifindex: number; mac: Mac };
+  guestIp: string;
+  guestMac: Mac;
+  guestMacFrom: 'fdb' | 'neighbour' | 'override';
+}
+
+export interface Overrides {
+  dev?: string; // the uplink port
+  guestMac?: Mac;
+  guestIp?: string;
+}
+
+export class NotAVmPodError extends UsageError {
+  override name = 'NotAVmPodError';
+}
+
+/** The pod is a VM pod, but the guest has not shown its MAC yet (it has sent nothing). */
+export class GuestMacUnknownError extends VmpeerError {
+  override name = 'GuestMacUnknownError';
+}
+
+const isVeth = (l: Link) => l.linkinfo?.info_kind === 'veth';
+
+export async function discoverVmInterfaces(netns: string, overrides: Overrides = {}, ip: IpRoute = defaultIproute): Promise<VmInterface[]> {
+  const [podLinks, nodeLinks] = await Promise.all([ip.links(netns), ip.links(undefined)]);
+  const found: VmInterface[] = [];
+
+  for (const bridge of podLinks.filter((l) => l.linkinfo?.info_kind === 'bridge')) {
+    const ports = podLinks.filter((l) => l.master === bridge.ifname);
+    const uplink = ports.find((p) => isVeth(p) && p.link_netnsid !== undefined && peerInNode(p, nodeLinks));
+    if (!uplink || (overrides.dev && uplink.ifname !== overrides.dev)) continue;
+    const guestPorts = ports.filter((p) => p !== uplink).map((p) => p.ifname);
+    if (guestPorts.length === 0) continue;
+    const host = peerInNode(uplink, nodeLinks)!;
+    const hostVeth = { ifname: host.ifname, ifindex: host.ifindex, mac: parseMac(host.address ?? '', `MAC of ${host.ifname}`) };
+
+    const guestIp = overrides.guestIp ?? (await guestIpOf(netns, bridge.ifname, hostVeth.ifname, ip));
+    const { mac: guestMac, from: guestMacFrom } = overrides.guestMac
+      ? { mac: overrides.guestMac, from: 'override' as const }
+      : await guestMacOf(netns, bridge.ifname, guestPorts, guestIp, hostVeth.ifname, ip);
+
+    found.push({ netns, bridge: bridge.ifname, uplink: { ifname: uplink.ifname, ifindex: uplink.ifindex }, guestPorts, hostVeth, guestIp, guestMac, guestMacFrom });
+  }
+
+  if (found.length === 0) {
+    if (overrides.dev && !podLinks.some((l) => l.ifname === overrides.dev)) {
+      throw new NotAVmPodError(`no interface ${overrides.dev} in ${netns}`);
+    }
+    throw new NotAVmPodError(
+      `${netns} is not a bridged VM pod: no bridge there has ${overrides.dev ?? 'a veth port'} leading to this node and a guest port`,
+    );
+  }
+  return found;
+}
+
+/** The node-side veth whose peer is `port` (ifindexes point at each other). */
+function peerInNode(port: Link, nodeLinks: Link[]): Link | undefined {
+  return nodeLinks.find((n) => n.ifindex === port.link_index && isVeth(n) && n.link_index === port.ifindex);
+}
+
+/** The pod IP: held by the DOWN dummy named after the bridge (k6t-eth0 → eth0), else the node's /32 route. */
+async function guestIpOf(netns: string, bridge: string, hostVeth: string, ip: IpRoute): Promise<string> {
+  const dummyName = bridge.replace(/^k6t-/, '');
+  const addresses = await ip.addresses(netns);
+  const onDummy = addresses
+    .filter((a) => a.ifname === dummyName && a.ifname !== bridge)
+    .flatMap((a) => a.addr_info.filter((i) => i.family === 'inet' && i.scope === 'global').map((i) => i.local));
+  if (onDummy.length === 1) return onDummy[0]!;
+
+  const routes = (await ip.routes(undefined, hostVeth)).filter((r) => /^\d+\.\d+\.\d+\.\d+(\/32)?$/.test(r.dst));
+  if (routes.length === 1) return routes[0]!.dst.replace(/\/32$/, '');
+  throw new NotAVmPodError(`cannot tell the guest IP of ${bridge} in ${netns}: no pod IP on ${dummyName} and ${routes.length} /32 routes to ${hostVeth}; pass --guest-ip`);
+}
+
+async function guestMacOf(
+  netns: string,
+  bridge: string,
+  guestPorts: string[],
+  guestIp: string,
+  hostVeth: string,
+  ip: IpRoute,
+): Promise<{ mac: Mac; from: 'fdb' | 'neighbour' }> {
+  const [fdb, neighbours] = await Promise.all([ip.fdb(netns, bridge), ip.neighbours(undefined, hostVeth)]);
+  const learned = [
+    ...new Set(
+      fdb.filter((e) => guestPorts.includes(e.ifname) && !e.flags?.includes('self') && e.state !== 'permanent' && e.state !== 'static').map((e) => e.mac.toLowerCase()),
+    ),
+  ];
+  const neighbour = neighbours.find((n) => n.dst === guestIp && n.lladdr && !n.state?.some((s) => s === 'FAILED' || s === 'INCOMPLETE'))?.lladdr?.toLowerCase();
+
+  if (learned.length === 1) return { mac: parseMac(learned[0]!), from: 'fdb' };
+  if (neighbour && (learned.length === 0 || learned.includes(neighbour))) return { mac: parseMac(neighbour), from: 'neighbour' };
+  throw new GuestMacUnknownError(
+    learned.length === 0
+      ? `the guest behind ${bridge} in ${netns} has not sent a frame yet, so its MAC is unknown: start it, or pass --guest-mac`
+      : `the bridge ${bridge} in ${netns} learned several MACs on the guest port (${learned.join(', ')}): pass --guest-mac`,
+  );
+}
