@@ -80,8 +80,9 @@ Napi::Value Attach(const Napi::CallbackInfo &info) {
   bool first = f.optBool("first", false);
   uint32_t handle = f.optUint32("handle").value_or(0);
   uint32_t priority = Priority(f).value_or(0);
-  if (mode == kClsact && (pinPath || first))
-    f.bad("pinPath and first are for mode 'tcx'");
+  // `first` means nothing to clsact, where the priority orders the filters.
+  if (mode == kClsact && pinPath)
+    f.bad("pinPath is for mode 'tcx'");
   if (mode == kTcx && (f.optUint32("handle") || f.optUint32("priority")))
     f.bad("handle and priority are for mode 'clsact'");
 

@@ -64,7 +64,8 @@ test('clsact without handle and priority: the kernel picks them and reports them
   const { ns, ifname } = pod(t);
   const fixup = program(openObject(t), 'fixup');
   const target = { netns: ns.path, ifname, hook: 'ingress' as Hook };
-  const a = addon.attach({ ...target, mode: 'clsact', progFd: fixup.fd });
+  // `first` is for tcx; under clsact the priority orders filters, and it is ignored.
+  const a = addon.attach({ ...target, mode: 'clsact', progFd: fixup.fd, first: true });
   t.true(a.handle! > 0 && a.priority! > 0);
   t.deepEqual(addon.listHook(target), [{ mode: 'clsact', progId: fixup.id, progName: 'fixup', handle: a.handle, priority: a.priority }]);
   t.true(addon.detach({ ...target, mode: 'clsact', handle: a.handle, priority: a.priority }));
@@ -225,6 +226,7 @@ test('attach and detach refuse incomplete requests with TypeErrors', (t) => {
   throwsNative(t, () => addon.attach({ ...target, hook: 'sideways' as Hook, mode: 'tcx', progFd: fd }), { typeError: true });
   throwsNative(t, () => addon.attach({ ...target, mode: 'clsact', progFd: fd, priority: 70000 }), { typeError: true });
   throwsNative(t, () => addon.attach({ ...target, mode: 'clsact', progFd: fd, pinPath: '/sys/fs/bpf/x' }), { typeError: true });
+  throwsNative(t, () => addon.attach({ ...target, mode: 'tcx', progFd: fd, handle: 1, priority: 1 }), { typeError: true });
   throwsNative(t, () => addon.detach({ ...target, mode: 'tcx' }), { typeError: true, op: 'detach' });
   throwsNative(t, () => addon.detach({ ...target, mode: 'clsact', handle: 1 }), { typeError: true });
   t.deepEqual(addon.listHook(target), []);
