@@ -88,6 +88,22 @@ test('tcx: a second attach with the same pinPath is EEXIST and adds nothing', (t
   t.true(addon.detach({ ...target, mode: 'tcx', pinPath: `${dir}/link`, progId: a.progId }));
 });
 
+test('tcx: when the link cannot be pinned, it is detached again', (t) => {
+  const { ns, ifname } = pod(t);
+  const dir = bpffsDir(t);
+  const target = { netns: ns.path, ifname, hook: 'ingress' as Hook };
+  const fd = program(openObject(t), 'fixup').fd;
+  throwsNative(t, () => addon.attach({ ...target, mode: 'tcx', progFd: fd, pinPath: `${dir}/no/such/dir/link` }), {
+    code: 'ENOENT',
+    op: 'bpf_obj_pin',
+  });
+  throwsNative(t, () => addon.attach({ ...target, mode: 'tcx', progFd: fd, pinPath: '/tmp/vpt-not-bpffs-link' }), {
+    code: 'EPERM',
+    op: 'bpf_obj_pin',
+  });
+  t.deepEqual(addon.listHook(target), []);
+});
+
 test('tcx: the kernel refuses the same program twice at one hook (EEXIST)', (t) => {
   const { ns, ifname } = pod(t);
   const fixup = program(openObject(t), 'fixup');
