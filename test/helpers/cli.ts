@@ -1,0 +1,26 @@
+/** Running the vmpeer CLI as its own process, inside a lab's node netns (its "node"). */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { packageRoot } from '../../lib/native.js';
+
+export const CLI = path.join(packageRoot, 'dist', 'lib', 'cli', 'bin.js');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `vmpeer ...args` in the netns at `nodeNs` (undefined: this process's netns). */
+export function vmpeer(nodeNs: string | undefined, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  const argv = nodeNs ? ['nsenter', `--net=${nodeNs}`, process.execPath, CLI, ...args] : [process.execPath, CLI, ...args];
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
