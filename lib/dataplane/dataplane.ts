@@ -196,16 +196,16 @@ function parseRecordName(name: string): Omit<AttachmentRecord, 'mode' | 'pin'> |
   return { program: m[1] as ProgramName, hook: m[2] as Hook, netnsInode: Number(m[3]), ifname: decodeURIComponent(m[4]!) };
 }
 
+/** The state directory must be on bpffs: checked on its nearest existing ancestor. */
 function ensureBpffs(root: string): void {
-  const mount = '/sys/fs/bpf';
-  let type: number | bigint | undefined;
-  try {
-    type = fs.statfsSync(mount).type;
-  } catch {
-    type = undefined;
-  }
-  if (Number(type) !== BPF_FS_MAGIC) {
-    throw new UsageError(`${mount} is not a bpffs mount: mount it with 'mount -t bpf bpf ${mount}' (vmpeer keeps its state under ${root})`);
+  let dir = path.resolve(root);
+  while (!fs.existsSync(dir)) dir = path.dirname(dir);
+  if (Number(fs.statfsSync(dir).type) !== BPF_FS_MAGIC) {
+    throw new UsageError(
+      dir === '/sys/fs' || dir === '/sys/fs/bpf' || root.startsWith('/sys/fs/bpf/')
+        ? `/sys/fs/bpf is not a bpffs mount: mount it with 'mount -t bpf bpf /sys/fs/bpf' (vmpeer keeps its state under ${root})`
+        : `${root} is not on a bpffs mount: vmpeer keeps its state in bpffs, e.g. under /sys/fs/bpf`,
+    );
   }
 }
 

@@ -11,9 +11,11 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `vmpeer ...args` in the netns at `nodeNs` (undefined: this process's netns). */
-export function vmpeer(nodeNs: string | undefined, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  const argv = nodeNs ? ['nsenter', `--net=${nodeNs}`, process.execPath, CLI, ...args] : [process.execPath, CLI, ...args];
+/** Runs `vmpeer ...args` in the netns at `nodeNs` (undefined: this process's netns), as root or as nobody. */
+export function vmpeer(nodeNs: string | undefined, args: string[], env: NodeJS.ProcessEnv = {}, user?: 'nobody'): Promise<CliResult> {
+  const asUser = user ? ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', '--inh-caps=-all'] : [];
+  const inNs = nodeNs ? ['nsenter', `--net=${nodeNs}`] : [];
+  const argv = [...inNs, ...asUser, process.execPath, CLI, ...args];
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

@@ -1,12 +1,13 @@
 /** vmpeer attach: cover one VM pod (fixup at its bridge uplink), or a host interface (redirect, accelerate mode). */
 import { COMMON_HELP, commonOptions, type Command, type Io, type Values } from '../command.js';
 import { resolveNetns } from '../netns.js';
+import { requirePrivileges } from '../privileges.js';
 import { Dataplane, netnsInode } from '../../dataplane/dataplane.js';
 import { describe } from '../../bpf/link.js';
 import { discoverVmInterfaces } from '../../discovery/vm-pod.js';
-import { UsageError } from '../../errors.js';
+import { NoSuchInterfaceError, UsageError } from '../../errors.js';
 import { parseIfname, parseIp, parseMac } from '../../validate.js';
-import type { AttachMode } from '../../native.js';
+import { native, type AttachMode } from '../../native.js';
 
 export const ACCELERATE_WARNING =
   'warning: accelerate mode forwards VM traffic arriving on this interface straight into the VM pods: it bypasses host netfilter (iptables/nftables) for that traffic, and CNI programs placed after vmpeer\'s at this hook';
@@ -59,6 +60,7 @@ Examples:
     first: { type: 'boolean' },
   },
   async run(values, io) {
+    requirePrivileges(`vmpeer ${this.name}`);
     const mode = parseMode(values.mode);
     const root = values.bpffs as string | undefined;
     if (values.accelerate) return accelerate(values, mode, root, io);
@@ -113,6 +115,7 @@ async function accelerate(values: Values, mode: 'auto' | AttachMode, root: strin
   }
   if (typeof values['host-dev'] !== 'string') throw new UsageError('--accelerate needs --host-dev <ifname>');
   const target = { ifname: parseIfname(values['host-dev'], '--host-dev'), hook: 'ingress' as const };
+  if (native().ifindex(undefined, target.ifname) === 0) throw new NoSuchInterfaceError(target.ifname, 'this node');
   const dp = Dataplane.open({ root });
   try {
     const { record, created } = dp.attach('redirect', target, { mode, first: values.first === true });

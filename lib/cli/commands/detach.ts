@@ -1,6 +1,7 @@
 /** vmpeer detach: remove exactly what attach added for a VM pod, or for a host interface. */
 import { COMMON_HELP, commonOptions, type Command } from '../command.js';
 import { resolveNetns } from '../netns.js';
+import { requirePrivileges } from '../privileges.js';
 import { Dataplane, netnsInode } from '../../dataplane/dataplane.js';
 import { describe } from '../../bpf/link.js';
 import { UsageError } from '../../errors.js';
@@ -38,6 +39,7 @@ Examples:
     'host-dev': { type: 'string' },
   },
   async run(values, io) {
+    requirePrivileges(`vmpeer ${this.name}`);
     const root = values.bpffs as string | undefined;
     if (values.accelerate) {
       if (values.netns !== undefined || values.dev !== undefined) {

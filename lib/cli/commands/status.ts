@@ -1,6 +1,7 @@
 /** vmpeer status: every attachment and endpoint on this node, with counters. */
 import { COMMON_HELP, commonOptions, type Command } from '../command.js';
 import { netnsNames } from '../netns.js';
+import { requirePrivileges } from '../privileges.js';
 import { Dataplane, DEFAULT_BPFFS_ROOT } from '../../dataplane/dataplane.js';
 import { STAT_NAMES } from '../../dataplane/layout.js';
 import { iproute } from '../../discovery/iproute.js';
@@ -74,6 +75,7 @@ Options:
 ${COMMON_HELP}`,
   options: { ...commonOptions, json: { type: 'boolean' } },
   async run(values, io) {
+    requirePrivileges('vmpeer status');
     const report = await statusReport((values.bpffs as string | undefined) ?? DEFAULT_BPFFS_ROOT);
     if (values.json) {
       io.out(JSON.stringify(report, null, 2));
