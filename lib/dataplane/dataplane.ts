@@ -21,7 +21,7 @@ import { decodeEndpoint, decodeStats, encodeEndpoint, encodeKey, encodeStatKey, 
 import { ENDPOINT, STAT_NAMES } from './layout.js';
 
 export const DEFAULT_BPFFS_ROOT = '/sys/fs/bpf/vmpeer';
-export const OBJECT_PATH = path.join(packageRoot, 'build', 'bpf', 'vmpeer.bpf.o');
+export const OBJECT_PATH = path.join(packageRoot, 'dist', 'bpf', 'vmpeer.bpf.o');
 const BPF_FS_MAGIC = 0xcafe4a11;
 
 export type ProgramName = 'fixup' | 'redirect';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { type Attachment, type AttachMode, type Native, native, packageRoot } from '../native.js';
 import { ipv4Bytes } from './addressing.js';
 
-export const EMULATOR_OBJECT = path.join(packageRoot, 'build', 'bpf', 'cni_emulator.bpf.o');
+export const EMULATOR_OBJECT = path.join(packageRoot, 'dist', 'bpf', 'cni_emulator.bpf.o');
 export const EMULATOR_PROGRAM = 'cni_emulator';
 /** clsact filter handle and priority of the emulator (tcx needs none). */
 export const EMULATOR_CLSACT_HANDLE = 0xe0;

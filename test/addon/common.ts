@@ -5,7 +5,7 @@ import { native, packageRoot, type NativeError, type NativeMap, type NativeObjec
 import { netns, uniqueName, veth, type Netns } from '../helpers/netns.js';
 
 export const addon = native();
-export const OBJECT_PATH = path.join(packageRoot, 'build/bpf/vmpeer.bpf.o');
+export const OBJECT_PATH = path.join(packageRoot, 'dist/bpf/vmpeer.bpf.o');
 
 /** bpf/vmpeer.h, enum vmpeer_stat */
 export const STAT_PASS_UNKNOWN = 3;

@@ -19,7 +19,7 @@ import { vmpeer } from '../helpers/cli.js';
 import { sendFrames } from '../helpers/frames-io.js';
 import { ETH_P_IP, IPPROTO_UDP, ether, ipv4, udp } from '../helpers/packets.js';
 
-const PROBE = path.join(packageRoot, 'build', 'bpf', 'test', 'pkt_type_probe.bpf.o');
+const PROBE = path.join(packageRoot, 'dist', 'bpf', 'test', 'pkt_type_probe.bpf.o');
 const PACKET_OTHERHOST = 3;
 
 test('the fixed and the accelerated frame equal the kernel path frame; pkt_type matches on the uplink port', async (t) => {

@@ -28,7 +28,7 @@ test('npm pack → install into an empty directory without build tools → load 
   const tarball = fs.readdirSync(work).find((f) => f.endsWith('.tgz'));
   t.truthy(tarball, 'npm pack made a tarball');
   const listing = execFileSync('tar', ['-tzf', path.join(work, tarball!)], { encoding: 'utf8' }).split('\n');
-  t.true(listing.includes('package/build/bpf/vmpeer.bpf.o'), 'ships the BPF object');
+  t.true(listing.includes('package/dist/bpf/vmpeer.bpf.o'), 'ships the BPF object');
   t.true(listing.some((f) => /^package\/prebuilds\/linux-x64\/.*\.node$/.test(f)), 'ships a prebuilt addon');
   t.true(listing.includes('package/dist/lib/cli/bin.js'), 'ships the CLI');
   t.false(listing.some((f) => f.startsWith('package/dist/test/') || f.startsWith('package/test/')), 'ships no tests');
