@@ -83,7 +83,7 @@ export class Capture {
    * tcpdump listens. `filter` is a pcap filter expression (default: all).
    */
   static start(nsPath: string, ifname: string, filter = '', snapLen = 256): Promise<Capture> {
-    const args = ['-i', ifname, '-p', '-U', '-n', '-s', String(snapLen), '-w', '-'];
+    const args = ['-i', ifname, '-p', '-U', '--immediate-mode', '-n', '-s', String(snapLen), '-w', '-'];
     if (filter) args.push(filter);
     const child = spawnIn(nsPath, 'tcpdump', args);
     const cap = new Capture(child);

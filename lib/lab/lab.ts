@@ -272,7 +272,7 @@ export class Lab {
     if (!(target instanceof QemuGuest)) await this.agent(target);
   }
 
-  ping(from: Endpoint, toIp: string, options: PingOptions = {}): Promise<PingResult> {
+  async ping(from: Endpoint, toIp: string, options: PingOptions = {}): Promise<PingResult> {
     this.assertAlive();
     return ping(from.ns.path, toIp, options);
   }
@@ -316,6 +316,12 @@ export class Lab {
       return stop();
     };
     return cap;
+  }
+
+  /** Pids of the lab's processes still running: agents, QEMU guests. */
+  async processIds(): Promise<number[]> {
+    const agents = await Promise.all([...this.agents.values()].map((a) => a.then((x) => x.pid, () => undefined)));
+    return [...agents, ...this.vms.map((v) => v.qemu?.pid)].filter((p): p is number => p !== undefined && p > 0);
   }
 
   // ---------------------------------------------------------------- teardown

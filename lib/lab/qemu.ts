@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { killAndWait, run, spawnIn } from './exec.js';
 import { guestInitramfs, READY_MARK } from './initramfs.js';
-import { guestKernel } from './kernel.js';
+import { type GuestKernel, guestKernel } from './kernel.js';
 
 export interface QemuGuestOptions {
   /** netns path of the VM pod (where the tap is). */
@@ -28,7 +28,13 @@ export interface QemuGuestOptions {
 const QBOOT = '/usr/share/qemu/qboot.rom';
 const CONSOLE_KEEP = 64 * 1024;
 
+/** The process name of lab guests (`pgrep -f vmpeer-lab-guest`). */
+export const QEMU_NAME = 'vmpeer-lab-guest';
+const KVM_PROBE_TIMEOUT_MS = 20_000;
+const TCG_BOOT_TIMEOUT_MS = 120_000;
+
 let kvmChecked: Promise<boolean> | undefined;
+let kvmBroken = false;
 
 /** Whether QEMU can use KVM here (the device may exist and still refuse). */
 export function kvmUsable(): Promise<boolean> {
@@ -79,11 +85,39 @@ export class QemuGuest {
     });
   }
 
-  /** Boots the guest; resolves once its network and servers are up. */
+  /**
+   * Boots the guest; resolves once its network and servers are up. With
+   * accel 'auto' (the default, or $VMPEER_LAB_ACCEL), KVM is tried first
+   * where /dev/kvm answers, and software emulation when the KVM boot fails
+   * (nested hosts may accept /dev/kvm and still crash or hang a guest); the
+   * verdict is kept for the rest of the process.
+   */
   static async boot(o: QemuGuestOptions): Promise<QemuGuest> {
     const kernel = await guestKernel(o.kernel ?? '6.1');
     const initrd = guestInitramfs(kernel);
-    const accel = o.accel === 'tcg' ? 'tcg' : o.accel === 'kvm' || (await kvmUsable()) ? 'kvm' : 'tcg';
+    const want = o.accel ?? (process.env.VMPEER_LAB_ACCEL as QemuGuestOptions['accel']) ?? 'auto';
+    const tries: Array<'kvm' | 'tcg'> =
+      want === 'auto' ? (kvmBroken || !(await kvmUsable()) ? ['tcg'] : ['kvm', 'tcg']) : [want];
+    for (let i = 0; ; i++) {
+      const accel = tries[i]!;
+      const last = i === tries.length - 1;
+      const timeout = o.bootTimeoutMs ?? (accel === 'kvm' && !last ? KVM_PROBE_TIMEOUT_MS : TCG_BOOT_TIMEOUT_MS);
+      try {
+        return await QemuGuest.start(o, kernel, initrd, accel, timeout);
+      } catch (e) {
+        if (last) throw e;
+        kvmBroken = true;
+      }
+    }
+  }
+
+  private static async start(
+    o: QemuGuestOptions,
+    kernel: GuestKernel,
+    initrd: string,
+    accel: 'kvm' | 'tcg',
+    timeoutMs: number,
+  ): Promise<QemuGuest> {
     const queues = o.queues ?? 1;
     const append = [
       'console=ttyS0',
@@ -101,8 +135,10 @@ export class QemuGuest {
     const netdev = `tap,id=n0,ifname=${o.tap},script=no,downscript=no,vhost=off${queues > 1 ? `,queues=${queues}` : ''}`;
     const device = `virtio-net-pci,netdev=n0,mac=${o.mac}${queues > 1 ? `,mq=on,vectors=${2 * queues + 2}` : ''}`;
     const args = [
+      '--core=0', // prlimit: no core file if QEMU aborts (it does on some nested KVM hosts)
+      'qemu-system-x86_64',
       '-name',
-      'vmpeer-lab-guest',
+      QEMU_NAME,
       '-machine',
       'pc',
       ...(accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max']),
@@ -131,13 +167,13 @@ export class QemuGuest {
       '-device',
       device,
     ];
-    const child = spawnIn(o.podNs, 'qemu-system-x86_64', args);
+    const child = spawnIn(o.podNs, 'prlimit', args);
     const guest = new QemuGuest(child, kernel.release, accel, o.ip, o.mac);
     try {
-      await guest.waitFor(new RegExp(`${READY_MARK} ip=\\S+ mac=\\S+`), o.bootTimeoutMs ?? (accel === 'kvm' ? 60_000 : 120_000));
+      await guest.waitFor(new RegExp(`${READY_MARK} ip=\\S+ mac=\\S+`), timeoutMs);
     } catch (e) {
       await guest.kill();
-      throw e;
+      throw new Error(`QEMU guest (${accel}, ${kernel.release}) did not come up: ${(e as Error).message}`);
     }
     return guest;
   }

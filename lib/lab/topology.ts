@@ -78,6 +78,8 @@ export interface VmPod {
   readonly dummyMac: string;
   /** The dummy's kind: a real dummy, or a DOWN bridge on kernels without the module. */
   readonly dummyKind: 'dummy' | 'bridge';
+  /** KubeVirt turns tx checksum offload off on the bridge; false when ethtool is not installed. */
+  readonly bridgeTxChecksumOff: boolean;
   /** eth0-nic, the bridge's uplink port (the pod end of the cali veth), in podNs. */
   readonly nic: Iface;
   readonly bridge: string;
@@ -131,6 +133,18 @@ async function addDummy(podNs: NetnsRef, mac: string): Promise<'dummy' | 'bridge
   }
   await run('ip', ['-n', podNs.name, 'link', 'add', POD_IF, 'address', mac, 'type', 'bridge']);
   return 'bridge';
+}
+
+/** `ethtool -K <dev> tx off`, as KubeVirt does on its bridge; false when ethtool is missing. */
+async function txChecksumOff(ns: NetnsRef, dev: string): Promise<boolean> {
+  try {
+    await runIn(ns.path, 'ethtool', ['-K', dev, 'tx', 'off']);
+    return true;
+  } catch (e) {
+    // nsenter exits 127 when it cannot find the command
+    if (e instanceof CommandError && e.code === 127) return false;
+    throw e;
+  }
 }
 
 interface LinkInfo {
@@ -272,6 +286,7 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
     );
 
     const dummyKinds: Array<'dummy' | 'bridge'> = [];
+    const txOff: boolean[] = [];
     for (const v of vmPlans) {
       jobs.push(
         (async () => {
@@ -294,7 +309,7 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
           dummyKinds[v.i] = await addDummy(v.podNs, v.dummyMac);
           await ipBatch([`addr add ${v.podIp}/32 dev ${POD_IF}`], v.podNs.name);
           await quiet(v.podNs, [['net.ipv4.conf.all.arp_ignore', 1]]);
-          await runIn(v.podNs.path, 'ethtool', ['-K', VM_BRIDGE, 'tx', 'off']);
+          txOff[v.i] = await txChecksumOff(v.podNs, VM_BRIDGE);
         })(),
       );
       if (v.guestNs) {
@@ -345,6 +360,7 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
       guestMac: v.guestMac,
       dummyMac: v.dummyMac,
       dummyKind: dummyKinds[v.i]!,
+      bridgeTxChecksumOff: txOff[v.i]!,
       nic: iface(podLinks[v.i]!, VM_NIC),
       bridge: VM_BRIDGE,
       tap: VM_TAP,
