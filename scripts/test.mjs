@@ -70,7 +70,8 @@ for (const [name, majors] of tiers) {
     const run = spawnSync(nodeFor(major), [ava, ...files], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0' } });
     const out = `${run.stdout}${run.stderr}`;
     process.stdout.write(out);
-    const passed = count(out, /(\d+) tests? passed/);
+    // ava prints "N tests passed" only when nothing failed, so count the ✔ lines too
+    const passed = Math.max(count(out, /(\d+) tests? passed/), (out.match(/^\s*✔ (?!\[)/gm) ?? []).length);
     const skipped = count(out, /(\d+) tests? skipped/) + count(out, /(\d+) tests? todo/);
     let failed = count(out, /(\d+) tests? failed/) + count(out, /(\d+) known failures?/) +
       count(out, /(\d+) uncaught exceptions?/) + count(out, /(\d+) unhandled rejections?/);

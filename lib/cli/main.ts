@@ -9,9 +9,10 @@ import type { Command, Io, Values } from './command.js';
 import { attachCommand } from './commands/attach.js';
 import { detachCommand } from './commands/detach.js';
 import { statusCommand } from './commands/status.js';
+import { demoCommand } from './commands/demo.js';
 import { VmpeerError } from '../errors.js';
 
-const commands: Command[] = [attachCommand, detachCommand, statusCommand];
+const commands: Command[] = [attachCommand, detachCommand, statusCommand, demoCommand];
 
 export function registerCommand(command: Command): void {
   commands.push(command);
