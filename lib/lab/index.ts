@@ -1,6 +1,6 @@
 /** The lab: a throwaway topology in network namespaces reproducing the bridged-VM peer-redirect fault. */
 export * from './addressing.js';
-export { Lab, DEFAULT_PREFIX, DEFAULT_FLOW_TIMEOUT_MS } from './lab.js';
+export { Lab, DEFAULT_PREFIX, DEFAULT_FLOW_TIMEOUT_MS, labName, labOwnerPid } from './lab.js';
 export type { LabOptions, LabVm, EchoOutcome, TransferOutcome, TrafficOptions } from './lab.js';
 export type { Endpoint, ClientHost, NodeHost, PlainPod, VmPod, Iface } from './topology.js';
 export type { NetnsRef } from './netns.js';

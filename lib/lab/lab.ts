@@ -14,12 +14,14 @@
  * process and BPF attachment of the lab, and is safe to call twice; a lab the
  * process forgot to destroy has its namespaces deleted when the process exits.
  */
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { AttachMode } from '../native.js';
 import { Agent } from './agent.js';
 import { CLIENT_IP, NODE_UPLINK_IP, randomTag } from './addressing.js';
 import { Capture } from './capture.js';
 import { CniEmulator, type EmulatorStats } from './emulator.js';
+import { killAndWait, runIn, spawnIn, type RunOptions, type RunResult } from './exec.js';
 import { deleteNetns, deleteNetnsSync, type NetnsRef } from './netns.js';
 import { ping, type PingOptions, type PingResult } from './ping.js';
 import { QemuGuest } from './qemu.js';
@@ -27,6 +29,7 @@ import { buildTopology, type ClientHost, type Endpoint, type NodeHost, type Plai
 
 export const DEFAULT_PREFIX = 'vpl';
 export const DEFAULT_FLOW_TIMEOUT_MS = 15_000;
+const QEMU_REACHABLE_TIMEOUT_MS = 30_000;
 
 export interface LabOptions {
   /** Netns names start with this (tests: 'vpt'). Default 'vpl'. */
@@ -88,6 +91,22 @@ export interface TrafficOptions {
   port?: number;
 }
 
+/**
+ * A lab's name, the prefix of all its netns names: `<prefix><pid>-<6 hex>`,
+ * e.g. vpt4242-1a2b3c-node. The pid of the process that owns the lab lets a
+ * sweeper tell a leftover (owner gone) from a lab another run still uses.
+ */
+export function labName(prefix: string): string {
+  if (!/^[a-z]+$/.test(prefix)) throw new TypeError(`lab: bad prefix ${JSON.stringify(prefix)}`);
+  return `${prefix}${process.pid}-${randomTag(3)}`;
+}
+
+/** The pid that owns the lab a netns belongs to (null when the name is not a lab's). */
+export function labOwnerPid(netnsName: string): number | null {
+  const m = /^[a-z]+?(\d+)-[0-9a-f]{6}-/.exec(netnsName);
+  return m ? Number(m[1]) : null;
+}
+
 const live = new Set<Lab>();
 let exitHook = false;
 
@@ -105,6 +124,7 @@ export class Lab {
   private emulatorOn = false;
   private readonly agents = new Map<string, Promise<Agent>>();
   private readonly captures = new Set<Capture>();
+  private readonly children = new Set<ChildProcess>();
   private destroying: Promise<void> | null = null;
 
   private constructor(
@@ -125,7 +145,7 @@ export class Lab {
     const qemuSet = new Set<number>(
       options.qemu === true ? [...Array(vmCount).keys()] : Array.isArray(options.qemu) ? options.qemu : [],
     );
-    const name = `${options.prefix ?? DEFAULT_PREFIX}${randomTag(3)}`;
+    const name = labName(options.prefix ?? DEFAULT_PREFIX);
     const topo = await buildTopology({
       namePrefix: name,
       vmPods: Array.from({ length: vmCount }, (_, i) => ({
@@ -163,6 +183,7 @@ export class Lab {
             return;
           }
           lab.vms[i] = { ...vm, qemu: q };
+          await lab.waitReachable(vm.podIp, QEMU_REACHABLE_TIMEOUT_MS);
         }),
       );
     } catch (e) {
@@ -237,6 +258,21 @@ export class Lab {
   }
 
   // ----------------------------------------------------------------- traffic
+
+  /**
+   * Pings `ip` from the node itself until it answers: the node's own
+   * traffic leaves through the host veth's egress, never through the
+   * emulator, and it settles ARP (node ↔ guest, guest → gateway) and the
+   * bridge's FDB. A slow (emulated) guest is ready after this.
+   */
+  async waitReachable(ip: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await ping(this.node.ns.path, ip, { count: 1, waitS: 2 });
+      if (r.received > 0) return;
+      if (Date.now() > deadline) throw new Error(`lab: ${ip} does not answer the node after ${timeoutMs} ms`);
+    }
+  }
 
   /** Every endpoint that can originate traffic (QEMU guests cannot). */
   endpoints(): Endpoint[] {
@@ -318,10 +354,56 @@ export class Lab {
     return cap;
   }
 
-  /** Pids of the lab's processes still running: agents, QEMU guests. */
+  /** Runs a command to completion inside one of the lab's namespaces (nsenter). */
+  async run(ns: NetnsRef, cmd: string, args: string[], options?: RunOptions): Promise<RunResult> {
+    this.assertNs(ns);
+    return runIn(ns.path, cmd, args, options);
+  }
+
+  /**
+   * Starts a long-lived command (a benchmark server, say) inside one of the
+   * lab's namespaces; destroy() kills it if it still runs. It also dies
+   * with the calling process.
+   */
+  spawn(ns: NetnsRef, cmd: string, args: string[]): ChildProcess {
+    this.assertNs(ns);
+    const child = spawnIn(ns.path, cmd, args);
+    child.on('error', () => undefined);
+    this.children.add(child);
+    child.on('exit', () => this.children.delete(child));
+    return child;
+  }
+
+  private assertNs(ns: NetnsRef): void {
+    this.assertAlive();
+    if (!this.namespaces.some((n) => n.path === ns.path)) throw new Error(`lab: ${ns.path} is not a namespace of this lab`);
+  }
+
+  /** Pids of the lab's processes still running: agents, QEMU guests, spawned commands. */
   async processIds(): Promise<number[]> {
     const agents = await Promise.all([...this.agents.values()].map((a) => a.then((x) => x.pid, () => undefined)));
-    return [...agents, ...this.vms.map((v) => v.qemu?.pid)].filter((p): p is number => p !== undefined && p > 0);
+    return [...agents, ...this.vms.map((v) => v.qemu?.pid), ...[...this.children].map((c) => c.pid)].filter(
+      (p): p is number => p !== undefined && p > 0,
+    );
+  }
+
+  /** A human-readable summary of the lab (for `vmpeer demo` and test logs). */
+  describe(): string {
+    const lines = [
+      `lab ${this.name}: emulator ${this.emulatorOn ? `attached (${this.emulatorObj?.mode})` : 'detached'}`,
+      `  client  ${this.client.ip.padEnd(15)} netns ${this.client.ns.name}`,
+      `  node    ${this.node.ip.padEnd(15)} netns ${this.node.ns.name}  uplink ${this.node.uplink.name} ${this.node.uplink.mac}`,
+    ];
+    for (const v of this.vms) {
+      const guest = v.qemu ? `QEMU ${v.qemu.release} (${v.qemu.accel})` : `netns ${v.guestNs?.name}`;
+      lines.push(
+        `  vm${v.index}     ${v.podIp.padEnd(15)} pod netns ${v.podNs.name}  ${v.nic.name} ${v.nic.mac}  dummy ${v.dummyMac}  guest ${v.guestMac} (${guest})  host veth ${v.hostVeth.name}@${v.hostVeth.ifindex}`,
+      );
+    }
+    for (const p of this.plain) {
+      lines.push(`  pod${p.index}    ${p.podIp.padEnd(15)} netns ${p.ns.name}  eth0 ${p.iface.mac}  host veth ${p.hostVeth.name}@${p.hostVeth.ifindex}`);
+    }
+    return lines.join('\n');
   }
 
   // ---------------------------------------------------------------- teardown
@@ -349,6 +431,7 @@ export class Lab {
         ...[...this.captures].map((c) => attempt(() => c.stop())),
         ...[...this.agents.values()].map((a) => attempt(async () => (await a.catch(() => null))?.stop())),
         ...this.vms.map((v) => attempt(() => v.qemu?.kill())),
+        ...[...this.children].map((c) => attempt(() => killAndWait(c))),
       ]);
       await attempt(() => this.emulatorObj?.close());
       await attempt(() => deleteNetns(this.namespaces.map((n) => n.name)));

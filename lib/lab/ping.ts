@@ -35,10 +35,13 @@ export async function ping(nsPath: string, ip: string, options: PingOptions = {}
   const size = options.size ?? 56;
   const args = ['-c', String(count), '-i', String(interval), '-W', String(wait), '-s', String(size), ip];
   const [cmd, argv, seqBase] = BUSYBOX ? [BUSYBOX, ['ping', ...args], 0] : ['ping', ['-n', ...args], 1];
-  const { stdout } = await runIn(nsPath, cmd, argv, {
+  const { stdout, stderr } = await runIn(nsPath, cmd, argv, {
     allowFail: true, // exit 1 when replies are missing
     timeoutMs: (count * interval + wait + 10) * 1000,
   });
+  if (/^nsenter: /m.test(stderr) || !/packets transmitted/.test(stdout)) {
+    throw new Error(`ping ${ip} in ${nsPath} failed: ${stderr.trim()}`);
+  }
   const replies: number[] = [];
   const ttls: number[] = [];
   for (const m of stdout.matchAll(/seq=(\d+) ttl=(\d+)/g)) {

@@ -88,7 +88,7 @@ test('seed: a busy flow whose entry expires lets one packet through per expiry',
   t.true(p.received >= 2 && p.received <= 4, `replies ${p.replies.join(',')}`);
   for (let i = 1; i < p.replies.length; i++) {
     const gap = p.replies[i]! - p.replies[i - 1]!;
-    t.true(gap >= 8 && gap <= 12, `about one reply per second: ${p.replies.join(',')}`);
+    t.true(gap >= 5 && gap <= 15, `about one reply per second: ${p.replies.join(',')}`);
   }
 });
 

@@ -24,8 +24,9 @@ test('QEMU guest: kernel path 5/5 and TCP; with the fast path, 1 of N and a stal
   t.regex(cfg.output, /default via 169\.254\.1\.1 dev eth0/);
 
   // kernel path
-  t.is((await l.ping(l.client, vm.podIp, { count: 5 })).received, 5, 'client → guest');
-  t.is((await l.ping(l.plain[0]!, vm.podIp, { count: 5 })).received, 5, 'on-node pod → guest');
+  // an emulated guest can be slow to answer on a loaded machine: wait longer for the last replies
+  t.is((await l.ping(l.client, vm.podIp, { count: 5, waitS: 3 })).received, 5, 'client → guest');
+  t.is((await l.ping(l.plain[0]!, vm.podIp, { count: 5, waitS: 3 })).received, 5, 'on-node pod → guest');
   const echo = await l.tcpEcho(l.client, vm.podIp, 'hello guest', { timeoutMs: 5000 });
   t.true(echo.echoed, `echo: ${echo.error}`);
   const x = await l.transfer(l.client, vm.podIp, 256 * 1024, { timeoutMs: 20_000 });
@@ -35,9 +36,9 @@ test('QEMU guest: kernel path 5/5 and TCP; with the fast path, 1 of N and a stal
 
   // the fast path
   l.setEmulator(true);
-  const p = await l.ping(l.client, vm.podIp, { count: 8 });
+  const p = await l.ping(l.client, vm.podIp, { count: 8, waitS: 3 });
   t.deepEqual(p.replies, [0], 'client → guest: only the first echo');
-  t.deepEqual((await l.ping(l.plain[0]!, vm.podIp, { count: 8 })).replies, [0], 'on-node pod → guest');
+  t.deepEqual((await l.ping(l.plain[0]!, vm.podIp, { count: 8, waitS: 3 })).replies, [0], 'on-node pod → guest');
   const stalled = await l.tcpEcho(l.client, vm.podIp, 'lost', { timeoutMs: 1500 });
   t.true(stalled.connected, 'the handshake completes');
   t.false(stalled.echoed, 'the payload never arrives');

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import test from 'ava';
 import {
-  BRIDGE_IP, CALICO_HOST_MAC, CLIENT_IP, GATEWAY_IP, Lab, NODE_UPLINK_IP, VM_BRIDGE, VM_NIC, VM_TAP,
+  BRIDGE_IP, CALICO_HOST_MAC, CLIENT_IP, GATEWAY_IP, Lab, NODE_UPLINK_IP, VM_BRIDGE, VM_NIC, VM_TAP, labName, labOwnerPid,
 } from '../../lib/lab/index.js';
 import { alive, lab } from '../helpers/lab.js';
 import { TEST_PREFIX } from '../helpers/netns.js';
@@ -158,4 +158,30 @@ test('destroy() removes every netns and process, and is safe to call twice', asy
   t.false(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).includes(l.name));
   t.true(pids.every((p) => !alive(p)), 'every process is gone');
   await t.throwsAsync(() => l.ping(l.client, l.plain[0]!.podIp), { message: /destroyed/ });
+});
+
+test('run(), spawn() and describe(): commands in the lab namespaces, killed by destroy()', async (t) => {
+  const l = await Lab.create({ prefix: TEST_PREFIX, vmPods: 1, plainPods: 1 });
+  t.teardown(() => l.destroy());
+  const out = await l.run(l.node.ns, 'ip', ['-o', 'link', 'show', l.vms[0]!.hostVeth.name]);
+  t.true(out.stdout.includes('ee:ee:ee:ee:ee:ee'));
+  const child = l.spawn(l.client.ns, 'sleep', ['600']);
+  t.true(alive(child.pid));
+  t.true((await l.processIds()).includes(child.pid!));
+  await t.throwsAsync(() => l.run({ name: 'x', path: '/var/run/netns/x' }, 'true', []), { message: /not a namespace of this lab/ });
+  const text = l.describe();
+  t.log(text);
+  for (const s of [l.name, l.vms[0]!.podNs.name, l.vms[0]!.guestMac, l.plain[0]!.podIp, 'attached']) t.true(text.includes(s), s);
+  await l.destroy();
+  t.false(alive(child.pid));
+});
+
+test('lab names carry the owner pid, so a sweeper can spare labs still in use', async (t) => {
+  const name = labName('vpt');
+  t.regex(name, new RegExp(`^vpt${process.pid}-[0-9a-f]{6}$`));
+  t.is(labOwnerPid(`${name}-vm0g`), process.pid);
+  t.is(labOwnerPid('vptab12cd34'), null, 'a test netns of test/helpers/netns.ts');
+  t.throws(() => labName('vp-t'), { instanceOf: TypeError });
+  const l = await lab(t, { vmPods: 1, plainPods: 0 });
+  t.true(l.namespaces.every((n) => n.name.startsWith(l.name) && labOwnerPid(n.name) === process.pid));
 });
