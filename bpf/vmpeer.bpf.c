@@ -21,34 +21,57 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, VMPEER_MAX_ENDPOINTS);
-	__type(key, struct vmpeer_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VMPEER_SLOTS);
+	__type(key, __u32);
 	__type(value, struct vmpeer_endpoint);
 } endpoints SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, VMPEER_STAT_MAX);
-	__type(key, enum vmpeer_stat);
+	__type(key, __u32); /* enum vmpeer_stat */
 	__type(value, __u64);
 } stats SEC(".maps");
 
 /* Count the outcome and let the next program at the hook run. */
 static __always_inline int next(enum vmpeer_stat reason)
 {
-	__u64 *count = bpf_map_lookup_elem(&stats, &reason);
+	__u32 slot = reason;
+	__u64 *count = bpf_map_lookup_elem(&stats, &slot);
 
 	if (count)
 		(*count)++;
 	return TC_ACT_UNSPEC;
 }
 
+/* The endpoint for the frame's destination IP, or NULL (see vmpeer.h). */
+static __always_inline struct vmpeer_endpoint *find_endpoint(const struct frame *f)
+{
+	__u32 home = vmpeer_slot(f->words);
+
+#pragma unroll
+	for (__u32 i = 0; i < VMPEER_PROBES; i++) {
+		__u32 slot = (home + i) & (VMPEER_SLOTS - 1);
+		struct vmpeer_endpoint *ep = bpf_map_lookup_elem(&endpoints, &slot);
+		const __u32 *k;
+
+		if (!ep || !ep->flags)
+			return 0;
+		k = (const __u32 *)ep->key.addr;
+		if ((ep->flags & VMPEER_EP_LIVE) &&
+		    !((k[0] ^ f->words[0]) | (k[1] ^ f->words[1]) | (k[2] ^ f->words[2]) | (k[3] ^ f->words[3])))
+			return ep;
+	}
+	return 0;
+}
+
 /*
  * What eth_type_trans() would say of a frame addressed to the guest on the
  * pod's bridge port. bpf_redirect_peer() never re-runs it, and since Linux
  * 6.15 (c4327229948879814229b46aa26a750718888503) it resets pkt_type to
- * PACKET_HOST, so frames that took the fast path carry the wrong class.
+ * PACKET_HOST, so frames that took a fast path carry the wrong class until
+ * `fixup` sets it.
  */
 static __always_inline void classify_for_guest(struct __sk_buff *skb)
 {
@@ -67,7 +90,7 @@ int fixup(struct __sk_buff *skb)
 	if (reason != VMPEER_STAT_MAX)
 		return next(reason);
 
-	ep = bpf_map_lookup_elem(&endpoints, &f.key);
+	ep = find_endpoint(&f);
 	if (!ep)
 		return next(VMPEER_STAT_PASS_UNKNOWN);
 
@@ -108,7 +131,7 @@ int redirect(struct __sk_buff *skb)
 	if (skb->pkt_type == PACKET_OTHERHOST)
 		return next(VMPEER_STAT_PASS_NOT_HOST);
 
-	ep = bpf_map_lookup_elem(&endpoints, &f.key);
+	ep = find_endpoint(&f);
 	if (!ep)
 		return next(VMPEER_STAT_PASS_UNKNOWN);
 	if (!(ep->flags & VMPEER_EP_REDIRECT) || !ep->host_ifindex) {
@@ -136,8 +159,9 @@ int redirect(struct __sk_buff *skb)
 		f.ip6->hop_limit--;
 	}
 
+	/* pkt_type is left alone: bpf_redirect_peer() resets it to PACKET_HOST
+	 * since 6.15, and the pod's `fixup` classifies the frame on every kernel */
 	__builtin_memcpy(f.eth->dest, ep->guest_mac, 2 * ETH_ALEN);
-	classify_for_guest(skb);
 	ep->redirected++;
 	next(VMPEER_STAT_REDIRECTED);
 	return bpf_redirect_peer(ep->host_ifindex, 0);

@@ -143,6 +143,8 @@ export interface Native {
   objGet(path: string): number; // new fd
   closeFd(fd: number): void;
   progIdOf(fd: number): number;
+  /** Takes an exclusive flock() on a directory, waiting for it; closeFd() releases it. */
+  lockDir(path: string): number;
 
   testRun(progFd: number, request: TestRunRequest): TestRunResult;
 

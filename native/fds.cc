@@ -1,4 +1,4 @@
-// Pins and plain fds: objPin, objGet, closeFd, progIdOf.
+// Pins and plain fds: objPin, objGet, closeFd, progIdOf, lockDir.
 #include "args.h"
 #include "errors.h"
 #include "exports.h"
@@ -6,6 +6,8 @@
 
 #include <bpf/bpf.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 namespace vmpeer {
@@ -37,6 +39,23 @@ Napi::Value ProgIdOf(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), GetProgInfo(fd, "fd " + std::to_string(fd)).id);
 }
 
+// flock() works on directories, also on bpffs, where the CLI and the daemon
+// (in its container) both see vmpeer's state directory.
+Napi::Value LockDir(const Napi::CallbackInfo &info) {
+  std::string path = Args(info, "lockDir").string(0, "path");
+  int fd = CheckErrno(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), "open", path);
+  int rc;
+  do
+    rc = ::flock(fd, LOCK_EX);
+  while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    int err = errno;
+    ::close(fd);
+    Fail(err, "flock", path);
+  }
+  return Napi::Number::New(info.Env(), fd);
+}
+
 } // namespace
 
 void InitFds(Napi::Env env, Napi::Object exports) {
@@ -44,6 +63,7 @@ void InitFds(Napi::Env env, Napi::Object exports) {
   exports.Set("objGet", Napi::Function::New<Guard<ObjGet>>(env, "objGet"));
   exports.Set("closeFd", Napi::Function::New<Guard<CloseFd>>(env, "closeFd"));
   exports.Set("progIdOf", Napi::Function::New<Guard<ProgIdOf>>(env, "progIdOf"));
+  exports.Set("lockDir", Napi::Function::New<Guard<LockDir>>(env, "lockDir"));
 }
 
 } // namespace vmpeer

@@ -1,5 +1,5 @@
 /** Encoding and decoding of the endpoint table and the stats map (layout.ts). */
-import { ENDPOINT, EP_REDIRECT, STAT_NAMES, type StatName } from './layout.js';
+import { ENDPOINT, EP_LIVE, EP_REDIRECT, STAT_NAMES, type StatName } from './layout.js';
 import { ipFromBytes, macFromBytes, macToBytes, parseIp, type Mac } from '../validate.js';
 
 export interface Endpoint {
@@ -29,13 +29,14 @@ export function decodeKey(key: Uint8Array): string {
   return ipFromBytes(key);
 }
 
-/** The value written for every CPU: addressing set, counters as given (zero for a new endpoint). */
+/** A live slot's value for every CPU: key and addressing set, counters as given (zero for a new endpoint). */
 export function encodeEndpoint(ep: Endpoint, counters?: EndpointCounters): Buffer {
   const b = Buffer.alloc(ENDPOINT.size);
+  encodeKey(ep.guestIp).copy(b, F.key.offset);
   macToBytes(ep.guestMac).copy(b, F.guest_mac.offset);
   macToBytes(ep.gatewayMac).copy(b, F.gateway_mac.offset);
   b.writeUInt32LE(ep.hostIfindex, F.host_ifindex.offset);
-  b.writeUInt32LE(ep.redirect ? EP_REDIRECT : 0, F.flags.offset);
+  b.writeUInt32LE(EP_LIVE | (ep.redirect ? EP_REDIRECT : 0), F.flags.offset);
   b.writeUInt32LE(ep.podNetns ?? 0, F.pod_netns.offset);
   if (counters) {
     b.writeBigUInt64LE(counters.fixed, F.fixed.offset);
@@ -45,12 +46,12 @@ export function encodeEndpoint(ep: Endpoint, counters?: EndpointCounters): Buffe
   return b;
 }
 
-/** Decodes the per-CPU values of one endpoint: addressing from CPU 0, counters summed. */
-export function decodeEndpoint(key: Uint8Array, perCpu: Buffer[]): Endpoint & { counters: EndpointCounters } {
+/** Decodes the per-CPU values of one live slot: key and addressing from CPU 0, counters summed. */
+export function decodeEndpoint(perCpu: Buffer[]): Endpoint & { counters: EndpointCounters } {
   const first = perCpu[0]!;
   const sum = (offset: number) => perCpu.reduce((acc, v) => acc + v.readBigUInt64LE(offset), 0n);
   return {
-    guestIp: decodeKey(key),
+    guestIp: decodeKey(first.subarray(F.key.offset, F.key.offset + F.key.size)),
     guestMac: macFromBytes(first.subarray(F.guest_mac.offset)),
     gatewayMac: macFromBytes(first.subarray(F.gateway_mac.offset)),
     hostIfindex: first.readUInt32LE(F.host_ifindex.offset),

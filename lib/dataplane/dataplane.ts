@@ -15,10 +15,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { native as loadNative, packageRoot, type AttachMode, type Hook, type Native } from '../native.js';
 import { BpfObject } from '../bpf/object.js';
+import type { Program } from '../bpf/program.js';
 import { attach, detach, describe, type HookTarget } from '../bpf/link.js';
 import { KernelUnsupportedError, UsageError } from '../errors.js';
-import { decodeEndpoint, decodeStats, encodeEndpoint, encodeKey, encodeStatKey, type Endpoint, type EndpointCounters, type Stats } from './codec.js';
-import { ENDPOINT, STAT_NAMES } from './layout.js';
+import { decodeStats, encodeStatKey, type Endpoint, type Stats } from './codec.js';
+import { EndpointTable, type WithCounters } from './endpoint-table.js';
+import { STAT_NAMES } from './layout.js';
 
 export const DEFAULT_BPFFS_ROOT = '/sys/fs/bpf/vmpeer';
 export const OBJECT_PATH = path.join(packageRoot, 'dist', 'bpf', 'vmpeer.bpf.o');
@@ -72,9 +74,14 @@ export class Dataplane {
     this.obj.close();
   }
 
+  /** A program of the loaded object: its fd, id and instruction count (the daemon compares it with what is attached). */
+  program(name: ProgramName): Program {
+    return this.obj.program(name);
+  }
+
   /** Closes, and removes all of vmpeer's state when nothing is attached and no endpoint is left. */
   closeAndPruneIfEmpty(): boolean {
-    const empty = this.attachments().length === 0 && this.obj.map('endpoints').keys().length === 0;
+    const empty = this.attachments().length === 0 && this.endpoints().length === 0;
     this.close();
     if (empty) fs.rmSync(this.root, { recursive: true, force: true });
     return empty;
@@ -82,38 +89,35 @@ export class Dataplane {
 
   // ---- endpoints
 
+  private get table(): EndpointTable {
+    return new EndpointTable(this.obj.map('endpoints'));
+  }
+
   /** Adds or updates the endpoint for a guest IP; its counters are kept. */
   setEndpoint(ep: Endpoint): 'added' | 'updated' | 'unchanged' {
-    const map = this.obj.map('endpoints');
-    const key = encodeKey(ep.guestIp);
-    const fresh = encodeEndpoint(ep);
-    const current = map.lookup(key);
-    if (!current) {
-      map.update(key, fresh);
-      return 'added';
-    }
-    const addressing = ENDPOINT.fields.fixed.offset;
-    if (current.every((v) => v.subarray(0, addressing).equals(fresh.subarray(0, addressing)))) return 'unchanged';
-    map.update(key, current.map((v) => Buffer.concat([fresh.subarray(0, addressing), v.subarray(addressing)])));
-    return 'updated';
+    return this.locked(() => this.table.set(ep));
   }
 
   deleteEndpoint(guestIp: string): boolean {
-    return this.obj.map('endpoints').delete(encodeKey(guestIp));
+    return this.locked(() => this.table.delete(guestIp));
   }
 
-  endpoint(guestIp: string): (Endpoint & { counters: EndpointCounters }) | null {
-    const key = encodeKey(guestIp);
-    const value = this.obj.map('endpoints').lookup(key);
-    return value ? decodeEndpoint(key, value) : null;
+  endpoint(guestIp: string): WithCounters | null {
+    return this.table.get(guestIp);
   }
 
-  endpoints(): (Endpoint & { counters: EndpointCounters })[] {
-    const map = this.obj.map('endpoints');
-    return map.keys().flatMap((key) => {
-      const value = map.lookup(key);
-      return value ? [decodeEndpoint(key, value)] : [];
-    });
+  endpoints(): WithCounters[] {
+    return this.table.all();
+  }
+
+  /** Runs `fn` holding the lock on the state directory: writers of the endpoint table take turns. */
+  private locked<T>(fn: () => T): T {
+    const fd = this.n.lockDir(this.root);
+    try {
+      return fn();
+    } finally {
+      this.n.closeFd(fd);
+    }
   }
 
   stats(): Stats {

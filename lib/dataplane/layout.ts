@@ -17,21 +17,29 @@ export const KEY = {
 
 export const ENDPOINT = {
   struct: 'vmpeer_endpoint',
-  size: 48,
+  size: 64,
   fields: {
-    guest_mac: { offset: 0, size: 6 },
-    gateway_mac: { offset: 6, size: 6 },
-    host_ifindex: { offset: 12, size: 4 },
-    flags: { offset: 16, size: 4 },
-    pod_netns: { offset: 20, size: 4 },
-    fixed: { offset: 24, size: 8 },
-    redirected: { offset: 32, size: 8 },
-    passed: { offset: 40, size: 8 },
+    key: { offset: 0, size: 16 },
+    guest_mac: { offset: 16, size: 6 },
+    gateway_mac: { offset: 22, size: 6 },
+    host_ifindex: { offset: 28, size: 4 },
+    flags: { offset: 32, size: 4 },
+    pod_netns: { offset: 36, size: 4 },
+    fixed: { offset: 40, size: 8 },
+    redirected: { offset: 48, size: 8 },
+    passed: { offset: 56, size: 8 },
   },
 } as const;
 
+/** The endpoint table's geometry (VMPEER_SLOT_BITS, VMPEER_PROBES). */
+export const SLOT_BITS = 10;
+export const SLOTS = 1 << SLOT_BITS;
+export const PROBES = 16;
+
 /** VMPEER_EP_* */
-export const EP_REDIRECT = 1 << 0;
+export const EP_LIVE = 1 << 0;
+export const EP_REDIRECT = 1 << 1;
+export const EP_DELETED = 1 << 2;
 
 /** enum vmpeer_stat, in order: the slots (keys) of the stats map, each a per-CPU __u64. */
 export const STAT_NAMES = [

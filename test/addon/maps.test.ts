@@ -3,8 +3,18 @@ import fs from 'node:fs';
 import test from 'ava';
 import { bpffsDir } from '../helpers/netns.js';
 import { STAT_PASS_UNKNOWN, addon, map, openObject, statSlot, throwsNative } from './common.js';
+import path from 'node:path';
+import { packageRoot, type OpenOptions } from '../../lib/native.js';
+import type { ExecutionContext } from 'ava';
 
-const VALUE_SIZE = 48; // struct vmpeer_endpoint
+const VALUE_SIZE = 48; // bpf/test/maps.bpf.c: a per-CPU hash, 16-byte keys, 48-byte values
+const MAPS_OBJECT = path.join(packageRoot, 'dist/bpf/test/maps.bpf.o');
+
+function openMaps(t: ExecutionContext, options?: OpenOptions) {
+  const obj = addon.openObject(MAPS_OBJECT, options);
+  t.teardown(() => obj.close());
+  return obj;
+}
 
 function key(last: number): Buffer {
   const k = Buffer.alloc(16);
@@ -13,8 +23,8 @@ function key(last: number): Buffer {
   return k;
 }
 
-test('endpoints: update, lookup, keys and delete round-trip per CPU', (t) => {
-  const endpoints = map(openObject(t), 'endpoints');
+test('a per-CPU hash: update, lookup, keys and delete round-trip per CPU', (t) => {
+  const endpoints = map(openMaps(t), 'table');
   const cpus = addon.possibleCpus();
   t.true(cpus >= 1);
   const size = VALUE_SIZE * cpus; // 48 is a multiple of 8: no padding per CPU
@@ -35,14 +45,14 @@ test('endpoints: update, lookup, keys and delete round-trip per CPU', (t) => {
 });
 
 test('update flags reach the kernel: BPF_NOEXIST on an existing key is EEXIST', (t) => {
-  const endpoints = map(openObject(t), 'endpoints');
+  const endpoints = map(openMaps(t), 'table');
   const size = VALUE_SIZE * addon.possibleCpus();
   addon.mapUpdate(endpoints.fd, key(3), Buffer.alloc(size), 1 /* BPF_NOEXIST */);
   throwsNative(t, () => addon.mapUpdate(endpoints.fd, key(3), Buffer.alloc(size), 1), { code: 'EEXIST' });
 });
 
 test('sizes that do not match the map are refused before the kernel sees them', (t) => {
-  const endpoints = map(openObject(t), 'endpoints');
+  const endpoints = map(openMaps(t), 'table');
   const size = VALUE_SIZE * addon.possibleCpus();
   throwsNative(t, () => addon.mapLookup(endpoints.fd, Buffer.alloc(4), size), { typeError: true, code: 'EINVAL' });
   throwsNative(t, () => addon.mapLookup(endpoints.fd, key(1), VALUE_SIZE + 1), { typeError: true, message: /valueSize/ });
@@ -65,29 +75,29 @@ test('array keys: stats has one slot per outcome, all zero', (t) => {
 
 test('pinMapsIn pins the maps, and a second load reuses them', (t) => {
   const dir = bpffsDir(t);
-  const first = openObject(t, { pinMapsIn: dir });
+  const first = openMaps(t, { pinMapsIn: dir });
   for (const m of first.maps) {
     t.is(m.pinPath, `${dir}/${m.name}`);
     t.true(fs.existsSync(m.pinPath!));
   }
   const size = VALUE_SIZE * addon.possibleCpus();
-  addon.mapUpdate(map(first, 'endpoints').fd, key(9), Buffer.alloc(size, 7));
+  addon.mapUpdate(map(first, 'table').fd, key(9), Buffer.alloc(size, 7));
   first.close();
 
-  const second = openObject(t, { pinMapsIn: dir });
-  const endpoints = map(second, 'endpoints');
-  t.is(endpoints.id, map(first, 'endpoints').id, 'the pinned map is reused');
+  const second = openMaps(t, { pinMapsIn: dir });
+  const endpoints = map(second, 'table');
+  t.is(endpoints.id, map(first, 'table').id, 'the pinned map is reused');
   t.is(map(second, 'stats').id, map(first, 'stats').id);
   t.deepEqual(addon.mapLookup(endpoints.fd, key(9), size), Buffer.alloc(size, 7));
 
-  const unpinned = openObject(t);
-  t.not(map(unpinned, 'endpoints').id, endpoints.id);
+  const unpinned = openMaps(t);
+  t.not(map(unpinned, 'table').id, endpoints.id);
 });
 
 test('objPin, objGet and closeFd', (t) => {
   const dir = bpffsDir(t);
-  const obj = openObject(t);
-  const endpoints = map(obj, 'endpoints');
+  const obj = openMaps(t);
+  const endpoints = map(obj, 'table');
   addon.objPin(endpoints.fd, `${dir}/endpoints`);
   throwsNative(t, () => addon.objPin(endpoints.fd, `${dir}/endpoints`), { code: 'EEXIST', op: 'bpf_obj_pin' });
   const fd = addon.objGet(`${dir}/endpoints`);

@@ -9,7 +9,8 @@
 import test from 'ava';
 import { BpfObject } from '../../lib/bpf/object.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
-import { decodeStats, encodeEndpoint, encodeKey, encodeStatKey } from '../../lib/dataplane/codec.js';
+import { decodeStats, encodeStatKey } from '../../lib/dataplane/codec.js';
+import { EndpointTable } from '../../lib/dataplane/endpoint-table.js';
 import { STAT_NAMES } from '../../lib/dataplane/layout.js';
 import { macToBytes } from '../../lib/validate.js';
 import { CLIENT4, CLIENT6, CLIENT_MAC, GATEWAY_MAC, GUEST4, GUEST6, GUEST_MAC } from '../helpers/bpf.js';
@@ -35,7 +36,7 @@ test('truncated IP headers pass unchanged on a live port; mis-addressed frames a
   const obj = BpfObject.open(OBJECT_PATH);
   t.teardown(() => obj.close());
   for (const ip of [GUEST4, GUEST6]) {
-    obj.map('endpoints').update(encodeKey(ip), encodeEndpoint({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: 0, redirect: false }));
+    new EndpointTable(obj.map('endpoints')).set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: 0, redirect: false });
   }
   const link = obj.program('fixup').attach({ netns: pod.path, ifname: 'b0', hook: 'ingress' });
   t.teardown(() => link.detach());

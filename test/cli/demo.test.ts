@@ -16,7 +16,7 @@ test('the demo passes every step and cleans up', async (t) => {
   t.regex(r.stdout, /Every step behaved as expected\./);
   t.notRegex(r.stdout, /✗/);
   t.true(Date.now() - started < 60_000, 'under a minute');
-  const lab = /\/var\/run\/netns\/(vpl[0-9a-f]+)-vm0/.exec(r.stdout)?.[1];
+  const lab = /\/var\/run\/netns\/(vpl[0-9a-f-]+?)-vm0/.exec(r.stdout)?.[1];
   t.truthy(lab, 'the demo names its lab');
   t.deepEqual(fs.readdirSync('/var/run/netns').filter((n) => n.startsWith(lab!)), [], 'no netns left');
   t.deepEqual(fs.readdirSync('/sys/fs/bpf').filter((n) => n.startsWith('vmpeer-demo-')), [], 'no bpffs state left');

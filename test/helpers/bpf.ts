@@ -1,7 +1,8 @@
 /** The shipped object, loaded privately (no pins) for BPF_PROG_TEST_RUN tests. */
 import type { ExecutionContext } from 'ava';
 import { BpfObject } from '../../lib/bpf/object.js';
-import { decodeEndpoint, decodeStats, encodeEndpoint, encodeKey, encodeStatKey, type Endpoint, type Stats } from '../../lib/dataplane/codec.js';
+import { decodeStats, encodeStatKey, type Endpoint, type Stats } from '../../lib/dataplane/codec.js';
+import { EndpointTable } from '../../lib/dataplane/endpoint-table.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
 import { STAT_NAMES } from '../../lib/dataplane/layout.js';
 
@@ -25,9 +26,12 @@ export const HOST_IFINDEX = 4242;
 export class Fixture {
   constructor(readonly obj: BpfObject) {}
 
+  get table(): EndpointTable {
+    return new EndpointTable(this.obj.map('endpoints'));
+  }
+
   setEndpoint(ep: Partial<Endpoint> & { guestIp: string }): void {
-    const full: Endpoint = { guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true, ...ep };
-    this.obj.map('endpoints').update(encodeKey(full.guestIp), encodeEndpoint(full));
+    this.table.set({ guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true, ...ep });
   }
 
   run(program: 'fixup' | 'redirect', frame: Buffer, repeat = 1): { retval: number; data: Buffer; durationNs: number } {
@@ -40,8 +44,7 @@ export class Fixture {
   }
 
   counters(guestIp: string) {
-    const key = encodeKey(guestIp);
-    return decodeEndpoint(key, this.obj.map('endpoints').lookup(key)!).counters;
+    return this.table.get(guestIp)!.counters;
   }
 }
 

@@ -8,16 +8,17 @@ test('an endpoint round-trips, counters summed over CPUs', (t) => {
   const cpu0 = encodeEndpoint(ep, { fixed: 1n, redirected: 2n, passed: 3n });
   const cpu1 = encodeEndpoint(ep, { fixed: 10n, redirected: 20n, passed: 30n });
   t.is(cpu0.length, ENDPOINT.size);
-  t.deepEqual(decodeEndpoint(encodeKey(ep.guestIp), [cpu0, cpu1]), { ...ep, counters: { fixed: 11n, redirected: 22n, passed: 33n } });
+  t.deepEqual(decodeEndpoint([cpu0, cpu1]), { ...ep, counters: { fixed: 11n, redirected: 22n, passed: 33n } });
 });
 
-test('the endpoint bytes are laid out as the C struct (MACs side by side, little-endian ints)', (t) => {
+test('the endpoint bytes are laid out as the C struct (key, MACs side by side, little-endian ints)', (t) => {
   const b = encodeEndpoint(ep);
-  t.is(b.subarray(0, 12).toString('hex'), '52540000000aeeeeeeeeeeee');
-  t.is(b.readUInt32LE(12), 17);
-  t.is(b.readUInt32LE(16), 1);
-  t.is(b.readUInt32LE(20), 4026532000);
-  t.true(b.subarray(24).every((x) => x === 0));
+  t.deepEqual(b.subarray(0, 16), encodeKey(ep.guestIp));
+  t.is(b.subarray(16, 28).toString('hex'), '52540000000aeeeeeeeeeeee');
+  t.is(b.readUInt32LE(28), 17);
+  t.is(b.readUInt32LE(32), 0b11, 'live, redirect');
+  t.is(b.readUInt32LE(36), 4026532000);
+  t.true(b.subarray(40).every((x) => x === 0));
 });
 
 test('stats decode slot by slot, summed over CPUs', (t) => {

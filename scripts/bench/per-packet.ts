@@ -1,0 +1,105 @@
+/**
+ * Per-packet cost of `fixup` and `redirect` with BPF_PROG_TEST_RUN, against a
+ * pass-through baseline measured in the same run (see bpf/test/bench.bpf.c
+ * for why the harness restores each frame and tail-calls the program).
+ */
+import path from 'node:path';
+import { BpfObject } from '../../lib/bpf/object.js';
+import { EndpointTable } from '../../lib/dataplane/endpoint-table.js';
+import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
+import { packageRoot } from '../../lib/native.js';
+import { CLIENT4, CLIENT6, CLIENT_MAC, GATEWAY_MAC, GUEST4, GUEST6, GUEST_MAC, HOST_IFINDEX, HOST_MAC, NODE_MAC } from '../../test/helpers/bpf.js';
+import { frames } from '../../test/helpers/packets.js';
+import { median, shuffle } from './stats.js';
+
+const HARNESS = path.join(packageRoot, 'dist', 'bpf', 'test', 'bench.bpf.o');
+const HEAD = 64;
+const PACKET_HOST = 0;
+const PACKET_OTHERHOST = 3;
+
+export interface PerPacketCase {
+  program: 'fixup' | 'redirect';
+  frame: string; // what the frame is
+  rewrites: boolean; // the program changes this frame
+  pktType: 'host' | 'otherhost'; // how the frame arrives
+  nsPerPacket: number; // median over rounds
+  baselineNs: number; // median of the pass-through baseline, measured alternately
+  deltaNs: number; // median of (program - baseline) per round
+  spreadNs: [number, number]; // min and max delta over rounds
+}
+
+export interface PerPacketOptions {
+  repeat: number;
+  rounds: number;
+  /** The object under test (default: the shipped one); for before/after comparisons. */
+  object?: string;
+}
+
+export function perPacket({ repeat, rounds, object = OBJECT_PATH }: PerPacketOptions): PerPacketCase[] {
+  const obj = BpfObject.open(object);
+  const harness = BpfObject.open(HARNESS);
+  try {
+    const table = new EndpointTable(obj.map('endpoints'));
+    for (const ip of [GUEST4, GUEST6]) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true });
+    const cases = [
+      { program: 'fixup', frame: 'IPv4 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },
+      { program: 'fixup', frame: 'IPv6 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT6, GUEST6).tcp! },
+      { program: 'fixup', frame: 'IPv4 TCP, already addressed to the guest', rewrites: false, pktType: PACKET_OTHERHOST, data: frames(GUEST_MAC, GATEWAY_MAC, CLIENT4, GUEST4).tcp! },
+      { program: 'fixup', frame: 'IPv4 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, '198.18.9.9').tcp! },
+      { program: 'fixup', frame: 'IPv6 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT6, '2001:db8::99').tcp! },
+      { program: 'redirect', frame: 'IPv4 TCP to a guest (redirected)', rewrites: true, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },
+      { program: 'redirect', frame: 'IPv6 TCP to a guest (redirected)', rewrites: true, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT6, GUEST6).tcp! },
+      { program: 'redirect', frame: 'IPv4 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT4, '198.18.9.9').tcp! },
+      { program: 'redirect', frame: 'IPv6 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT6, '2001:db8::99').tcp! },
+    ] as const;
+
+    const bench = harness.program('bench');
+    const slot = Buffer.alloc(4);
+    const fd = (fdNumber: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(fdNumber);
+      return b;
+    };
+    const time = (programFd: number, data: Buffer, pktType: number): number => {
+      harness.map('target').update(slot, fd(programFd));
+      const original = Buffer.alloc(HEAD + 8);
+      data.copy(original, 0, 0, HEAD);
+      original.writeUInt32LE(pktType, HEAD);
+      harness.map('original').update(slot, original);
+      return bench.testRun({ data, repeat }).durationNs;
+    };
+
+    const samples = new Map<number, { program: number[]; baseline: number[]; delta: number[] }>();
+    cases.forEach((_, i) => samples.set(i, { program: [], baseline: [], delta: [] }));
+    for (let round = 0; round < rounds; round++) {
+      for (const i of shuffle([...cases.keys()])) {
+        const c = cases[i]!;
+        const s = samples.get(i)!;
+        // alternate baseline and program, in a random order, and pair them
+        const first = Math.random() < 0.5;
+        const a = time(first ? harness.program('pass').fd : obj.program(c.program).fd, c.data, c.pktType);
+        const b = time(first ? obj.program(c.program).fd : harness.program('pass').fd, c.data, c.pktType);
+        const [base, prog] = first ? [a, b] : [b, a];
+        s.program.push(prog);
+        s.baseline.push(base);
+        s.delta.push(prog - base);
+      }
+    }
+    return cases.map((c, i) => {
+      const s = samples.get(i)!;
+      return {
+        program: c.program,
+        frame: c.frame,
+        rewrites: c.rewrites,
+        pktType: c.pktType === PACKET_HOST ? ('host' as const) : ('otherhost' as const),
+        nsPerPacket: median(s.program),
+        baselineNs: median(s.baseline),
+        deltaNs: median(s.delta),
+        spreadNs: [Math.min(...s.delta), Math.max(...s.delta)],
+      };
+    });
+  } finally {
+    harness.close();
+    obj.close();
+  }
+}

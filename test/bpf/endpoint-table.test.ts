@@ -1,0 +1,77 @@
+/**
+ * The endpoint table (an open-addressing hash table in a per-CPU array):
+ * what user space writes, the BPF programs find, through collisions,
+ * deletions and reuse, and the hash in TypeScript is the one in C.
+ */
+import test from 'ava';
+import { EndpointTable, slotOf } from '../../lib/dataplane/endpoint-table.js';
+import { encodeKey } from '../../lib/dataplane/codec.js';
+import { PROBES, SLOTS } from '../../lib/dataplane/layout.js';
+import { CLIENT4, CLIENT6, CLIENT_MAC, GATEWAY_MAC, NODE_MAC, fixture, statDelta, type Fixture } from '../helpers/bpf.js';
+import { frames } from '../helpers/packets.js';
+
+function found(f: Fixture, ip: string): boolean {
+  const frame = frames(NODE_MAC, CLIENT_MAC, ip.includes(':') ? CLIENT6 : CLIENT4, ip).udp!;
+  return statDelta(f, () => f.run('fixup', frame)).fixed === 1n;
+}
+
+function ipv4(n: number): string {
+  return `198.${18 + ((n >> 16) & 1)}.${(n >> 8) & 255}.${n & 255}`;
+}
+
+/** IPv4 addresses whose home slot is `slot`. */
+function colliding(slot: number, count: number): string[] {
+  const out: string[] = [];
+  for (let n = 1; out.length < count; n++) if (slotOf(encodeKey(ipv4(n))) === slot) out.push(ipv4(n));
+  return out;
+}
+
+test('350 endpoints (IPv4 and IPv6): the programs find every one, and no stranger', (t) => {
+  const f = fixture(t, []);
+  const ips = [...Array.from({ length: 250 }, (_, i) => ipv4(i * 7 + 1)), ...Array.from({ length: 100 }, (_, i) => `2001:db8:${i.toString(16)}::${(i * 13).toString(16)}`)];
+  for (const ip of ips) f.setEndpoint({ guestIp: ip });
+  t.is(f.table.all().length, ips.length);
+  const missed = ips.filter((ip) => !found(f, ip));
+  t.deepEqual(missed, []);
+  const strangers = [ipv4(3), ipv4(5000), '2001:db8:ffff::1', '198.18.255.254'];
+  t.deepEqual(strangers.filter((ip) => found(f, ip)), []);
+});
+
+test('collisions: PROBES guests share a home slot; one more is refused; deleting keeps the others found', (t) => {
+  const f = fixture(t, []);
+  const ips = colliding(SLOTS - 3, PROBES + 1); // near the end: probing wraps around
+  for (const ip of ips.slice(0, PROBES)) f.setEndpoint({ guestIp: ip });
+  t.throws(() => f.setEndpoint({ guestIp: ips[PROBES]! }), { message: /no free slot for .* \(all 16 of its slots are taken\)/ });
+  t.true(ips.slice(0, PROBES).every((ip) => found(f, ip)));
+
+  t.true(f.table.delete(ips[2]!));
+  t.false(f.table.delete(ips[2]!));
+  t.false(found(f, ips[2]!));
+  t.true([...ips.slice(0, 2), ...ips.slice(3, PROBES)].every((ip) => found(f, ip)), 'probing goes past the deleted slot');
+  f.setEndpoint({ guestIp: ips[PROBES]! });
+  t.true(found(f, ips[PROBES]!), 'the freed slot is reused');
+
+  for (const ip of [...ips.slice(0, 2), ...ips.slice(3)]) t.true(f.table.delete(ip));
+  t.deepEqual(f.table.all(), []);
+  const table = f.obj.map('endpoints');
+  const used = Array.from({ length: SLOTS }, (_, s) => s).filter((s) => {
+    const k = Buffer.alloc(4);
+    k.writeUInt32LE(s);
+    return table.lookup(k)![0]!.readUInt32LE(32) !== 0;
+  });
+  t.deepEqual(used, [], 'every deleted marker was reclaimed once nothing probes past it');
+});
+
+test('an update keeps the counters, and changes what frames are addressed to', (t) => {
+  const f = fixture(t, [{ guestIp: CLIENT4.replace(/\.2$/, '.77') }]);
+  const ip = CLIENT4.replace(/\.2$/, '.77');
+  t.true(found(f, ip));
+  t.true(found(f, ip));
+  const table = new EndpointTable(f.obj.map('endpoints'));
+  t.is(table.set({ guestIp: ip, guestMac: '02:00:00:00:00:77', gatewayMac: GATEWAY_MAC, hostIfindex: 1, redirect: true }), 'updated');
+  t.is(table.set({ guestIp: ip, guestMac: '02:00:00:00:00:77', gatewayMac: GATEWAY_MAC, hostIfindex: 1, redirect: true }), 'unchanged');
+  t.is(table.get(ip)!.counters.fixed, 2n);
+  const out = f.run('fixup', frames(NODE_MAC, CLIENT_MAC, CLIENT4, ip).udp!);
+  t.is(out.data.subarray(0, 6).toString('hex'), '020000000077');
+  t.is(table.get(ip)!.counters.fixed, 3n);
+});
