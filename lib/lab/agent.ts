@@ -10,7 +10,8 @@ import { killAndWait, spawnIn } from './exec.js';
 import type { NetnsRef } from './netns.js';
 
 const AGENT_MAIN = fileURLToPath(new URL('./agent-main.js', import.meta.url));
-const START_TIMEOUT_MS = 10_000;
+// generous: a loaded machine or an emulated VM starts many Node.js processes at once
+const START_TIMEOUT_MS = 60_000;
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 

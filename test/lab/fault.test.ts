@@ -69,16 +69,19 @@ test('seed: plain pods are fine on the fast path (client and on-node client)', a
   }
 });
 
-test('seed: a flow idle for the flow timeout starts over with a packet that gets through', async (t) => {
-  const l = await lab(t, { vmPods: 1, plainPods: 0, flowTimeoutMs: 1000 });
-  const vm = l.vms[0]!;
-  // one ping flow (one ICMP id), 1.5 s between echoes: each one finds the entry timed out
-  const slow = await l.ping(l.client, vm.podIp, { count: 3, intervalMs: 1500 });
-  t.deepEqual(slow.replies, [0, 1, 2]);
-  t.true(l.emulatorStats().expired >= 2);
-  // the same timeout, echoes 100 ms apart: the flow stays established
-  t.deepEqual((await l.ping(l.client, vm.podIp, { count: N })).replies, [0]);
-});
+for (const kind of ['client', 'on-node pod'] as const) {
+  test(`seed: a flow idle for the flow timeout starts over with a packet that gets through (${kind})`, async (t) => {
+    const l = await lab(t, { vmPods: 1, plainPods: 1, flowTimeoutMs: 1000 });
+    const vm = l.vms[0]!;
+    const from = kind === 'client' ? l.client : l.plain[0]!;
+    // one ping flow (one ICMP id), 1.5 s between echoes: each one finds the entry timed out
+    const slow = await l.ping(from, vm.podIp, { count: 3, intervalMs: 1500 });
+    t.deepEqual(slow.replies, [0, 1, 2]);
+    t.true(l.emulatorStats().expired >= 2);
+    // the same timeout, echoes 100 ms apart: the flow stays established
+    t.deepEqual((await l.ping(from, vm.podIp, { count: N })).replies, [0]);
+  });
+}
 
 test('seed: a busy flow whose entry expires lets one packet through per expiry', async (t) => {
   // entries live 1 s from their first packet (the CNI's timeout), busy or not
