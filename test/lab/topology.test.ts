@@ -43,13 +43,15 @@ function sysctl(path: string, key: string): string {
   return inNs(path, 'sysctl', '-n', key).trim();
 }
 
-// serial: measured before the other tests of this file load the machine
+// serial: measured before the other tests of this file load the machine. Inside
+// scripts/vmtest's emulated guests everything runs ~25x slower: the bound is relaxed there.
 test.serial('a lab with one VM pod and one plain pod builds in well under 2 s', async (t) => {
+  const bound = process.env.VMTEST_KERNEL ? 30_000 : 2000;
   const start = performance.now();
   const l = await lab(t, { vmPods: 1, plainPods: 1 });
   const ms = performance.now() - start;
-  t.log(`built in ${ms.toFixed(0)} ms (emulator attached: ${l.emulatorAttached}, ${l.emulator.mode})`);
-  t.true(ms < 2000, `${ms} ms`);
+  t.log(`built in ${ms.toFixed(0)} ms (emulator attached: ${l.emulatorAttached}, ${l.emulator.mode}; dummy: ${l.vms[0]!.dummyKind})`);
+  t.true(ms < bound, `${ms.toFixed(0)} ms, bound ${bound} ms`);
   t.true(l.emulatorAttached);
 });
 
