@@ -31,7 +31,7 @@ test('truncated IP headers pass unchanged on a live port; mis-addressed frames a
   pod.ip('link', 'set', 'br0', 'up');
   for (const ns of [node, pod, guest]) ns.run('sysctl', ['-qw', 'net.ipv6.conf.all.disable_ipv6=1']);
   // br_netfilter (built into this kernel) would validate and drop truncated IP headers in the bridge
-  pod.run('sysctl', ['-qw', 'net.bridge.bridge-nf-call-iptables=0', 'net.bridge.bridge-nf-call-ip6tables=0']);
+  pod.run('sysctl', ['-qew', 'net.bridge.bridge-nf-call-iptables=0', 'net.bridge.bridge-nf-call-ip6tables=0']);
 
   const obj = BpfObject.open(OBJECT_PATH);
   t.teardown(() => obj.close());
