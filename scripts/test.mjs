@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Runs every test tier and ends with one line: "N passed, N failed".
 //
-//   node scripts/test.mjs            all tiers on Node 20, fast tiers on Node 22 and 24
-//   node scripts/test.mjs --quick    Node 20 only
+//   node scripts/test.mjs                     all tiers on Node 20, fast tiers on Node 22 and 24
+//   node scripts/test.mjs --quick             Node 20 only
+//   node scripts/test.mjs --kernel-suites     the suites that carry kernel-specific risk, Node 20,
+//                                             long timeouts (what scripts/test-kernels.mjs runs in each VM)
 //
 // Leftovers of killed runs (netns, bpffs pins named vpt*/vpl*) are swept
 // before and after, and reported after: a test that leaks is a failing test.
@@ -12,24 +14,36 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const quick = process.argv.includes('--quick');
+const kernelSuites = process.argv.includes('--kernel-suites');
+const quick = kernelSuites || process.argv.includes('--quick');
 const ava = path.join(root, 'node_modules/ava/entrypoints/cli.mjs');
 
-/** The tiers, in order: [folder under dist/test, Node majors]. Kernel-in-VM tests run separately (npm run test:vm). */
-const tiers = [
-  ['unit', [20, 22, 24]],
-  ['bpf', [20, 22, 24]],
-  ['addon', [20, 22, 24]],
-  ['lab', [20]],
-  ['cli', [20]],
-  ['daemon', [20]],
-  ['package', [20]],
-];
+/** The tiers, in order: [name, files or folders under dist/test, Node majors]. Kernel-in-VM runs: npm run test:vm. */
+const tiers = kernelSuites
+  ? [
+      ['bpf', ['bpf'], [20]], // every program through this kernel's verifier
+      ['addon', ['addon'], [20]], // attach modes
+      ['kernel', ['kernel'], [20]], // the kernel's own behaviour, asserted
+      ['seed', ['lab/fault.test.js'], [20]], // the fault reproduced
+      ['fix', ['cli/fix.test.js'], [20]], // and fixed
+    ]
+  : [
+      ['unit', ['unit'], [20, 22, 24]],
+      ['bpf', ['bpf'], [20, 22, 24]],
+      ['addon', ['addon'], [20, 22, 24]],
+      ['kernel', ['kernel'], [20]],
+      ['lab', ['lab'], [20]],
+      ['cli', ['cli'], [20]],
+      ['daemon', ['daemon'], [20]],
+      ['package', ['package'], [20]],
+    ];
+const avaArgs = kernelSuites ? ['--timeout=10m', '--concurrency=1'] : [];
 
-function testFiles(dir) {
-  if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const p = path.join(dir, e.name);
+function testFiles(entry) {
+  if (!fs.existsSync(entry)) return [];
+  if (fs.statSync(entry).isFile()) return [path.relative(root, entry)];
+  return fs.readdirSync(entry, { withFileTypes: true }).flatMap((e) => {
+    const p = path.join(entry, e.name);
     return e.isDirectory() ? testFiles(p) : e.name.endsWith('.test.js') ? [path.relative(root, p)] : [];
   }).sort();
 }
@@ -62,12 +76,12 @@ function count(output, re) {
 sweep();
 const totals = { passed: 0, failed: 0, skipped: 0 };
 const table = [];
-for (const [name, majors] of tiers) {
-  const files = testFiles(path.join(root, 'dist/test', name));
+for (const [name, entries, majors] of tiers) {
+  const files = entries.flatMap((e) => testFiles(path.join(root, 'dist/test', e)));
   if (files.length === 0) continue;
   for (const major of quick ? [20] : majors) {
     process.stdout.write(`\n== ${name} tests on Node.js ${major}\n`);
-    const run = spawnSync(nodeFor(major), [ava, ...files], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0' } });
+    const run = spawnSync(nodeFor(major), [ava, ...avaArgs, ...files], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0' } });
     const out = `${run.stdout}${run.stderr}`;
     process.stdout.write(out);
     // ava prints "N tests passed" only when nothing failed, so count the ✔ lines too

@@ -5,17 +5,17 @@
  * idempotent is the TypeScript layer's business.
  */
 import fs from 'node:fs';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import type { AttachMode, Hook, HookEntry } from '../../lib/native.js';
 import { bpffsDir } from '../helpers/netns.js';
-import { addon, closeLater, openObject, pod, program, throwsNative } from './common.js';
+import { addon, closeLater, openObject, pod, program, throwsNative, tcxTest } from './common.js';
 
 const HANDLE = 0x1;
 const PRIORITY = 200;
 
 for (const mode of ['tcx', 'clsact'] as AttachMode[]) {
   for (const hook of ['ingress', 'egress'] as Hook[]) {
-    test(`${mode} at ${hook}: attach, list, detach`, (t) => {
+    (mode === 'tcx' ? tcxTest : test)(`${mode} at ${hook}: attach, list, detach`, (t: ExecutionContext) => {
       const { ns, ifname } = pod(t);
       const dir = bpffsDir(t);
       const fixup = program(openObject(t), 'fixup');
@@ -49,7 +49,7 @@ for (const mode of ['tcx', 'clsact'] as AttachMode[]) {
   }
 }
 
-test('tcx without pinPath returns the link fd; closing it detaches', (t) => {
+tcxTest('tcx without pinPath returns the link fd; closing it detaches', (t) => {
   const { ns, ifname } = pod(t);
   const fixup = program(openObject(t), 'fixup');
   const target = { netns: ns.path, ifname, hook: 'ingress' as Hook };
@@ -71,7 +71,7 @@ test('clsact without handle and priority: the kernel picks them and reports them
   t.true(addon.detach({ ...target, mode: 'clsact', handle: a.handle, priority: a.priority }));
 });
 
-test('tcx: a second attach with the same pinPath is EEXIST and adds nothing', (t) => {
+tcxTest('tcx: a second attach with the same pinPath is EEXIST and adds nothing', (t) => {
   const { ns, ifname } = pod(t);
   const dir = bpffsDir(t);
   const obj = openObject(t);
@@ -88,7 +88,7 @@ test('tcx: a second attach with the same pinPath is EEXIST and adds nothing', (t
   t.true(addon.detach({ ...target, mode: 'tcx', pinPath: `${dir}/link`, progId: a.progId }));
 });
 
-test('tcx: when the link cannot be pinned, it is detached again', (t) => {
+tcxTest('tcx: when the link cannot be pinned, it is detached again', (t) => {
   const { ns, ifname } = pod(t);
   const dir = bpffsDir(t);
   const target = { netns: ns.path, ifname, hook: 'ingress' as Hook };
@@ -104,7 +104,7 @@ test('tcx: when the link cannot be pinned, it is detached again', (t) => {
   t.deepEqual(addon.listHook(target), []);
 });
 
-test('tcx: the kernel refuses the same program twice at one hook (EEXIST)', (t) => {
+tcxTest('tcx: the kernel refuses the same program twice at one hook (EEXIST)', (t) => {
   const { ns, ifname } = pod(t);
   const fixup = program(openObject(t), 'fixup');
   const target = { netns: ns.path, ifname, hook: 'ingress' as Hook };
@@ -143,7 +143,7 @@ test('clsact: detach with another progId refuses (EBUSY) and leaves the filter',
   t.deepEqual(addon.listHook(target), [{ mode: 'clsact', progId: fixup.id, progName: 'fixup', ...where }]);
 });
 
-test('tcx: detach with another progId refuses (EBUSY) and leaves the link and its pin', (t) => {
+tcxTest('tcx: detach with another progId refuses (EBUSY) and leaves the link and its pin', (t) => {
   const { ns, ifname } = pod(t);
   const dir = bpffsDir(t);
   const obj = openObject(t);
@@ -157,7 +157,7 @@ test('tcx: detach with another progId refuses (EBUSY) and leaves the link and it
   t.true(addon.detach({ ...target, mode: 'tcx', pinPath: `${dir}/link`, progId: a.progId }));
 });
 
-test('tcx: detach at the wrong hook refuses (EINVAL) and leaves the link', (t) => {
+tcxTest('tcx: detach at the wrong hook refuses (EINVAL) and leaves the link', (t) => {
   const { ns, ifname } = pod(t);
   const dir = bpffsDir(t);
   const target = { netns: ns.path, ifname, hook: 'ingress' as Hook };
@@ -167,7 +167,7 @@ test('tcx: detach at the wrong hook refuses (EINVAL) and leaves the link', (t) =
   t.true(addon.detach({ ...target, mode: 'tcx', pinPath: `${dir}/link` }));
 });
 
-test('tcx: detach works from the pin alone once the netns is gone', (t) => {
+tcxTest('tcx: detach works from the pin alone once the netns is gone', (t) => {
   const { ns, ifname } = pod(t);
   const dir = bpffsDir(t);
   const target = { netns: ns.path, ifname, hook: 'ingress' as Hook };
@@ -177,7 +177,7 @@ test('tcx: detach works from the pin alone once the netns is gone', (t) => {
   t.false(fs.existsSync(`${dir}/link`));
 });
 
-test('tcx: detach leaves foreign links in place and in order', (t) => {
+tcxTest('tcx: detach leaves foreign links in place and in order', (t) => {
   const { ns, ifname } = pod(t);
   const dir = bpffsDir(t);
   const ours = openObject(t);
@@ -239,7 +239,7 @@ test('attach and detach refuse incomplete requests with TypeErrors', (t) => {
   const fd = program(openObject(t), 'fixup').fd;
   const target = { netns: ns.path, ifname, hook: 'ingress' as Hook };
   throwsNative(t, () => addon.attach({ ...target, mode: 'bogus' as AttachMode, progFd: fd }), { typeError: true, op: 'attach' });
-  throwsNative(t, () => addon.attach({ ...target, hook: 'sideways' as Hook, mode: 'tcx', progFd: fd }), { typeError: true });
+  throwsNative(t, () => addon.attach({ ...target, hook: 'sideways' as Hook, mode: 'clsact', progFd: fd }), { typeError: true });
   throwsNative(t, () => addon.attach({ ...target, mode: 'clsact', progFd: fd, priority: 70000 }), { typeError: true });
   throwsNative(t, () => addon.attach({ ...target, mode: 'clsact', progFd: fd, pinPath: '/sys/fs/bpf/x' }), { typeError: true });
   throwsNative(t, () => addon.attach({ ...target, mode: 'tcx', progFd: fd, handle: 1, priority: 1 }), { typeError: true });

@@ -1,6 +1,6 @@
 /** What the addon tests share: the addon, the shipped object, a pod-like netns. */
 import path from 'node:path';
-import type { ExecutionContext } from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { native, packageRoot, type NativeError, type NativeMap, type NativeObject, type NativeProgram, type OpenOptions } from '../../lib/native.js';
 import { netns, uniqueName, veth, type Netns } from '../helpers/netns.js';
 
@@ -10,6 +10,27 @@ export const OBJECT_PATH = path.join(packageRoot, 'dist/bpf/vmpeer.bpf.o');
 /** bpf/vmpeer.h, enum vmpeer_stat */
 export const STAT_PASS_UNKNOWN = 3;
 export const STAT_PASS_NOT_UNICAST = 5;
+
+/** Whether this kernel has tcx (Linux >= 6.6): the VM matrix runs these tests on 6.1 too. */
+export const TCX = addon.kernelFeatures().tcx;
+
+/**
+ * A test of tcx behaviour. On a kernel without tcx it becomes a test that the
+ * kernel refuses a tcx attachment, so that it asserts something everywhere.
+ */
+export function tcxTest(title: string, fn: (t: ExecutionContext) => void | Promise<void>): void {
+  if (TCX) {
+    test(title, fn);
+    return;
+  }
+  test(`${title} [no tcx on this kernel: a tcx attach is refused]`, (t) => {
+    const { ns, ifname } = pod(t);
+    const obj = openObject(t);
+    const err = t.throws(() => addon.attach({ netns: ns.path, ifname, hook: 'ingress', mode: 'tcx', progFd: program(obj, 'fixup').fd }));
+    t.regex((err as NativeError).code, /^(EINVAL|EOPNOTSUPP|ENOTSUPP|EPERM)$/);
+    t.deepEqual(addon.listHook({ netns: ns.path, ifname, hook: 'ingress' }), []);
+  });
+}
 
 /** The shipped object, loaded for this test and closed after it. */
 export function openObject(t: ExecutionContext, options?: OpenOptions): NativeObject {

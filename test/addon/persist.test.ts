@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import test from 'ava';
 import type { Attachment, Hook } from '../../lib/native.js';
 import { bpffsDir, netns, uniqueName, veth } from '../helpers/netns.js';
-import { OBJECT_PATH, STAT_PASS_NOT_UNICAST, STAT_PASS_UNKNOWN, addon, statSlot } from './common.js';
+import { OBJECT_PATH, STAT_PASS_NOT_UNICAST, STAT_PASS_UNKNOWN, addon, statSlot, tcxTest } from './common.js';
 
 /** Runs in the child: attach and exit without cleaning up. */
 const CHILD = `
@@ -24,7 +24,7 @@ process.stdout.write(JSON.stringify(attachment));
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-test('a pinned tcx link keeps processing frames after its process exits', async (t) => {
+tcxTest('a pinned tcx link keeps processing frames after its process exits', async (t) => {
   // TEST-NET-1 addresses, on a veth pair between two namespaces of our own.
   const client = netns(t, 'c');
   const podNs = netns(t, 'p');

@@ -10,6 +10,7 @@ import { native, packageRoot } from '../../lib/native.js';
 import { Lab } from '../../lib/lab/index.js';
 import { bpffsDir } from '../helpers/netns.js';
 import { vmpeer } from '../helpers/cli.js';
+import { attachForeign } from '../helpers/foreign.js';
 
 const FOREIGN = path.join(packageRoot, 'dist', 'bpf', 'test', 'pkt_type_probe.bpf.o');
 
@@ -24,8 +25,7 @@ for (const first of [false, true]) {
 
     const foreign = BpfObject.open(FOREIGN);
     t.teardown(() => foreign.close());
-    const foreignLink = foreign.program('probe').attach(uplink);
-    t.teardown(() => foreignLink.detach());
+    attachForeign(t, foreign.program('probe'), uplink, 'before');
 
     await lab.ping(lab.client, vm.podIp, { count: 1 });
     t.is((await vmpeer(node, ['attach', '--netns', vm.podNs.name, '--bpffs', root])).code, 0);

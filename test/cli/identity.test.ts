@@ -17,6 +17,7 @@ import { Lab } from '../../lib/lab/index.js';
 import { bpffsDir } from '../helpers/netns.js';
 import { vmpeer } from '../helpers/cli.js';
 import { sendFrames } from '../helpers/frames-io.js';
+import { attachForeign } from '../helpers/foreign.js';
 import { ETH_P_IP, IPPROTO_UDP, ether, ipv4, udp } from '../helpers/packets.js';
 
 const PROBE = path.join(packageRoot, 'dist', 'bpf', 'test', 'pkt_type_probe.bpf.o');
@@ -34,8 +35,7 @@ test('the fixed and the accelerated frame equal the kernel path frame; pkt_type 
   t.is(attach.code, 0, attach.stderr);
   const probe = BpfObject.open(PROBE);
   t.teardown(() => probe.close());
-  const probeLink = probe.program('probe').attach({ netns: vm.podNs.path, ifname: vm.nic.name, hook: 'ingress' });
-  t.teardown(() => probeLink.detach());
+  attachForeign(t, probe.program('probe'), { netns: vm.podNs.path, ifname: vm.nic.name, hook: 'ingress' }, 'after');
 
   const id = 0x4a17;
   const payload = Buffer.from('the same packet, three ways');

@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+// The kernel matrix: the suites that carry kernel-specific risk (scripts/test.mjs
+// --kernel-suites) on Debian's 6.1 and 6.12 kernels under QEMU (scripts/vmtest)
+// and on the host kernel, after the VM runner's own tests.
+//
+//   node scripts/test-kernels.mjs [--kernels 6.1,6.12,host] [--no-runner-tests] [--update-readme]
+//
+// Prints a table kernel × suite, stores it as JSON under .cache/vmtest-results/,
+// and ends with one line: "N passed, N failed".
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const option = (name, fallback) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const kernels = option('--kernels', '6.1,6.12,host').split(',');
+const SUITES = ['bpf', 'addon', 'kernel', 'seed', 'fix'];
+
+/** Runs a command, streaming its output with a prefix, and returns the output and exit code. */
+function run(label, cmd, argv) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(cmd, argv, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const relay = (stream) => (d) => {
+      out += d.toString();
+      for (const line of d.toString().split('\n')) if (line.trim()) stream.write(`[${label}] ${line}\n`);
+    };
+    child.stdout.on('data', relay(process.stdout));
+    child.stderr.on('data', relay(process.stderr));
+    child.on('close', (code) => resolve({ code: code ?? 1, out, seconds: Math.round((Date.now() - started) / 1000) }));
+  });
+}
+
+/** "bpf      node 20    58 passed   0 failed   0 skipped" lines of scripts/test.mjs. */
+function parseSuites(out) {
+  const suites = {};
+  for (const m of out.matchAll(/^(?:\[[^\]]*\] )?(\w+)\s+node \d+\s+(\d+) passed\s+(\d+) failed\s+(\d+) skipped$/gm)) {
+    suites[m[1]] = { passed: Number(m[2]), failed: Number(m[3]), skipped: Number(m[4]) };
+  }
+  return suites;
+}
+
+function parseFacts(out) {
+  return Object.fromEntries([...out.matchAll(/kernel-fact: (\w+)=(\S+)/g)].map((m) => [m[1], m[2]]));
+}
+
+const results = { date: new Date().toISOString(), runner: null, kernels: [] };
+
+if (!args.includes('--no-runner-tests')) {
+  const r = await run('vmtest-runner', process.execPath, [path.join(root, 'node_modules/ava/entrypoints/cli.mjs'), '--timeout=10m', 'dist/test/vm/']);
+  const passed = Math.max(Number(/(\d+) tests? passed/.exec(r.out)?.[1] ?? 0), (r.out.match(/^\s*✔ /gm) ?? []).length);
+  const failed = Number(/(\d+) tests? failed/.exec(r.out)?.[1] ?? 0) || (r.code === 0 ? 0 : 1);
+  results.runner = { passed, failed, seconds: r.seconds };
+}
+
+for (const kernel of kernels) {
+  const suiteRun = ['node', 'scripts/test.mjs', '--kernel-suites'];
+  const r = kernel === 'host'
+    ? await run(kernel, process.execPath, suiteRun.slice(1))
+    : await run(kernel, path.join(root, 'scripts/vmtest'), ['--kernel', kernel, '--timeout', '1500', '--mem', '3G', '--', ...suiteRun]);
+  const suites = parseSuites(r.out);
+  for (const name of SUITES) suites[name] ??= { passed: 0, failed: 1, skipped: 0, missing: true };
+  const facts = parseFacts(r.out);
+  results.kernels.push({ kernel, release: facts.release ?? kernel, exit: r.code, seconds: r.seconds, suites, facts });
+}
+
+const dir = path.join(root, '.cache/vmtest-results');
+fs.mkdirSync(dir, { recursive: true });
+fs.writeFileSync(path.join(dir, `${results.date.replace(/[:.]/g, '-')}.json`), JSON.stringify(results, null, 2));
+fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(results, null, 2));
+
+const cell = (s) => (s.missing ? 'missing' : `${s.failed ? 'FAILED' : 'passed'} ${s.passed}/${s.passed + s.failed}`);
+console.log('\nkernel'.padEnd(28) + SUITES.map((s) => s.padEnd(14)).join('') + 'time');
+for (const k of results.kernels) {
+  console.log(`${k.release} (${k.kernel})`.padEnd(27) + SUITES.map((s) => cell(k.suites[s]).padEnd(14)).join('') + `${k.seconds} s`);
+}
+if (results.runner) console.log(`vmtest runner tests: ${results.runner.passed} passed, ${results.runner.failed} failed (${results.runner.seconds} s)`);
+
+if (args.includes('--update-readme')) updateReadme(results);
+
+let passed = results.runner?.passed ?? 0;
+let failed = results.runner?.failed ?? 0;
+for (const k of results.kernels) {
+  for (const s of Object.values(k.suites)) {
+    passed += s.passed;
+    failed += s.failed + s.skipped;
+  }
+  if (k.exit !== 0 && Object.values(k.suites).every((s) => s.failed === 0)) failed += 1; // the VM itself failed
+}
+console.log(`\n${passed} passed, ${failed} failed`);
+process.exit(failed > 0 ? 1 : 0);
+
+/** Rewrites the README's compatibility table from this run. */
+function updateReadme(res) {
+  const readme = path.join(root, 'README.md');
+  const text = fs.readFileSync(readme, 'utf8');
+  const rows = res.kernels.map((k) => {
+    const ok = SUITES.every((s) => k.suites[s].failed === 0 && !k.suites[s].missing);
+    const total = SUITES.reduce((n, s) => n + k.suites[s].passed, 0);
+    return `| ${k.release}${k.kernel === 'host' ? ' (host)' : ''} | ${k.facts.attach_mode ?? '?'} | ${k.facts.redirect_peer_pkt_type ?? '?'} → ${k.facts.after_fixup_pkt_type ?? '?'} | ${ok ? `passed (${total} tests)` : 'FAILED'} |`;
+  });
+  const table = [
+    '<!-- kernel-matrix:start (generated by `npm run test:vm -- --update-readme`) -->',
+    `Last run: ${res.date.slice(0, 10)}.`,
+    '',
+    '| kernel | attach mode | pkt_type at the pod after a raw peer redirect → after fixup | suites (bpf, addon, kernel, seed, fix) |',
+    '|---|---|---|---|',
+    ...rows,
+    '<!-- kernel-matrix:end -->',
+  ].join('\n');
+  const updated = text.replace(/<!-- kernel-matrix:start[\s\S]*?<!-- kernel-matrix:end -->/, table);
+  fs.writeFileSync(readme, updated);
+}

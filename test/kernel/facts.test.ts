@@ -1,0 +1,83 @@
+/**
+ * What this kernel does, asserted (run on every kernel of the VM matrix):
+ * the attach mode vmpeer picks, and how a raw bpf_redirect_peer() leaves
+ * pkt_type at the pod side, before and after `fixup`.
+ *
+ * Lines starting with "kernel-fact:" are collected by scripts/test-kernels.mjs
+ * for the README's compatibility table.
+ */
+import test from 'ava';
+import os from 'node:os';
+import path from 'node:path';
+import { BpfObject } from '../../lib/bpf/object.js';
+import { resolveMode } from '../../lib/bpf/link.js';
+import { native, packageRoot } from '../../lib/native.js';
+import { Lab } from '../../lib/lab/index.js';
+import { bpffsDir } from '../helpers/netns.js';
+import { vmpeer } from '../helpers/cli.js';
+import { sendFrames } from '../helpers/frames-io.js';
+import { attachForeign } from '../helpers/foreign.js';
+import { ETH_P_IP, IPPROTO_UDP, ether, ipv4, udp } from '../helpers/packets.js';
+
+const PROBE = path.join(packageRoot, 'dist', 'bpf', 'test', 'pkt_type_probe.bpf.o');
+const PKT_TYPES = ['HOST', 'BROADCAST', 'MULTICAST', 'OTHERHOST'];
+const [major = 0, minor = 0] = os.release().split('.').map((x) => parseInt(x, 10));
+const atLeast = (ma: number, mi: number) => major > ma || (major === ma && minor >= mi);
+
+function fact(name: string, value: string): void {
+  process.stdout.write(`kernel-fact: ${name}=${value}\n`);
+}
+
+test('tcx exactly on Linux >= 6.6; vmpeer attaches with tcx there and clsact below', (t) => {
+  const features = native().kernelFeatures();
+  t.is(features.tcx, atLeast(6, 6), `tcx on ${os.release()}`);
+  t.true(features.redirectPeer, 'bpf_redirect_peer (>= 5.10)');
+  t.is(resolveMode(native(), 'auto'), atLeast(6, 6) ? 'tcx' : 'clsact');
+  fact('release', os.release());
+  fact('attach_mode', resolveMode(native(), 'auto'));
+});
+
+test('pkt_type at the pod after a raw peer redirect, and after fixup', async (t) => {
+  const lab = await Lab.create({ prefix: 'vpt', vmPods: 1, plainPods: 0 });
+  t.teardown(() => lab.destroy());
+  const vm = lab.vms[0]!;
+  const root = bpffsDir(t);
+  const nic = { netns: vm.podNs.path, ifname: vm.nic.name, hook: 'ingress' as const };
+
+  // a probe before fixup and one after it
+  const before = BpfObject.open(PROBE);
+  const after = BpfObject.open(PROBE);
+  t.teardown(() => before.close());
+  t.teardown(() => after.close());
+  attachForeign(t, before.program('probe'), nic, 'before');
+  await lab.ping(lab.client, vm.podIp, { count: 1 });
+  const attached = await vmpeer(lab.node.ns.path, ['attach', '--netns', vm.podNs.name, '--bpffs', root]);
+  t.is(attached.code, 0, attached.stderr);
+  t.regex(attached.stdout, new RegExp(`\\(${atLeast(6, 6) ? 'tcx' : 'clsact'}\\)`));
+  attachForeign(t, after.program('probe'), nic, 'after');
+  t.deepEqual(native().listHook(nic).map((e) => e.progName), ['probe', 'fixup', 'probe']);
+
+  // the same flow twice: the first packet takes the kernel path, the second the CNI's peer redirect
+  const packet = (id: number) => ether(lab.node.uplink.mac, lab.client.iface.mac, ETH_P_IP,
+    ipv4({ src: lab.client.ip, dst: vm.podIp, protocol: IPPROTO_UDP, id }, udp(lab.client.ip, vm.podIp, 40001, 9, Buffer.from('pkt_type'))));
+  for (const id of [0x1001, 0x1002]) {
+    sendFrames(lab.client.ns as never, lab.client.iface.name, [packet(id)]);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  const seen = (obj: BpfObject, id: number) => {
+    const key = Buffer.alloc(2);
+    key.writeUInt16LE(id);
+    const v = obj.map('pkt_types').lookup(key)?.[0]?.readUInt32LE(0) ?? 0;
+    return PKT_TYPES.filter((_, i) => v & (1 << i)).join('|') || 'none';
+  };
+  t.true(lab.emulatorStats().redirected >= 1, 'the second packet was peer-redirected');
+  t.is(seen(before, 0x1001), 'OTHERHOST', 'kernel path: addressed to the guest, classified OTHERHOST on the port');
+  // the frame was addressed to the node, and since 6.15 (and the 6.12 stable backport)
+  // bpf_redirect_peer() also resets pkt_type: PACKET_HOST either way
+  t.is(seen(before, 0x1002), 'HOST', 'raw peer redirect: the frame still carries the node-side class');
+  t.is(seen(after, 0x1002), 'OTHERHOST', 'after fixup: classified as the kernel path classifies it');
+  fact('redirect_peer_pkt_type', seen(before, 0x1002));
+  fact('after_fixup_pkt_type', seen(after, 0x1002));
+
+  t.is((await vmpeer(lab.node.ns.path, ['detach', '--netns', vm.podNs.name, '--bpffs', root])).code, 0);
+});
