@@ -145,6 +145,9 @@ export class Lab {
     const qemuSet = new Set<number>(
       options.qemu === true ? [...Array(vmCount).keys()] : Array.isArray(options.qemu) ? options.qemu : [],
     );
+    for (const i of qemuSet) {
+      if (!Number.isInteger(i) || i < 0 || i >= vmCount) throw new RangeError(`lab: qemu index ${i} is not a VM pod`);
+    }
     const name = labName(options.prefix ?? DEFAULT_PREFIX);
     const topo = await buildTopology({
       namePrefix: name,
@@ -166,7 +169,8 @@ export class Lab {
     }
     try {
       if (options.emulator !== false) lab.setEmulator(true);
-      await Promise.all(
+      // allSettled: every boot has ended (and its QEMU is known) before a failure destroys the lab
+      const boots = await Promise.allSettled(
         [...qemuSet].map(async (i) => {
           const vm = lab.vms[i]!;
           const q = await QemuGuest.boot({
@@ -186,6 +190,8 @@ export class Lab {
           await lab.waitReachable(vm.podIp, QEMU_REACHABLE_TIMEOUT_MS);
         }),
       );
+      const failed = boots.find((b): b is PromiseRejectedResult => b.status === 'rejected');
+      if (failed) throw failed.reason;
     } catch (e) {
       await lab.destroy();
       throw e;
