@@ -147,6 +147,20 @@ async function txChecksumOff(ns: NetnsRef, dev: string): Promise<boolean> {
   }
 }
 
+/** Waits until the bridge ports `ports` in `ns` are in the forwarding state. */
+export async function portsForwarding(ns: NetnsRef, ports: string[], timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { stdout } = await runIn(ns.path, 'bridge', ['-j', 'link', 'show']);
+    const states = new Map((JSON.parse(stdout || '[]') as Array<{ ifname: string; state?: string }>).map((p) => [p.ifname, p.state]));
+    if (ports.every((p) => states.get(p) === 'forwarding')) return;
+    if (Date.now() > deadline) {
+      throw new Error(`lab: bridge ports in ${ns.name} not forwarding: ${ports.map((p) => `${p} ${states.get(p)}`).join(', ')}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 interface LinkInfo {
   ifname: string;
   ifindex: number;
@@ -343,6 +357,8 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
       );
     }
     await settleAll(jobs);
+    // bridge ports forward once the kernel has processed their carrier (linkwatch: up to 1 s late)
+    await Promise.all(vmPlans.filter((v) => v.guestNs).map((v) => portsForwarding(v.podNs, [VM_NIC, VM_TAP])));
 
     // 3. what the kernel assigned (ifindexes, veth MACs)
     const [clientLinks, nodeLinks, ...podLinks] = await Promise.all([
