@@ -115,8 +115,11 @@ export class Lab {
   readonly node: NodeHost;
   readonly vms: LabVm[];
   readonly plain: PlainPod[];
-  /** Every netns of the lab. */
-  readonly namespaces: NetnsRef[];
+  /** Every netns of the lab (its own, and the ones adopted later). */
+  get namespaces(): NetnsRef[] {
+    return [...this.netns];
+  }
+  private readonly netns: NetnsRef[];
   /** The netns names' common prefix (unique to this lab). */
   readonly name: string;
 
@@ -137,7 +140,7 @@ export class Lab {
     this.node = topo.node;
     this.vms = topo.vms.map((v) => ({ ...v, qemu: null }));
     this.plain = topo.plain;
-    this.namespaces = topo.namespaces;
+    this.netns = [...topo.namespaces];
   }
 
   static async create(options: LabOptions = {}): Promise<Lab> {
@@ -164,7 +167,7 @@ export class Lab {
     if (!exitHook) {
       exitHook = true;
       process.on('exit', () => {
-        for (const l of live) deleteNetnsSync(l.namespaces.map((n) => n.name));
+        for (const l of live) deleteNetnsSync(l.netns.map((n) => n.name));
       });
     }
     try {
@@ -360,6 +363,24 @@ export class Lab {
     return cap;
   }
 
+  /**
+   * Makes a netns created outside the lab (a pod added while the lab runs)
+   * part of it: destroy() and the process-exit hook delete it, run() and
+   * spawn() accept it. Adopting twice is a no-op.
+   */
+  adopt(ns: NetnsRef): void {
+    this.assertAlive();
+    if (!this.netns.some((n) => n.path === ns.path)) this.netns.push(ns);
+  }
+
+  /** Forgets an adopted netns (its owner deleted it). False when the lab did not know it. */
+  disown(ns: NetnsRef): boolean {
+    const i = this.netns.findIndex((n) => n.path === ns.path);
+    if (i < 0) return false;
+    this.netns.splice(i, 1);
+    return true;
+  }
+
   /** Runs a command to completion inside one of the lab's namespaces (nsenter). */
   async run(ns: NetnsRef, cmd: string, args: string[], options?: RunOptions): Promise<RunResult> {
     this.assertNs(ns);
@@ -440,7 +461,7 @@ export class Lab {
         ...[...this.children].map((c) => attempt(() => killAndWait(c))),
       ]);
       await attempt(() => this.emulatorObj?.close());
-      await attempt(() => deleteNetns(this.namespaces.map((n) => n.name)));
+      await attempt(() => deleteNetns(this.netns.map((n) => n.name)));
       live.delete(this);
       if (errors.length > 0) throw errors[0];
     })();

@@ -187,3 +187,24 @@ test('lab names carry the owner pid, so a sweeper can spare labs still in use', 
   const l = await lab(t, { vmPods: 1, plainPods: 0 });
   t.true(l.namespaces.every((n) => n.name.startsWith(l.name) && labOwnerPid(n.name) === process.pid));
 });
+
+test('adopt(): a netns added while the lab runs is deleted with it', async (t) => {
+  const l = await Lab.create({ prefix: TEST_PREFIX, vmPods: 0, plainPods: 1 });
+  t.teardown(() => l.destroy());
+  const extra = { name: `${l.name}-x0`, path: `/var/run/netns/${l.name}-x0` };
+  execFileSync('ip', ['netns', 'add', extra.name]);
+  t.teardown(() => {
+    if (existsSync(extra.path)) execFileSync('ip', ['netns', 'delete', extra.name]);
+  });
+  await t.throwsAsync(() => l.run(extra, 'true', []), { message: /not a namespace of this lab/ });
+  l.adopt(extra);
+  l.adopt(extra);
+  t.is(l.namespaces.filter((n) => n.path === extra.path).length, 1);
+  t.is((await l.run(extra, 'ip', ['-o', 'link', 'show', 'lo'])).code, 0);
+  const gone = { name: `${l.name}-x1`, path: `/var/run/netns/${l.name}-x1` };
+  l.adopt(gone);
+  t.true(l.disown(gone));
+  t.false(l.disown(gone));
+  await l.destroy();
+  t.false(existsSync(extra.path));
+});
