@@ -43,9 +43,30 @@ export class GuestMacUnknownError extends VmpeerError {
 
 const isVeth = (l: Link) => l.linkinfo?.info_kind === 'veth';
 
+/** A VM interface whose guest MAC may not be known yet (the guest has not sent a frame). */
+export interface VmPort extends Omit<VmInterface, 'guestMac' | 'guestMacFrom'> {
+  guestMac: Mac | null;
+  guestMacFrom: VmInterface['guestMacFrom'] | null;
+  /** Why the guest MAC is unknown, when it is. */
+  guestMacUnknown?: string;
+}
+
 export async function discoverVmInterfaces(netns: string, overrides: Overrides = {}, ip: IpRoute = defaultIproute): Promise<VmInterface[]> {
+  return (await discover(netns, overrides, ip, false)) as VmInterface[];
+}
+
+/**
+ * Like discoverVmInterfaces, but a guest whose MAC cannot be told yet is
+ * reported with `guestMac: null` instead of failing the pod: the daemon
+ * attaches first and writes the endpoint when the MAC shows.
+ */
+export function discoverVmPorts(netns: string, ip: IpRoute = defaultIproute): Promise<VmPort[]> {
+  return discover(netns, {}, ip, true);
+}
+
+async function discover(netns: string, overrides: Overrides, ip: IpRoute, tolerateUnknownMac: boolean): Promise<VmPort[]> {
   const [podLinks, nodeLinks] = await Promise.all([ip.links(netns), ip.links(undefined)]);
-  const found: VmInterface[] = [];
+  const found: VmPort[] = [];
 
   for (const bridge of podLinks.filter((l) => l.linkinfo?.info_kind === 'bridge')) {
     const ports = podLinks.filter((l) => l.master === bridge.ifname);
@@ -57,11 +78,16 @@ export async function discoverVmInterfaces(netns: string, overrides: Overrides =
     const hostVeth = { ifname: host.ifname, ifindex: host.ifindex, mac: parseMac(host.address ?? '', `MAC of ${host.ifname}`) };
 
     const guestIp = overrides.guestIp ?? (await guestIpOf(netns, bridge.ifname, hostVeth.ifname, ip));
-    const { mac: guestMac, from: guestMacFrom } = overrides.guestMac
-      ? { mac: overrides.guestMac, from: 'override' as const }
-      : await guestMacOf(netns, bridge.ifname, guestPorts, guestIp, hostVeth.ifname, ip);
-
-    found.push({ netns, bridge: bridge.ifname, uplink: { ifname: uplink.ifname, ifindex: uplink.ifindex }, guestPorts, hostVeth, guestIp, guestMac, guestMacFrom });
+    const port = { netns, bridge: bridge.ifname, uplink: { ifname: uplink.ifname, ifindex: uplink.ifindex }, guestPorts, hostVeth, guestIp };
+    try {
+      const { mac: guestMac, from: guestMacFrom } = overrides.guestMac
+        ? { mac: overrides.guestMac, from: 'override' as const }
+        : await guestMacOf(netns, bridge.ifname, guestPorts, guestIp, hostVeth.ifname, ip);
+      found.push({ ...port, guestMac, guestMacFrom });
+    } catch (e) {
+      if (!tolerateUnknownMac || !(e instanceof GuestMacUnknownError)) throw e;
+      found.push({ ...port, guestMac: null, guestMacFrom: null, guestMacUnknown: e.message });
+    }
   }
 
   if (found.length === 0) {
