@@ -10,9 +10,10 @@ import { attachCommand } from './commands/attach.js';
 import { detachCommand } from './commands/detach.js';
 import { statusCommand } from './commands/status.js';
 import { demoCommand } from './commands/demo.js';
+import { daemonCommand } from './commands/daemon.js';
 import { VmpeerError } from '../errors.js';
 
-const commands: Command[] = [attachCommand, detachCommand, statusCommand, demoCommand];
+const commands: Command[] = [attachCommand, detachCommand, statusCommand, demoCommand, daemonCommand];
 
 export function registerCommand(command: Command): void {
   commands.push(command);

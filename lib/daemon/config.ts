@@ -1,0 +1,228 @@
+/**
+ * The daemon's configuration: flags first, then environment variables, then
+ * defaults. parseConfig() checks the syntax of every value; checkEnvironment()
+ * checks, before anything is changed, that this process can do the job
+ * (privileges, namespace directories, bpffs). Both throw a UsageError (exit 2)
+ * with one line that says what is wrong and what to do.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { NotPermittedError, UsageError } from '../errors.js';
+import { DEFAULT_BPFFS_ROOT } from '../dataplane/dataplane.js';
+import { parseIfname } from '../validate.js';
+import { requirePrivileges, effectiveCapabilities } from '../cli/privileges.js';
+import type { AttachMode } from '../native.js';
+
+export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:9808';
+export const DEFAULT_NETNS_DIR = '/var/run/netns';
+export const DEFAULT_RESYNC_MS = 30_000;
+export const DEFAULT_PROC_INTERVAL_MS = 1_000;
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+const BPF_FS_MAGIC = 0xcafe4a11;
+const CAP_SYS_PTRACE = 19;
+
+export interface DaemonConfig {
+  nodeName: string;
+  bpffsRoot: string;
+  netnsDirs: string[];
+  /** Only netns files whose name starts with this are considered ('' = all). */
+  netnsPrefix: string;
+  /** Also find pod namespaces through /proc/<pid>/ns/net (needs hostPID). */
+  proc: boolean;
+  procRoot: string;
+  procIntervalMs: number;
+  resyncIntervalMs: number;
+  logLevel: LogLevel;
+  metrics: { host: string; port: number; text: string };
+  accelerate: boolean;
+  hostDevs: string[];
+  /** Accelerate: run the redirect program before the others at the hook. */
+  first: boolean;
+  mode: 'auto' | AttachMode;
+  cleanupOnExit: boolean;
+  /** A BPF object other than the shipped one (testing a build). */
+  object?: string;
+}
+
+/** Flag name → environment variable. */
+export const ENV = {
+  'node-name': 'NODE_NAME',
+  bpffs: 'VMPEER_BPFFS',
+  'netns-dir': 'VMPEER_NETNS_DIRS',
+  'netns-prefix': 'VMPEER_NETNS_PREFIX',
+  proc: 'VMPEER_PROC',
+  'proc-root': 'VMPEER_PROC_ROOT',
+  'proc-interval': 'VMPEER_PROC_INTERVAL',
+  'resync-interval': 'VMPEER_RESYNC_INTERVAL',
+  'log-level': 'VMPEER_LOG_LEVEL',
+  'metrics-address': 'VMPEER_METRICS_ADDRESS',
+  accelerate: 'VMPEER_ACCELERATE',
+  'host-dev': 'VMPEER_HOST_DEVS',
+  first: 'VMPEER_ACCELERATE_FIRST',
+  mode: 'VMPEER_MODE',
+  'cleanup-on-exit': 'VMPEER_CLEANUP_ON_EXIT',
+  object: 'VMPEER_OBJECT',
+} as const;
+
+export type Flags = Partial<Record<keyof typeof ENV, string | boolean | string[] | undefined>>;
+
+/** Parses `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds. */
+export function parseDuration(text: string, what: string, min: number, max: number): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new UsageError(`invalid ${what} '${text}': expected a duration such as 30s, 500ms or 2m`);
+  const ms = Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
+  if (ms < min || ms > max) throw new UsageError(`invalid ${what} '${text}': must be between ${min} ms and ${max / 1000} s`);
+  return Math.round(ms);
+}
+
+/** Parses host:port ([v6]:port; an empty host means every address). */
+export function parseListenAddress(text: string, what = '--metrics-address'): { host: string; port: number; text: string } {
+  const t = text.trim();
+  const bad = (why: string) => new UsageError(`invalid ${what} '${text}': ${why} (expected host:port, e.g. ${DEFAULT_METRICS_ADDRESS} or [::1]:9808)`);
+  let host: string;
+  let portText: string;
+  const v6 = /^\[([^\]]*)\]:(.*)$/.exec(t);
+  if (v6) {
+    [host, portText] = [v6[1]!, v6[2]!];
+    if (net.isIPv6(host) === false) throw bad(`'${host}' is not an IPv6 address`);
+  } else {
+    if (net.isIPv6(t)) throw bad('no port');
+    const colon = t.lastIndexOf(':');
+    if (colon < 0) throw bad('no port');
+    [host, portText] = [t.slice(0, colon), t.slice(colon + 1)];
+    if (host !== '' && host !== 'localhost' && !net.isIP(host)) throw bad(`'${host}' is not an IP address`);
+  }
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw bad(`port '${portText}' is not 0-65535`);
+  return { host, port: Number(portText), text: t };
+}
+
+function parseBool(value: string, what: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|false|no|off|)$/i.test(value)) return false;
+  throw new UsageError(`invalid ${what} '${value}': expected true or false`);
+}
+
+function list(value: string): string[] {
+  return value.split(/[,:\s]+/).filter((s) => s.length > 0);
+}
+
+/** Flags, then the environment, then defaults; syntax only (nothing is read from the system). */
+export function parseConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env): DaemonConfig {
+  const str = (key: keyof typeof ENV): string | undefined => {
+    const f = flags[key];
+    if (typeof f === 'string') return f;
+    if (Array.isArray(f)) return f.length > 0 ? f.join(',') : undefined;
+    return env[ENV[key]];
+  };
+  const many = (key: keyof typeof ENV): string[] | undefined => {
+    const f = flags[key];
+    if (Array.isArray(f) && f.length > 0) return f;
+    if (typeof f === 'string') return [f];
+    const e = env[ENV[key]];
+    return e === undefined || e === '' ? undefined : list(e);
+  };
+  const bool = (key: keyof typeof ENV): boolean => {
+    const f = flags[key];
+    if (typeof f === 'boolean') return f;
+    const e = env[ENV[key]];
+    return e === undefined ? false : parseBool(e, `${ENV[key]}`);
+  };
+
+  const logLevel = (str('log-level') ?? 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new UsageError(`invalid --log-level '${logLevel}': expected one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const mode = str('mode') ?? 'auto';
+  if (mode !== 'auto' && mode !== 'tcx' && mode !== 'clsact') throw new UsageError(`invalid --mode '${mode}': expected auto, tcx or clsact`);
+
+  const bpffsRoot = path.resolve(str('bpffs') ?? DEFAULT_BPFFS_ROOT);
+  const netnsDirs = (many('netns-dir') ?? [DEFAULT_NETNS_DIR]).map((d) => path.resolve(d));
+  const netnsPrefix = str('netns-prefix') ?? '';
+  if (netnsPrefix.includes('/')) throw new UsageError(`invalid --netns-prefix '${netnsPrefix}': a file name prefix, without '/'`);
+
+  const accelerate = bool('accelerate');
+  const hostDevs = (many('host-dev') ?? []).map((d) => parseIfname(d, '--host-dev'));
+  const first = bool('first');
+  if (!accelerate && (hostDevs.length > 0 || first)) throw new UsageError('--host-dev and --first go with --accelerate');
+  if (accelerate && hostDevs.length === 0) throw new UsageError('--accelerate needs at least one --host-dev <ifname> (the node interfaces to accelerate)');
+
+  const object = str('object');
+  return {
+    nodeName: str('node-name') ?? env.HOSTNAME ?? '',
+    bpffsRoot,
+    netnsDirs: [...new Set(netnsDirs)],
+    netnsPrefix,
+    proc: bool('proc'),
+    procRoot: path.resolve(str('proc-root') ?? '/proc'),
+    procIntervalMs: parseDuration(str('proc-interval') ?? '1s', '--proc-interval', 100, 60_000),
+    resyncIntervalMs: parseDuration(str('resync-interval') ?? '30s', '--resync-interval', 1_000, 3_600_000),
+    logLevel: logLevel as LogLevel,
+    metrics: parseListenAddress(str('metrics-address') ?? DEFAULT_METRICS_ADDRESS),
+    accelerate,
+    hostDevs: [...new Set(hostDevs)],
+    first,
+    mode,
+    cleanupOnExit: bool('cleanup-on-exit'),
+    object: object === undefined ? undefined : path.resolve(object),
+  };
+}
+
+/**
+ * What the daemon needs from the system, checked before anything changes:
+ * privileges, readable netns directories, a bpffs under the state root.
+ * Returns warnings (logged once the logger exists).
+ */
+export function checkEnvironment(config: DaemonConfig): string[] {
+  const warnings: string[] = [];
+  requirePrivileges('vmpeer daemon');
+  if (config.proc && (effectiveCapabilities() & (1n << BigInt(CAP_SYS_PTRACE))) === 0n) {
+    warnings.push('--proc without CAP_SYS_PTRACE: namespaces of processes owned by other users cannot be opened');
+  }
+
+  for (const dir of config.netnsDirs) {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(dir);
+    } catch (e) {
+      throw new UsageError(`netns directory ${dir} cannot be read (${(e as NodeJS.ErrnoException).code}): create it or mount the host's ${DEFAULT_NETNS_DIR} there`);
+    }
+    if (!st.isDirectory()) throw new UsageError(`netns directory ${dir} is not a directory`);
+    try {
+      fs.readdirSync(dir);
+    } catch (e) {
+      throw new UsageError(`netns directory ${dir} cannot be read (${(e as NodeJS.ErrnoException).code}): the daemon needs to list it`);
+    }
+  }
+  if (config.proc) {
+    try {
+      fs.readdirSync(config.procRoot);
+    } catch (e) {
+      throw new UsageError(`--proc: ${config.procRoot} cannot be read (${(e as NodeJS.ErrnoException).code})`);
+    }
+  }
+
+  // the state root, or its nearest existing ancestor, must be on a bpffs
+  let dir = config.bpffsRoot;
+  while (!fs.existsSync(dir)) dir = path.dirname(dir);
+  let type: number;
+  try {
+    type = Number(fs.statfsSync(dir).type);
+  } catch (e) {
+    throw new UsageError(`cannot inspect ${dir} (${(e as NodeJS.ErrnoException).code}) for the state root ${config.bpffsRoot}`);
+  }
+  if (type !== BPF_FS_MAGIC) {
+    throw new UsageError(
+      `${config.bpffsRoot} is not on a bpffs mount (${dir} is not bpffs): mount one with 'mount -t bpf bpf /sys/fs/bpf' or pass --bpffs <dir on bpffs>`,
+    );
+  }
+  try {
+    fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK);
+  } catch {
+    throw new NotPermittedError(`${dir} is not writable for this process: vmpeer keeps its pinned state there (run as root)`);
+  }
+  if (config.object !== undefined && !fs.existsSync(config.object)) throw new UsageError(`--object ${config.object} does not exist`);
+  return warnings;
+}

@@ -1,0 +1,121 @@
+/**
+ * The node daemon: configuration checked, HTTP up, dataplane opened (adopting
+ * what an earlier daemon left), watchers started, first full reconcile, then
+ * event-driven work until stop().
+ */
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { Dataplane } from '../dataplane/dataplane.js';
+import { native as loadNative, type Native } from '../native.js';
+import { ACCELERATE_WARNING } from '../cli/commands/attach.js';
+import type { DaemonConfig } from './config.js';
+import { HttpServer } from './http.js';
+import { createLogger, type Logger } from './log.js';
+import { DaemonMetrics } from './metrics.js';
+import { Reconciler } from './reconciler.js';
+import { NetnsSources } from './sources.js';
+import { recoverSwaps } from './upgrade.js';
+import { resolveMode } from '../bpf/link.js';
+
+export function version(): string {
+  return (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
+}
+
+export interface DaemonOptions {
+  log?: Logger;
+  warnings?: string[];
+  native?: Native;
+}
+
+export class Daemon {
+  private stopped: Promise<void> | null = null;
+
+  private constructor(
+    readonly config: DaemonConfig,
+    readonly log: Logger,
+    private readonly http: HttpServer,
+    readonly reconciler: Reconciler,
+  ) {}
+
+  /** Starts the daemon; resolves once it is ready (first full reconcile done). */
+  static async start(config: DaemonConfig, options: DaemonOptions = {}): Promise<Daemon> {
+    const log = options.log ?? createLogger(config.logLevel, { node: config.nodeName || undefined });
+    for (const w of options.warnings ?? []) log.warn(w);
+    const n = options.native ?? loadNative();
+    resolveMode(n, config.mode); // a mode this kernel lacks is a usage error, before anything changes
+
+    let reconciler: Reconciler | null = null;
+    let metrics: DaemonMetrics | null = null;
+    const http = await HttpServer.listen(config.metrics, {
+      ready: () => reconciler?.ready ?? false,
+      metrics: async () => ({ contentType: metrics?.contentType ?? 'text/plain', body: metrics ? await metrics.text() : '' }),
+    });
+    let dp: Dataplane;
+    try {
+      dp = Dataplane.open({ root: config.bpffsRoot, object: config.object, native: n });
+    } catch (e) {
+      await http.close();
+      throw e;
+    }
+    try {
+      for (const done of recoverSwaps(n, config.bpffsRoot)) log.info({ change: 'recover', reason: 'an upgrade was cut short' }, done);
+      const sources = new NetnsSources(
+        { dirs: config.netnsDirs, prefix: config.netnsPrefix, proc: config.proc, procRoot: config.procRoot },
+        () => reconciler?.childPids() ?? new Set(),
+      );
+      reconciler = new Reconciler({ config, dp, native: n, log, sources });
+      const r = reconciler;
+      metrics = new DaemonMetrics(
+        {
+          endpoints: () => r.endpointSamples(),
+          stats: () => dp.stats(),
+          attachments: () => dp.attachments(),
+          pods: () => r.podCounts(),
+        },
+        { version: version(), node: config.nodeName, kernel: os.release(), fixupTag: r.programTags.fixup, redirectTag: r.programTags.redirect },
+      );
+      r.setMetrics(metrics);
+      log.info(
+        {
+          version: version(),
+          kernel: os.release(),
+          root: config.bpffsRoot,
+          netnsDirs: config.netnsDirs,
+          netnsPrefix: config.netnsPrefix || undefined,
+          proc: config.proc,
+          resyncMs: config.resyncIntervalMs,
+          metrics: `${config.metrics.text} (port ${http.port})`,
+          accelerate: config.accelerate ? config.hostDevs : false,
+          mode: config.mode,
+          object: config.object,
+          tags: r.programTags,
+          cleanupOnExit: config.cleanupOnExit,
+        },
+        'vmpeer daemon starting',
+      );
+      if (config.accelerate) log.warn({ hostDevs: config.hostDevs }, ACCELERATE_WARNING.replace(/^warning: /, ''));
+      await r.start();
+    } catch (e) {
+      await reconciler?.stop(false).catch(() => undefined);
+      if (!reconciler) dp.close();
+      await http.close();
+      throw e;
+    }
+    return new Daemon(config, log, http, reconciler);
+  }
+
+  get port(): number {
+    return this.http.port;
+  }
+
+  /** Stops watching; removes everything first with --cleanup-on-exit. Safe to call twice. */
+  stop(reason: string): Promise<void> {
+    this.stopped ??= (async () => {
+      this.log.info({ reason, cleanup: this.config.cleanupOnExit }, 'stopping');
+      await this.reconciler.stop(this.config.cleanupOnExit);
+      await this.http.close();
+      this.log.info(this.config.cleanupOnExit ? 'stopped; everything removed' : 'stopped; the dataplane stays as it is');
+    })();
+    return this.stopped;
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * Prometheus metrics (prom-client), in a registry of their own. Counters the
+ * BPF programs keep (per endpoint, per verdict) are read from the pinned maps
+ * when scraped, so they survive daemon restarts like the data path does.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Stats } from '../dataplane/codec.js';
+
+export interface EndpointSample {
+  guestIp: string;
+  podNetns: string;
+  ifname: string;
+  hostIfname: string;
+  fixed: bigint;
+  redirected: bigint;
+  passed: bigint;
+}
+
+export interface MetricsSource {
+  endpoints(): EndpointSample[];
+  stats(): Stats;
+  attachments(): Array<{ program: string; mode: string }>;
+  pods(): { vm: number; waiting: number; plain: number };
+}
+
+export interface BuildInfo {
+  version: string;
+  node: string;
+  kernel: string;
+  fixupTag: string;
+  redirectTag: string;
+}
+
+const EP_LABELS = ['guest_ip', 'pod_netns', 'interface', 'host_interface'] as const;
+
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  readonly reconciles: Counter<'kind'>;
+  readonly reconcileErrors: Counter<'kind'>;
+  readonly reconcileDuration: Histogram<'kind'>;
+  readonly changes: Counter<'action'>;
+  readonly ready: Gauge;
+
+  constructor(source: MetricsSource, build: BuildInfo) {
+    const registers = [this.registry];
+    const perEndpoint = (name: string, help: string, pick: (e: EndpointSample) => bigint) =>
+      new Counter({
+        name,
+        help,
+        labelNames: EP_LABELS,
+        registers,
+        collect() {
+          this.reset();
+          for (const e of source.endpoints()) {
+            this.inc({ guest_ip: e.guestIp, pod_netns: e.podNetns, interface: e.ifname, host_interface: e.hostIfname }, Number(pick(e)));
+          }
+        },
+      });
+    perEndpoint('vmpeer_endpoint_frames_fixed_total', 'Frames to this guest that fixup re-addressed at the pod uplink', (e) => e.fixed);
+    perEndpoint('vmpeer_endpoint_frames_redirected_total', 'Frames to this guest that redirect sent into the pod (accelerate mode)', (e) => e.redirected);
+    perEndpoint('vmpeer_endpoint_frames_passed_total', 'Frames to this guest passed unchanged (already addressed correctly)', (e) => e.passed);
+
+    new Counter({
+      name: 'vmpeer_frames_total',
+      help: 'Frames the BPF programs handled, by verdict (the stats map)',
+      labelNames: ['verdict'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [verdict, n] of Object.entries(source.stats())) this.inc({ verdict }, Number(n));
+      },
+    });
+    new Gauge({
+      name: 'vmpeer_attachments',
+      help: "vmpeer's attachments on this node, by program and mode",
+      labelNames: ['program', 'mode'],
+      registers,
+      collect() {
+        this.reset();
+        for (const a of source.attachments()) this.inc({ program: a.program, mode: a.mode });
+      },
+    });
+    new Gauge({
+      name: 'vmpeer_endpoints',
+      help: 'Guests in the endpoint table',
+      registers,
+      collect() {
+        this.set(source.endpoints().length);
+      },
+    });
+    new Gauge({
+      name: 'vmpeer_pods',
+      help: 'Pod network namespaces the daemon watches: covered VM pods, VM pods waiting for the guest MAC, plain pods',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const p = source.pods();
+        this.set({ state: 'vm' }, p.vm);
+        this.set({ state: 'waiting_for_guest_mac' }, p.waiting);
+        this.set({ state: 'plain' }, p.plain);
+      },
+    });
+    this.reconciles = new Counter({ name: 'vmpeer_reconciles_total', help: 'Reconcile runs: one pod, or a full resync', labelNames: ['kind'], registers });
+    this.reconcileErrors = new Counter({ name: 'vmpeer_reconcile_errors_total', help: 'Reconcile runs that failed', labelNames: ['kind'], registers });
+    this.reconcileDuration = new Histogram({
+      name: 'vmpeer_reconcile_duration_seconds',
+      help: 'Duration of reconcile runs',
+      labelNames: ['kind'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.changes = new Counter({ name: 'vmpeer_changes_total', help: 'Changes made to the dataplane, by action', labelNames: ['action'], registers });
+    this.ready = new Gauge({ name: 'vmpeer_ready', help: '1 once the first full reconcile is done', registers });
+    const info = new Gauge({
+      name: 'vmpeer_build_info',
+      help: 'vmpeer version, node, kernel and the tags of the loaded programs',
+      labelNames: ['version', 'node', 'kernel', 'fixup_tag', 'redirect_tag'],
+      registers,
+    });
+    info.set({ version: build.version, node: build.node, kernel: build.kernel, fixup_tag: build.fixupTag, redirect_tag: build.redirectTag }, 1);
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
