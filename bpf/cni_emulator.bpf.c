@@ -9,8 +9,10 @@
  *   - the first packet of a flow (no entry in emu_flows, or a timed-out one)
  *     is recorded and left to the kernel (TC_ACT_OK): routing, the neighbour
  *     table and the forwarding path write the right MACs;
- *   - every later packet goes through bpf_redirect_peer(host veth) with the
- *     frame untouched: no MAC rewrite, no TTL decrement. This is the fault.
+ *   - every later packet is routed as Calico's BPF forwarding does (TTL
+ *     decremented, IPv4 checksum updated; TTL <= 1 is left to the kernel) and
+ *     goes through bpf_redirect_peer(host veth) with the Ethernet header
+ *     untouched: no MAC rewrite. This is the fault.
  * Everything else passes (TC_ACT_OK), as a CNI's program ends classification.
  */
 #include <linux/bpf.h>
@@ -147,9 +149,18 @@ int cni_emulator(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 
+	if (ip->ttl <= 1)
+		return TC_ACT_OK; /* the kernel answers time-exceeded */
 	st->last_seen_ns = now;
 	st->packets++;
 	STAT(redirected);
+	/* one routed hop: the TTL is the high byte of its 16-bit word (RFC 1624) */
+	{
+		__u32 sum = (__u32)ip->check + bpf_htons(0x0100);
+
+		ip->check = (__u16)(sum + (sum >= 0xffff));
+		ip->ttl--;
+	}
 	return bpf_redirect_peer(route->ifindex, 0);
 
 other:

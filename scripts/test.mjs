@@ -6,8 +6,9 @@
 //   node scripts/test.mjs --kernel-suites     the suites that carry kernel-specific risk, Node 20,
 //                                             long timeouts (what scripts/test-kernels.mjs runs in each VM)
 //
-// Leftovers of killed runs (netns, bpffs pins named vpt*/vpl*) are swept
-// before and after, and reported after: a test that leaks is a failing test.
+// Leftovers of killed runs (netns, bpffs pins named vpt*/vpl* whose owner is
+// gone) are swept before; what this run left is reported and removed after:
+// a test that leaks is a failing test.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -55,17 +56,30 @@ function nodeFor(major) {
   return bin;
 }
 
+// Test resources are named vpt… (tests) and vpl… (labs, demo); lab names
+// carry their owner's pid: vpt<pid>-<hex>-….
 const LEFTOVER = /^(vpt|vpl)/;
-function leftovers() {
+function present() {
   const netns = fs.existsSync('/var/run/netns') ? fs.readdirSync('/var/run/netns').filter((n) => LEFTOVER.test(n)) : [];
   const pins = fs.existsSync('/sys/fs/bpf') ? fs.readdirSync('/sys/fs/bpf').filter((n) => LEFTOVER.test(n)) : [];
-  return { netns, pins };
+  return [...netns.map((n) => `netns ${n}`), ...pins.map((p) => `bpffs ${p}`)];
 }
-function sweep() {
-  const { netns, pins } = leftovers();
-  for (const n of netns) spawnSync('ip', ['netns', 'delete', n]);
-  for (const p of pins) fs.rmSync(path.join('/sys/fs/bpf', p), { recursive: true, force: true });
-  return netns.length + pins.length;
+function remove(entries) {
+  for (const e of entries) {
+    const [kind, name] = e.split(' ');
+    if (kind === 'netns') spawnSync('ip', ['netns', 'delete', name]);
+    else fs.rmSync(path.join('/sys/fs/bpf', name), { recursive: true, force: true });
+  }
+}
+function ownerAlive(entry) {
+  const pid = /^\w+ vp[tl](\d+)-[0-9a-f]+-/.exec(entry)?.[1];
+  if (!pid) return null;
+  try {
+    process.kill(Number(pid), 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function count(output, re) {
@@ -73,7 +87,9 @@ function count(output, re) {
   return m ? Number(m[1]) : 0;
 }
 
-sweep();
+// labs of runs that died; another run's live resources are left alone
+remove(present().filter((e) => ownerAlive(e) === false));
+const before = new Set(present());
 const totals = { passed: 0, failed: 0, skipped: 0 };
 const table = [];
 for (const [name, entries, majors] of tiers) {
@@ -97,11 +113,11 @@ for (const [name, entries, majors] of tiers) {
   }
 }
 
-const left = leftovers();
-if (left.netns.length + left.pins.length > 0) {
-  console.log(`\nleft behind by the tests (a leak, counted as a failure): ${[...left.netns, ...left.pins].join(' ')}`);
+const left = present().filter((e) => !before.has(e));
+if (left.length > 0) {
+  console.log(`\nleft behind by the tests (a leak, counted as a failure): ${left.join(', ')}`);
   totals.failed += 1;
-  sweep();
+  remove(left);
 }
 
 console.log(`\n${table.join('\n')}\n`);

@@ -1,8 +1,9 @@
 /**
  * A VMI with its own macAddress (guest MAC ≠ the pod's dummy MAC) fails the
  * same way, and a capture at the guest shows why: frames of the fast path
- * arrive addressed to a MAC that is not the guest's (and with the TTL the
- * client sent, no hop taken), the kernel path's frame to the guest's MAC.
+ * arrive addressed to a MAC that is not the guest's (routed, one hop taken,
+ * but with the Ethernet header untouched), the kernel path's frame to the
+ * guest's MAC.
  */
 import test from 'ava';
 import { type Lab, parsePcap } from '../../lib/lab/index.js';
@@ -38,7 +39,7 @@ test('custom guest MAC: the fault is the same, fast-path frames reach the guest 
     t.not(f.dst, GUEST_MAC, 'fast path: not addressed to the guest');
     t.is(f.dst, l.node.uplink.mac, "fast path: still addressed to the node's uplink");
     t.is(f.src, l.client.iface.mac);
-    t.is(f.ipv4!.ttl, 64, 'fast path: TTL untouched');
+    t.is(f.ipv4!.ttl, 63, 'fast path: routed, one hop taken, as the kernel path');
   }
 
   const e = await l.tcpEcho(l.client, vm.podIp, 'custom mac', { timeoutMs: 1000 });
