@@ -12,7 +12,8 @@
  *   await pods.remove(vm);              // `ip netns delete`, as the runtime does
  *   await pods.destroy();               // every pod still there (also on failure)
  *
- * Netns names: <lab name>-d<n> (pod) and <lab name>-d<n>g (guest), never reused.
+ * Netns names: <lab name>-d<n> (pod) and <lab name>-d<n>g (guest), never reused;
+ * the lab adopts them, so its destroy() deletes whatever is left.
  */
 import {
   BRIDGE_IP,
@@ -87,6 +88,9 @@ export class DynamicPods {
         `link add ${cali} netns ${nodeNs.name} address ${CALICO_HOST_MAC} type veth peer name ${VM_NIC} netns ${podNs.name} address ${nicMac}`,
         `link add ${VM_TAP} netns ${podNs.name} address ${randomMac(0x0e)} type veth peer name ${POD_IF} netns ${guestNs.name} address ${guestMac}`,
       ]);
+      // the lab deletes them too (destroy(), process exit), whatever happens here
+      this.lab.adopt(podNs);
+      this.lab.adopt(guestNs);
       await Promise.all([
         ipBatch([`link set ${cali} up`, `route replace ${podIp}/32 dev ${cali} scope link`], nodeNs.name).then(() =>
           sysctls(nodeNs.path, [
@@ -163,6 +167,8 @@ export class DynamicPods {
       this.usedIndexes.delete(index);
       this.live.delete(name);
       await deleteNetns([podNs.name, guestNs.name]);
+      this.lab.disown(podNs);
+      this.lab.disown(guestNs);
       throw e;
     }
   }
@@ -176,6 +182,8 @@ export class DynamicPods {
       this.lab.emulator.deleteRoute(vm.podIp);
     }
     await deleteNetns([name, vm.guestNs!.name]);
+    this.lab.disown(vm.podNs);
+    this.lab.disown(vm.guestNs!);
     this.usedIndexes.delete(vm.index);
   }
 
@@ -193,6 +201,10 @@ export class DynamicPods {
       }
     }
     await deleteNetns(all.flatMap((vm) => [vm.podNs.name, vm.guestNs!.name]));
+    for (const vm of all) {
+      this.lab.disown(vm.podNs);
+      this.lab.disown(vm.guestNs!);
+    }
   }
 }
 
