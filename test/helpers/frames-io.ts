@@ -10,9 +10,9 @@ export function sendFrames(ns: Netns, ifname: string, frames: Buffer[]): void {
   sh('nsenter', [`--net=${ns.path}`, 'python3', script, 'send', ifname, ...frames.map((f) => f.toString('hex'))]);
 }
 
-/** Captures what arrives on `ifname` while `during` runs, for `seconds`. */
-export async function capture(ns: Netns, ifname: string, seconds: number, during: () => void | Promise<void>): Promise<Buffer[]> {
-  const child = spawn('nsenter', [`--net=${ns.path}`, 'python3', script, 'recv', ifname, String(seconds)], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** Captures what arrives on `ifname` while `during` runs, and for `graceMs` after it. */
+export async function capture(ns: Netns, ifname: string, graceMs: number, during: () => void | Promise<void>): Promise<Buffer[]> {
+  const child = spawn('nsenter', [`--net=${ns.path}`, 'python3', script, 'recv', ifname, '120'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   const ready = new Promise<void>((resolve, reject) => {
     child.stdout.on('data', (d: Buffer) => {
@@ -23,7 +23,12 @@ export async function capture(ns: Netns, ifname: string, seconds: number, during
   });
   const done = new Promise<void>((resolve) => child.on('exit', () => resolve()));
   await ready;
-  await during();
+  try {
+    await during();
+    await new Promise((r) => setTimeout(r, graceMs));
+  } finally {
+    child.kill('SIGTERM');
+  }
   await done;
   return out.split('\n').slice(1).filter((l) => l).map((l) => Buffer.from(l, 'hex'));
 }

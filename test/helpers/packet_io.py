@@ -2,9 +2,11 @@
 """Raw Ethernet frames on an interface, for tests (Node.js has no AF_PACKET sockets).
 
   packet_io.py send <ifname> <hex> [<hex> ...]   send each frame as is
-  packet_io.py recv <ifname> <seconds>           print every frame received, one hex line each
+  packet_io.py recv <ifname> <seconds>           print every frame received, one hex line each,
+                                                 until the time is up or SIGTERM
 """
 import select
+import signal
 import socket
 import sys
 import time
@@ -21,6 +23,7 @@ def main() -> int:
         for frame in sys.argv[3:]:
             s.send(bytes.fromhex(frame))
         return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     deadline = time.monotonic() + float(sys.argv[3])
     print("ready", flush=True)
     while (left := deadline - time.monotonic()) > 0:
