@@ -27,6 +27,7 @@ const tiers = kernelSuites
       ['kernel', ['kernel'], [20]], // the kernel's own behaviour, asserted
       ['seed', ['lab/fault.test.js'], [20]], // the fault reproduced
       ['fix', ['cli/fix.test.js'], [20]], // and fixed
+      ['restart', ['daemon/restart.test.js'], [20]], // the daemon killed and upgraded without a lost packet
     ]
   : [
       ['unit', ['unit'], [20, 22, 24]],
