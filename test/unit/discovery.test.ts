@@ -1,0 +1,131 @@
+/**
+ * Discovery's decisions on KubeVirt-shaped interface data (iproute2's JSON,
+ * as `ip -j -d link` and friends print it): which port is the uplink, which
+ * MAC the guest really uses, and what is not a VM pod.
+ */
+import test from 'ava';
+import { discoverVmInterfaces, GuestMacUnknownError, NotAVmPodError } from '../../lib/discovery/vm-pod.js';
+import type { Address, FdbEntry, IpRoute, Link, Neighbour, Route } from '../../lib/discovery/iproute.js';
+
+const GUEST_MAC = '02:aa:bb:cc:dd:ee';
+const DUMMY_MAC = '0a:58:c6:12:01:0a';
+const POD_IP = '198.18.1.10';
+const NETNS = '/var/run/netns/cni-1234';
+
+interface World {
+  pod: Link[];
+  node: Link[];
+  addresses: Address[];
+  fdb: FdbEntry[];
+  neighbours: Neighbour[];
+  routes: Route[];
+}
+
+function kubevirtPod(): World {
+  return {
+    pod: [
+      { ifindex: 1, ifname: 'lo' },
+      { ifindex: 2, ifname: 'eth0-nic', address: '0a:58:c6:12:01:99', master: 'k6t-eth0', link_index: 7, link_netnsid: 0, linkinfo: { info_kind: 'veth', info_slave_kind: 'bridge', info_slave_data: { learning: false } } },
+      { ifindex: 3, ifname: 'k6t-eth0', address: '0a:58:c6:12:01:99', linkinfo: { info_kind: 'bridge' } },
+      { ifindex: 4, ifname: 'tap0', master: 'k6t-eth0', linkinfo: { info_kind: 'tun', info_data: { type: 'tap' }, info_slave_kind: 'bridge' } },
+      { ifindex: 5, ifname: 'eth0', address: DUMMY_MAC, operstate: 'DOWN', linkinfo: { info_kind: 'dummy' } },
+    ],
+    node: [
+      { ifindex: 1, ifname: 'lo' },
+      { ifindex: 2, ifname: 'ens3', address: '52:54:00:00:00:01' },
+      { ifindex: 7, ifname: 'cali1b864d60622', address: 'ee:ee:ee:ee:ee:ee', link_index: 2, link_netnsid: 3, linkinfo: { info_kind: 'veth' } },
+    ],
+    addresses: [
+      { ifindex: 3, ifname: 'k6t-eth0', addr_info: [{ family: 'inet', local: '169.254.75.10', prefixlen: 32, scope: 'global' }] },
+      { ifindex: 5, ifname: 'eth0', addr_info: [{ family: 'inet', local: POD_IP, prefixlen: 32, scope: 'global' }] },
+    ],
+    fdb: [
+      { mac: '0a:58:c6:12:01:99', ifname: 'eth0-nic', master: 'k6t-eth0', state: 'permanent' },
+      { mac: '33:33:00:00:00:01', ifname: 'tap0', flags: ['self'], state: 'permanent' },
+      { mac: GUEST_MAC, ifname: 'tap0', master: 'k6t-eth0' },
+    ],
+    neighbours: [],
+    routes: [{ dst: POD_IP, dev: 'cali1b864d60622', scope: 'link' }],
+  };
+}
+
+function iproute(w: World): IpRoute {
+  return {
+    links: async (netns?: string) => (netns ? w.pod : w.node),
+    addresses: async () => w.addresses,
+    fdb: async () => w.fdb,
+    neighbours: async () => w.neighbours,
+    routes: async () => w.routes,
+  };
+}
+
+test('a KubeVirt bridge-binding pod: uplink, guest port, host veth, pod IP, and the MAC the guest uses', async (t) => {
+  const [vm, ...more] = await discoverVmInterfaces(NETNS, {}, iproute(kubevirtPod()));
+  t.deepEqual(more, []);
+  t.deepEqual(vm, {
+    netns: NETNS,
+    bridge: 'k6t-eth0',
+    uplink: { ifname: 'eth0-nic', ifindex: 2 },
+    guestPorts: ['tap0'],
+    hostVeth: { ifname: 'cali1b864d60622', ifindex: 7, mac: 'ee:ee:ee:ee:ee:ee' },
+    guestIp: POD_IP,
+    guestMac: GUEST_MAC,
+    guestMacFrom: 'fdb',
+  });
+  t.not(vm!.guestMac, DUMMY_MAC, 'never the dummy eth0 MAC');
+});
+
+test('without a learned FDB entry, the node neighbour entry for the guest IP tells the MAC', async (t) => {
+  const w = kubevirtPod();
+  w.fdb = w.fdb.filter((e) => e.mac !== GUEST_MAC);
+  w.neighbours = [{ dst: POD_IP, dev: 'cali1b864d60622', lladdr: GUEST_MAC, state: ['REACHABLE'] }];
+  const [vm] = await discoverVmInterfaces(NETNS, {}, iproute(w));
+  t.like(vm, { guestMac: GUEST_MAC, guestMacFrom: 'neighbour' });
+});
+
+test('a guest that has sent nothing: its MAC is unknown (not guessed from the dummy)', async (t) => {
+  const w = kubevirtPod();
+  w.fdb = w.fdb.filter((e) => e.mac !== GUEST_MAC);
+  w.neighbours = [{ dst: POD_IP, dev: 'cali1b864d60622', state: ['FAILED'] }];
+  const err = await t.throwsAsync(discoverVmInterfaces(NETNS, {}, iproute(w)), { instanceOf: GuestMacUnknownError });
+  t.regex(err!.message, /has not sent a frame yet.*pass --guest-mac/);
+});
+
+test('several learned MACs: the neighbour entry picks one, else the user must', async (t) => {
+  const w = kubevirtPod();
+  w.fdb.push({ mac: '02:00:00:00:00:77', ifname: 'tap0', master: 'k6t-eth0' });
+  await t.throwsAsync(discoverVmInterfaces(NETNS, {}, iproute(w)), { instanceOf: GuestMacUnknownError, message: /several MACs .* pass --guest-mac/ });
+  w.neighbours = [{ dst: POD_IP, dev: 'cali1b864d60622', lladdr: GUEST_MAC, state: ['STALE'] }];
+  t.like((await discoverVmInterfaces(NETNS, {}, iproute(w)))[0], { guestMac: GUEST_MAC, guestMacFrom: 'neighbour' });
+});
+
+test('no pod IP on the dummy: the node /32 route to the host veth tells it', async (t) => {
+  const w = kubevirtPod();
+  w.addresses = w.addresses.filter((a) => a.ifname !== 'eth0');
+  t.like((await discoverVmInterfaces(NETNS, {}, iproute(w)))[0], { guestIp: POD_IP });
+});
+
+test('overrides win over discovery', async (t) => {
+  const [vm] = await discoverVmInterfaces(NETNS, { guestMac: '02:00:00:00:00:42', guestIp: '198.18.1.42', dev: 'eth0-nic' }, iproute(kubevirtPod()));
+  t.like(vm, { guestMac: '02:00:00:00:00:42', guestMacFrom: 'override', guestIp: '198.18.1.42' });
+});
+
+test('a plain pod is not a VM pod', async (t) => {
+  const w = kubevirtPod();
+  w.pod = [
+    { ifindex: 1, ifname: 'lo' },
+    { ifindex: 2, ifname: 'eth0', address: DUMMY_MAC, link_index: 7, link_netnsid: 0, linkinfo: { info_kind: 'veth' } },
+  ];
+  await t.throwsAsync(discoverVmInterfaces(NETNS, {}, iproute(w)), { instanceOf: NotAVmPodError, message: /is not a bridged VM pod/ });
+});
+
+test("a bridge whose veth port does not lead to this node is not a VM pod's", async (t) => {
+  const w = kubevirtPod();
+  w.node = w.node.filter((l) => !l.ifname.startsWith('cali'));
+  await t.throwsAsync(discoverVmInterfaces(NETNS, {}, iproute(w)), { instanceOf: NotAVmPodError });
+});
+
+test('--dev naming no interface, or not the uplink', async (t) => {
+  await t.throwsAsync(discoverVmInterfaces(NETNS, { dev: 'eth9' }, iproute(kubevirtPod())), { instanceOf: NotAVmPodError, message: /no interface eth9/ });
+  await t.throwsAsync(discoverVmInterfaces(NETNS, { dev: 'tap0' }, iproute(kubevirtPod())), { instanceOf: NotAVmPodError, message: /not a bridged VM pod/ });
+});
