@@ -1,0 +1,51 @@
+/**
+ * The control-plane benchmark (scripts/bench/control-plane.ts) in its quick
+ * form: it runs end to end, every pod it makes is covered, its numbers are
+ * sane and its report renders, and it leaves nothing behind. Not a timing
+ * test: the targets are checked by a full run, on a quiet machine.
+ */
+import fs from 'node:fs';
+import test from 'ava';
+import { controlPlane, formatControlPlane } from '../../scripts/bench/control-plane.js';
+
+const finitePositive = (x: unknown) => typeof x === 'number' && Number.isFinite(x) && x > 0;
+
+test('control-plane benchmark, quick: runs, covers every pod, sane numbers, nothing left behind', async (t) => {
+  t.timeout(120_000);
+  const r = await controlPlane({ quick: true });
+  t.log(formatControlPlane(r));
+
+  t.true(r.quick);
+  t.is(r.coldStart.length, 1);
+  const c = r.coldStart[0]!;
+  t.is(c.covered, c.pods, 'every pod covered at cold start');
+  t.true(c.pods >= 10);
+  for (const x of [c.coveredS, c.readyzS, c.readyLogS, c.lastChangeLogS, c.rssMb]) t.true(finitePositive(x), `cold start value ${x}`);
+  t.true(c.readyzS! <= c.coveredS! + 1, 'ready comes with coverage (the first full reconcile covers what is there)');
+  t.true(c.children >= c.pods, 'a monitor per VM pod (at least)');
+
+  t.is(r.newPod.samples.length, 5);
+  for (const x of [...r.newPod.samples, r.newPod.p50, r.newPod.p99, r.newPod.max]) t.true(finitePositive(x), `new pod latency ${x}`);
+  t.true(r.newPod.p50 <= r.newPod.p99 && r.newPod.p99 <= r.newPod.max);
+
+  for (const x of [r.rss.idleMb, r.rss.churnMaxMb, r.rss.afterMb]) t.true(finitePositive(x) && x < 4096, `RSS ${x} MiB`);
+  for (const w of [r.cpu.idle, r.cpu.churn]) {
+    t.true(finitePositive(w.windowS));
+    t.true(Number.isFinite(w.pctOfCore) && w.pctOfCore >= 0 && w.pctOfCore <= 100 * r.machine.cpus, `CPU ${w.pctOfCore} %`);
+  }
+  t.true(r.cpu.churn.pctOfCore > 0, 'churn costs the daemon something');
+  t.true(r.cpu.churn.cycles >= 1, 'at least one churn cycle');
+  t.is(r.counts.coveredAtEnd, r.counts.podsBuilt + r.newPod.samples.length, 'every pod still there is covered at the end');
+  t.is(r.targets.length, 4);
+  t.true(r.targets.every((x) => x.met === null), 'quick runs are not judged against the targets');
+  t.notThrows(() => JSON.parse(JSON.stringify(r)));
+  t.regex(formatControlPlane(r), /## Control plane/);
+
+  // nothing left: the lab's namespaces, the daemon's pins
+  const left = fs.readdirSync('/var/run/netns').filter((n) => n.startsWith(`vpt${process.pid}-`));
+  t.deepEqual(left, []);
+  t.deepEqual(
+    fs.readdirSync('/sys/fs/bpf').filter((n) => n.startsWith(`vpt${process.pid}-`)),
+    [],
+  );
+});
