@@ -76,9 +76,9 @@ fs.writeFileSync(path.join(dir, `${results.date.replace(/[:.]/g, '-')}.json`), J
 fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(results, null, 2));
 
 const cell = (s) => (s.missing ? 'missing' : `${s.failed ? 'FAILED' : 'passed'} ${s.passed}/${s.passed + s.failed}`);
-console.log('\nkernel'.padEnd(28) + SUITES.map((s) => s.padEnd(14)).join('') + 'time');
+console.log('\nkernel'.padEnd(34) + SUITES.map((s) => s.padEnd(14)).join('') + 'time');
 for (const k of results.kernels) {
-  console.log(`${k.release} (${k.kernel})`.padEnd(27) + SUITES.map((s) => cell(k.suites[s]).padEnd(14)).join('') + `${k.seconds} s`);
+  console.log(`${k.release} (${k.kernel})`.padEnd(33) + SUITES.map((s) => cell(k.suites[s]).padEnd(14)).join('') + `${k.seconds} s`);
 }
 if (results.runner) console.log(`vmtest runner tests: ${results.runner.passed} passed, ${results.runner.failed} failed (${results.runner.seconds} s)`);
 
