@@ -38,6 +38,7 @@ const tiers = kernelSuites
       ['cli', ['cli'], [20]],
       ['daemon', ['daemon'], [20]],
       ['package', ['package'], [20]],
+      ['bench', ['bench'], [20]],
     ];
 const avaArgs = kernelSuites ? ['--timeout=10m', '--concurrency=1'] : [];
 
@@ -114,7 +115,8 @@ for (const [name, entries, majors] of tiers) {
   }
 }
 
-const left = present().filter((e) => !before.has(e));
+// new since the start, and no live process owns it (another run's lab is not our leak)
+const left = present().filter((e) => !before.has(e) && ownerAlive(e) !== true);
 if (left.length > 0) {
   console.log(`\nleft behind by the tests (a leak, counted as a failure): ${left.join(', ')}`);
   totals.failed += 1;
