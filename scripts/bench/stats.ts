@@ -19,3 +19,19 @@ export function shuffle<T>(xs: T[]): T[] {
   }
   return xs;
 }
+
+export interface Summary {
+  median: number;
+  p25: number;
+  p75: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+/** Median, quartiles and range of the finite values of `xs` (NaNs when there are none). */
+export function summarize(xs: number[]): Summary {
+  const v = xs.filter((x) => Number.isFinite(x));
+  if (v.length === 0) return { median: NaN, p25: NaN, p75: NaN, min: NaN, max: NaN, n: 0 };
+  return { median: median(v), p25: percentile(v, 25), p75: percentile(v, 75), min: Math.min(...v), max: Math.max(...v), n: v.length };
+}
