@@ -1,0 +1,237 @@
+/**
+ * The end-to-end paths: what each one is, how the lab is configured for it,
+ * and which counters must move for a measurement to count as taken on it.
+ */
+import type { EmulatorStats } from '../../lib/lab/emulator.js';
+
+export type PathId = 'A' | 'B' | 'C' | 'D' | 'A0' | 'Bf' | 'Cv' | 'Cn' | 'Cx';
+export const PRIMARY: PathId[] = ['A', 'B', 'C', 'D'];
+export const DIAGNOSTIC: PathId[] = ['A0', 'Bf', 'Cv', 'Cn', 'Cx'];
+
+/** Extra set-up of a diagnostic path beyond emulator / vmpeer / sysctl. */
+export type Extra = 'fixup-no-pkt-type' | 'bridge-bypass';
+
+/**
+ * What traffic must show for the path. Counters are per skb (a TSO
+ * super-frame counts once), over the whole measurement of the path in a round.
+ */
+export type Expect =
+  | 'emulator' // the CNI emulator peer-redirects, vmpeer untouched
+  | 'kernel' // nothing redirects: the emulator is detached, vmpeer has no counters
+  | 'kernel+fixup' // kernel path; fixup sees frames already addressed to the guest and passes them
+  | 'emulator+fixup' // the emulator peer-redirects, fixup re-addresses each redirected frame
+  | 'vmpeer-redirect'; // vmpeer's redirect carries the traffic, emulator detached
+
+export interface PathSpec {
+  id: PathId;
+  role: 'primary' | 'diagnostic';
+  title: string;
+  description: string;
+  target: 'plain' | 'vm';
+  emulator: boolean;
+  /** vmpeer fixup on the VM pod; null: left as it is (paths to the plain pod, which fixup never sees). */
+  fixup: boolean | null;
+  accelerate: boolean;
+  /** net.bridge.bridge-nf-call-iptables in the VM pod (the kernel's default is 1). */
+  bridgeNf: boolean;
+  extra: Extra | null;
+  expect: Expect;
+}
+
+const base = { bridgeNf: true, extra: null } as const;
+
+export const PATHS: Record<PathId, PathSpec> = {
+  A: {
+    ...base,
+    id: 'A',
+    role: 'primary',
+    title: 'plain pod, CNI fast path',
+    description: 'plain pod behind the CNI-emulated fast path (bpf_redirect_peer into the pod): the ceiling',
+    target: 'plain',
+    emulator: true,
+    fixup: null,
+    accelerate: false,
+    expect: 'emulator',
+  },
+  B: {
+    ...base,
+    id: 'B',
+    role: 'primary',
+    title: 'bridged VM, kernel path',
+    description: "bridged VM, kernel forwarding path, no vmpeer (Calico's bpfRedirectToPeer: Disabled, or its VM opt-out)",
+    target: 'vm',
+    emulator: false,
+    fixup: false,
+    accelerate: false,
+    expect: 'kernel',
+  },
+  C: {
+    ...base,
+    id: 'C',
+    role: 'primary',
+    title: 'bridged VM, CNI fast path + vmpeer fixup',
+    description: 'bridged VM behind the CNI-emulated fast path, vmpeer `fixup` on eth0-nic (vmpeer attach --netns)',
+    target: 'vm',
+    emulator: true,
+    fixup: true,
+    accelerate: false,
+    expect: 'emulator+fixup',
+  },
+  D: {
+    ...base,
+    id: 'D',
+    role: 'primary',
+    title: 'bridged VM, vmpeer redirect (accelerate)',
+    description: 'bridged VM, CNI emulator off, vmpeer `redirect` on the node uplink (vmpeer attach --accelerate) and `fixup`',
+    target: 'vm',
+    emulator: false,
+    fixup: true,
+    accelerate: true,
+    expect: 'vmpeer-redirect',
+  },
+  A0: {
+    ...base,
+    id: 'A0',
+    role: 'diagnostic',
+    title: 'plain pod, kernel path',
+    description: 'plain pod, CNI emulator off: what the fast path buys a plain pod on this topology',
+    target: 'plain',
+    emulator: false,
+    fixup: null,
+    accelerate: false,
+    expect: 'kernel',
+  },
+  Bf: {
+    ...base,
+    id: 'Bf',
+    role: 'diagnostic',
+    title: 'B + fixup attached',
+    description: 'kernel path with vmpeer `fixup` attached: frames arrive addressed to the guest, fixup only classifies them (the extra program on its own)',
+    target: 'vm',
+    emulator: false,
+    fixup: true,
+    accelerate: false,
+    expect: 'kernel+fixup',
+  },
+  Cv: {
+    ...base,
+    id: 'Cv',
+    role: 'diagnostic',
+    title: 'C, fixup without pkt_type',
+    description: 'C with a fixup built without bpf_skb_change_type() (pkt_type left as bpf_redirect_peer set it): the pkt_type choice on its own',
+    target: 'vm',
+    emulator: true,
+    fixup: false,
+    accelerate: false,
+    extra: 'fixup-no-pkt-type',
+    expect: 'emulator+fixup',
+  },
+  Cn: {
+    ...base,
+    id: 'Cn',
+    role: 'diagnostic',
+    title: 'C, bridge netfilter off',
+    description: 'C with net.bridge.bridge-nf-call-iptables=0 in the VM pod: the share of br_netfilter',
+    target: 'vm',
+    emulator: true,
+    fixup: true,
+    accelerate: false,
+    bridgeNf: false,
+    expect: 'emulator+fixup',
+  },
+  Cx: {
+    ...base,
+    id: 'Cx',
+    role: 'diagnostic',
+    title: 'C + bridge bypass (prototype)',
+    description:
+      'C plus a benchmark-only prototype that takes the pod bridge out of both directions (eth0-nic ingress → tap egress after fixup; tap ingress → bpf_redirect_peer to the host veth)',
+    target: 'vm',
+    emulator: true,
+    fixup: true,
+    accelerate: false,
+    extra: 'bridge-bypass',
+    expect: 'emulator+fixup',
+  },
+};
+
+export interface VmpeerCounters {
+  fixed: number;
+  redirected: number;
+  passed: number;
+  /** Frames by outcome, all programs (vmpeer status --json "stats"). */
+  stats: Record<string, number>;
+}
+
+export interface Evidence {
+  emulator: EmulatorStats;
+  vmpeer: VmpeerCounters;
+  /** Frames (skbs) that took the intended fast path / all frames of the measured flows the counters saw. */
+  fastShare: number | null;
+  verified: boolean;
+  why: string;
+}
+
+const MIN_FRAMES = 100;
+
+export function emptyCounters(): VmpeerCounters {
+  return { fixed: 0, redirected: 0, passed: 0, stats: {} };
+}
+
+export function counterDelta(a: VmpeerCounters, b: VmpeerCounters): VmpeerCounters {
+  const keys = new Set([...Object.keys(a.stats), ...Object.keys(b.stats)]);
+  return {
+    fixed: b.fixed - a.fixed,
+    redirected: b.redirected - a.redirected,
+    passed: b.passed - a.passed,
+    stats: Object.fromEntries([...keys].map((k) => [k, (b.stats[k] ?? 0) - (a.stats[k] ?? 0)])),
+  };
+}
+
+export function emulatorDelta(a: EmulatorStats, b: EmulatorStats): EmulatorStats {
+  return {
+    first: b.first - a.first,
+    expired: b.expired - a.expired,
+    redirected: b.redirected - a.redirected,
+    optedOut: b.optedOut - a.optedOut,
+    other: b.other - a.other,
+  };
+}
+
+/** Checks that the counters moved the way `expect` says (deltas over one measurement). */
+export function verify(expect: Expect, emu: EmulatorStats, vp: VmpeerCounters): Evidence {
+  const ev = (verified: boolean, why: string, fastShare: number | null): Evidence => ({ emulator: emu, vmpeer: vp, fastShare, verified, why });
+  const emuMoved = emu.first + emu.redirected + emu.other + emu.optedOut > 0;
+  const vmpeerActed = vp.fixed + vp.redirected > 0;
+  const emuShare = emu.redirected + emu.first > 0 ? emu.redirected / (emu.redirected + emu.first) : 0;
+  switch (expect) {
+    case 'emulator':
+      if (emu.redirected < MIN_FRAMES) return ev(false, `the emulator redirected only ${emu.redirected} frames`, emuShare);
+      if (vmpeerActed) return ev(false, `vmpeer acted on ${vp.fixed + vp.redirected} frames`, emuShare);
+      return ev(true, `emulator redirected ${emu.redirected} frames (${emu.first} first packets took the kernel path)`, emuShare);
+    case 'kernel':
+      if (emuMoved) return ev(false, 'the emulator saw traffic: it is attached', 0);
+      if (vmpeerActed) return ev(false, `vmpeer acted on ${vp.fixed + vp.redirected} frames`, 0);
+      return ev(true, 'no program redirected or rewrote a frame', 0);
+    case 'kernel+fixup': {
+      const addressed = vp.stats.passAddressed ?? 0;
+      if (emuMoved) return ev(false, 'the emulator saw traffic: it is attached', 0);
+      if (vmpeerActed) return ev(false, `vmpeer rewrote or redirected ${vp.fixed + vp.redirected} frames`, 0);
+      if (addressed < MIN_FRAMES) return ev(false, `fixup saw only ${addressed} frames already addressed to the guest`, 0);
+      return ev(true, `fixup passed ${addressed} frames already addressed to the guest, rewrote none`, 0);
+    }
+    case 'emulator+fixup': {
+      if (emu.redirected < MIN_FRAMES) return ev(false, `the emulator redirected only ${emu.redirected} frames`, emuShare);
+      // every redirected frame reaches eth0-nic with the node's MAC and is re-addressed (a few may be in flight at a snapshot)
+      if (vp.fixed < 0.98 * emu.redirected) return ev(false, `fixup re-addressed ${vp.fixed} of ${emu.redirected} redirected frames`, emuShare);
+      return ev(true, `emulator redirected ${emu.redirected} frames, fixup re-addressed ${vp.fixed}`, emuShare);
+    }
+    case 'vmpeer-redirect': {
+      if (emuMoved) return ev(false, 'the emulator saw traffic: it is attached', null);
+      if (vp.redirected < MIN_FRAMES) return ev(false, `vmpeer redirected only ${vp.redirected} frames`, null);
+      // fixup counts every frame that reaches the guest's port already addressed: the redirected ones and any the kernel forwarded
+      const share = vp.passed > 0 ? Math.min(1, vp.redirected / vp.passed) : null;
+      return ev(true, `vmpeer redirect carried ${vp.redirected} frames; fixup saw ${vp.passed} addressed frames arrive`, share);
+    }
+  }
+}
