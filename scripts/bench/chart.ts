@@ -1,0 +1,195 @@
+/**
+ * The benchmark's chart, as plain SVG text from the result document:
+ *
+ *   1. the issue's ratios (C/A, D/A, C/B, D/B) per metric, as bars around
+ *      parity with min–max whiskers and the 0.97 target line;
+ *   2. every path's medians: round-trip p50 and bulk throughput;
+ *   3. per-packet cost of fixup and redirect over a pass-through program.
+ */
+import { PATHS, type PathId } from './paths.js';
+import { findRatio, METRICS, TARGET_RATIO, type BenchResult, type MetricId } from './results.js';
+
+const W = 980;
+const FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"';
+const PAIR_COLORS: Record<string, string> = { 'C/A': '#1f77b4', 'D/A': '#2ca02c', 'C/B': '#ff7f0e', 'D/B': '#9467bd' };
+
+export function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '–');
+
+function text(x: number, y: number, s: string, attrs = ''): string {
+  return `<text x="${f(x)}" y="${f(y)}" ${attrs}>${esc(s)}</text>`;
+}
+
+function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: number } {
+  const out: string[] = [];
+  const h = 330;
+  const left = 70;
+  const right = W - 30;
+  const plotTop = top + 46;
+  const plotBottom = top + h - 62;
+  const groups: Array<{ metric: MetricId; label: string }> = [
+    { metric: 'rrRate', label: 'request/response rate' },
+    { metric: 'throughputGbps', label: 'bulk throughput' },
+    { metric: 'rrP50Us', label: 'latency p50 (inverted)' },
+    { metric: 'rrP99Us', label: 'latency p99 (inverted)' },
+  ];
+  const pairs: Array<[PathId, PathId]> = [
+    ['C', 'A'],
+    ['D', 'A'],
+    ['C', 'B'],
+    ['D', 'B'],
+  ];
+  // "higher is better" for every bar: latency ratios are shown as den/num
+  const bars = groups.map((g) =>
+    pairs.map(([a, b]) => {
+      const x = findRatio(r.ratios, a, b, g.metric);
+      const inv = METRICS[g.metric].better === 'lower';
+      const t = (v: number) => (inv ? 1 / v : v);
+      return x
+        ? { key: `${a}/${b}`, v: t(x.paired.median), lo: Math.min(t(x.paired.min), t(x.paired.max)), hi: Math.max(t(x.paired.min), t(x.paired.max)) }
+        : { key: `${a}/${b}`, v: NaN, lo: NaN, hi: NaN };
+    }),
+  );
+  const all = bars.flat().flatMap((b) => [b.lo, b.hi, b.v]).filter(Number.isFinite);
+  const lo = Math.min(0.8, Math.floor((Math.min(...all, 1) - 0.03) * 20) / 20);
+  const hi = Math.max(1.1, Math.ceil((Math.max(...all, 1) + 0.03) * 20) / 20);
+  const y = (v: number) => plotBottom - ((v - lo) / (hi - lo)) * (plotBottom - plotTop);
+
+  out.push(text(left - 50, top + 18, 'Bridged VM paths relative to the plain pod (A) and to the kernel path (B)', 'font-size="16" font-weight="bold"'));
+  out.push(
+    text(
+      left - 50,
+      top + 36,
+      'median of per-round ratios, whiskers min–max; higher is better (latency shown as den/num); dashed red: target 0.97 for C/A and D/A on rate and throughput',
+      'font-size="11.5" fill="#444"',
+    ),
+  );
+  // grid
+  for (let v = Math.ceil(lo * 20) / 20; v <= hi + 1e-9; v += 0.05) {
+    const yy = y(v);
+    out.push(`<line x1="${left}" y1="${f(yy)}" x2="${right}" y2="${f(yy)}" stroke="${Math.abs(v - 1) < 1e-9 ? '#000' : '#e3e3e3'}" stroke-width="${Math.abs(v - 1) < 1e-9 ? 1.2 : 1}"/>`);
+    out.push(text(left - 8, yy + 4, v.toFixed(2), 'font-size="11" text-anchor="end" fill="#333"'));
+  }
+  const gw = (right - left) / groups.length;
+  const bw = Math.min(38, (gw - 40) / pairs.length);
+  groups.forEach((g, gi) => {
+    const gx = left + gi * gw + (gw - bw * pairs.length) / 2;
+    bars[gi]!.forEach((b, bi) => {
+      const x = gx + bi * bw;
+      if (!Number.isFinite(b.v)) return;
+      const y1 = y(Math.max(b.v, 1));
+      const y0 = y(Math.min(b.v, 1));
+      out.push(`<rect x="${f(x + 3)}" y="${f(y1)}" width="${f(bw - 6)}" height="${f(Math.max(1, y0 - y1))}" fill="${PAIR_COLORS[b.key]}"><title>${esc(`${b.key} ${g.label}: ${b.v.toFixed(3)} (min ${b.lo.toFixed(3)}, max ${b.hi.toFixed(3)})`)}</title></rect>`);
+      const cx = x + bw / 2;
+      out.push(`<line x1="${f(cx)}" y1="${f(y(b.lo))}" x2="${f(cx)}" y2="${f(y(b.hi))}" stroke="#222" stroke-width="1"/>`);
+      out.push(`<line x1="${f(cx - 4)}" y1="${f(y(b.lo))}" x2="${f(cx + 4)}" y2="${f(y(b.lo))}" stroke="#222"/>`);
+      out.push(`<line x1="${f(cx - 4)}" y1="${f(y(b.hi))}" x2="${f(cx + 4)}" y2="${f(y(b.hi))}" stroke="#222"/>`);
+      const labelY = b.v >= 1 ? y(Math.max(b.hi, b.v)) - 5 : y(Math.min(b.lo, b.v)) + 13;
+      out.push(text(cx, labelY, b.v.toFixed(2), 'font-size="10.5" text-anchor="middle" fill="#111"'));
+    });
+    if (g.metric === 'rrRate' || g.metric === 'throughputGbps') {
+      const ty = y(TARGET_RATIO);
+      out.push(`<line x1="${f(gx - 8)}" y1="${f(ty)}" x2="${f(gx + 2 * bw + 8)}" y2="${f(ty)}" stroke="#d62728" stroke-width="2" stroke-dasharray="6,3"/>`);
+      out.push(text(gx - 10, ty + 4, '0.97', 'font-size="10" text-anchor="end" fill="#d62728"'));
+    }
+    out.push(text(left + gi * gw + gw / 2, plotBottom + 18, g.label, 'font-size="12.5" text-anchor="middle"'));
+  });
+  // legend, two per line
+  const legend: Record<string, string> = {
+    'C/A': 'C/A  VM, CNI fast path + vmpeer fixup ÷ plain pod',
+    'D/A': 'D/A  VM, vmpeer redirect ÷ plain pod',
+    'C/B': 'C/B  VM, CNI fast path + vmpeer fixup ÷ VM kernel path',
+    'D/B': 'D/B  VM, vmpeer redirect ÷ VM kernel path',
+  };
+  pairs.forEach(([a, b], i) => {
+    const key = `${a}/${b}`;
+    const lx = left + (i % 2) * 430;
+    const ly = plotBottom + 28 + Math.floor(i / 2) * 17;
+    out.push(`<rect x="${lx}" y="${ly}" width="12" height="12" fill="${PAIR_COLORS[key]}"/>`);
+    out.push(text(lx + 17, ly + 10.5, legend[key]!, 'font-size="11.5"'));
+  });
+  return { svg: out, height: h + 10 };
+}
+
+function pathPanel(r: BenchResult, top: number): { svg: string[]; height: number } {
+  const out: string[] = [];
+  const ids = r.paths.map((p) => p.id);
+  const rowH = 19;
+  const h = 56 + ids.length * rowH + 10;
+  out.push(text(20, top + 18, 'Every path: medians over rounds (whiskers: min–max)', 'font-size="16" font-weight="bold"'));
+  const cols: Array<{ metric: MetricId; label: string; x0: number; width: number }> = [
+    { metric: 'rrP50Us', label: 'round trip p50, µs (lower is better)', x0: 345, width: 250 },
+    { metric: 'throughputGbps', label: 'bulk throughput, Gbit/s (higher is better)', x0: 665, width: 250 },
+  ];
+  for (const c of cols) {
+    const vals = ids.map((id) => r.summary[id]?.[c.metric]).filter((s) => s && Number.isFinite(s.max));
+    const max = Math.max(...vals.map((s) => s!.max), 1e-9) * 1.08;
+    out.push(text(c.x0, top + 40, c.label, 'font-size="12"'));
+    ids.forEach((id, i) => {
+      const s = r.summary[id]?.[c.metric];
+      if (!s || !Number.isFinite(s.median)) return;
+      const yy = top + 50 + i * rowH;
+      const primary = PATHS[id].role === 'primary';
+      const color = id === 'A' ? '#555' : primary ? '#1f77b4' : '#9ecae1';
+      out.push(`<rect x="${c.x0}" y="${f(yy + 3)}" width="${f((s.median / max) * c.width)}" height="${rowH - 6}" fill="${color}"/>`);
+      const wx = (v: number) => c.x0 + (v / max) * c.width;
+      out.push(`<line x1="${f(wx(s.min))}" y1="${f(yy + rowH / 2)}" x2="${f(wx(s.max))}" y2="${f(yy + rowH / 2)}" stroke="#222"/>`);
+      out.push(text(wx(s.max) + 4, yy + rowH / 2 + 4, c.metric === 'throughputGbps' ? s.median.toFixed(2) : s.median.toFixed(2), 'font-size="10.5"'));
+    });
+  }
+  ids.forEach((id, i) => {
+    const yy = top + 50 + i * rowH;
+    const p = PATHS[id];
+    out.push(text(20, yy + rowH / 2 + 4, `${id}  ${p.title}`, `font-size="11.5"${p.role === 'primary' ? ' font-weight="bold"' : ' fill="#333"'}`));
+  });
+  return { svg: out, height: h };
+}
+
+function perPacketPanel(r: BenchResult, top: number): { svg: string[]; height: number } {
+  const out: string[] = [];
+  const rowH = 19;
+  const cases = r.perPacket;
+  const h = 56 + cases.length * rowH + 10;
+  out.push(text(20, top + 18, 'Per-packet cost over a pass-through program (BPF_PROG_TEST_RUN, ns)', 'font-size="16" font-weight="bold"'));
+  out.push(text(20, top + 36, `median of ${r.method.perPacket.rounds} rounds × ${r.method.perPacket.repeat.toLocaleString('en-US')} runs; whiskers: min–max of the per-round delta; dark: the program rewrites the frame, light: it passes it`, 'font-size="11.5" fill="#444"'));
+  const x0 = 430;
+  const width = 420;
+  const max = Math.max(...cases.map((c) => Math.max(c.spreadNs[1], c.deltaNs)), 1) * 1.1;
+  const min = Math.min(0, ...cases.map((c) => c.spreadNs[0]));
+  const x = (v: number) => x0 + ((v - min) / (max - min)) * width;
+  cases.forEach((c, i) => {
+    const yy = top + 46 + i * rowH;
+    out.push(text(20, yy + rowH / 2 + 4, `${c.program}: ${c.frame}`, 'font-size="11.5"'));
+    const color = c.program === 'fixup' ? '#1f77b4' : '#2ca02c';
+    const a = x(Math.min(0, c.deltaNs));
+    const b = x(Math.max(0, c.deltaNs));
+    out.push(`<rect x="${f(a)}" y="${f(yy + 3)}" width="${f(Math.max(1, b - a))}" height="${rowH - 6}" fill="${color}" opacity="${c.rewrites ? 1 : 0.55}"/>`);
+    out.push(`<line x1="${f(x(c.spreadNs[0]))}" y1="${f(yy + rowH / 2)}" x2="${f(x(c.spreadNs[1]))}" y2="${f(yy + rowH / 2)}" stroke="#222"/>`);
+    out.push(text(x(Math.max(c.spreadNs[1], c.deltaNs)) + 5, yy + rowH / 2 + 4, `+${c.deltaNs.toFixed(1)} ns (${c.nsPerPacket.toFixed(1)} vs ${c.baselineNs.toFixed(1)})`, 'font-size="10.5"'));
+  });
+  out.push(`<line x1="${f(x(0))}" y1="${top + 44}" x2="${f(x(0))}" y2="${top + 46 + cases.length * rowH}" stroke="#000"/>`);
+  return { svg: out, height: h };
+}
+
+export function chart(r: BenchResult): string {
+  const parts: string[] = [];
+  let top = 10;
+  const header = `vmpeer benchmark, ${r.date.slice(0, 10)}${r.quick ? ' (quick run: smoke test, not a measurement)' : ''}: ${r.machine.cpus} CPUs, Linux ${r.machine.kernel}, ${r.method.rounds} rounds`;
+  parts.push(text(20, top + 16, header, 'font-size="13" fill="#333"'));
+  top += 26;
+  for (const panel of [ratioPanel, pathPanel, perPacketPanel]) {
+    const p = panel(r, top);
+    parts.push(...p.svg);
+    top += p.height + 14;
+  }
+  const H = Math.ceil(top);
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" ${FONT}>`,
+    `<rect x="0" y="0" width="${W}" height="${H}" fill="#fff"/>`,
+    ...parts,
+    '</svg>',
+  ].join('\n');
+}
