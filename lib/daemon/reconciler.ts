@@ -67,9 +67,24 @@ interface Pod {
   timer: NodeJS.Timeout | null;
   kick: NodeJS.Timeout | null;
   running: Promise<void> | null;
-  again: { reason: string; verify: boolean } | null;
+  /** The check this pod waits a slot for (not started yet): later requests merge into it. */
+  queued: CheckRequest | null;
+  /** A check asked for while one runs: it runs right after. */
+  again: CheckRequest | null;
   failures: number;
   gone: boolean;
+}
+
+interface CheckRequest {
+  reason: string;
+  verify: boolean;
+  /** Asked for by a full resync: waits behind the checks that events and polls ask for. */
+  background: boolean;
+}
+
+interface Waiter {
+  pod: Pod;
+  resolve: () => void;
 }
 
 export interface ReconcilerDeps {
@@ -93,7 +108,9 @@ export class Reconciler {
   private readyFlag = false;
   private stopping = false;
   private slots = CONCURRENCY;
-  private readonly waiters: Array<() => void> = [];
+  /** Checks waiting for a slot: those events and polls asked for first, then a full resync's. */
+  private readonly waiters: Waiter[] = [];
+  private readonly backgroundWaiters: Waiter[] = [];
   private scanTimer: NodeJS.Timeout | null = null;
   private unsettledScans = 0;
   private resyncTimer: NodeJS.Timeout | null = null;
@@ -191,7 +208,7 @@ export class Reconciler {
       this.metrics?.reconciles.inc({ kind: 'full' });
       try {
         this.syncSources();
-        await Promise.all([...this.pods.values()].map((p) => this.checkPod(p, reason, true)));
+        await Promise.all([...this.pods.values()].map((p) => this.checkPod(p, reason, true, true)));
         if (this.stopping) return;
         this.collectGarbage();
         this.ensureRedirects(reason);
@@ -267,6 +284,7 @@ export class Reconciler {
       timer: null,
       kick: null,
       running: null,
+      queued: null,
       again: null,
       failures: 0,
       gone: false,
@@ -404,19 +422,40 @@ export class Reconciler {
     }, COALESCE_MS);
   }
 
-  /** Checks a pod; a check asked for while one runs runs right after it. Resolves when done. */
-  checkPod(pod: Pod, reason: string, verify: boolean): Promise<void> {
+  /**
+   * Checks a pod; resolves when done. A request made while the pod waits for
+   * a slot joins that check (it has not read anything yet); one made while a
+   * check runs gets a check right after it. A full resync's checks
+   * (`background`) wait behind those of events and polls, so that a new pod
+   * is not queued behind every pod of the node.
+   */
+  checkPod(pod: Pod, reason: string, verify: boolean, background = false): Promise<void> {
     if (pod.gone || this.stopping) return Promise.resolve();
+    if (pod.queued) {
+      pod.queued.verify ||= verify;
+      if (!background && pod.queued.background) {
+        pod.queued.background = false;
+        this.promote(pod);
+      }
+      return pod.running!;
+    }
     if (pod.running) {
-      pod.again = { reason: pod.again?.reason ?? reason, verify: verify || (pod.again?.verify ?? false) };
+      pod.again = {
+        reason: pod.again?.reason ?? reason,
+        verify: verify || (pod.again?.verify ?? false),
+        background: background && (pod.again?.background ?? true),
+      };
       return pod.running;
     }
     pod.running = (async () => {
-      let next: { reason: string; verify: boolean } | null = { reason, verify };
+      let next: CheckRequest | null = { reason, verify, background };
       while (next && !pod.gone && !this.stopping) {
         pod.again = null;
-        await this.slot();
+        pod.queued = next;
+        await this.slot(pod, next.background);
+        pod.queued = null;
         try {
+          if (pod.gone || this.stopping) break;
           await this.checkOnce(pod, next.reason, next.verify);
         } finally {
           this.release();
@@ -428,17 +467,23 @@ export class Reconciler {
     return pod.running;
   }
 
-  private async slot(): Promise<void> {
+  private async slot(pod: Pod, background: boolean): Promise<void> {
     if (this.slots > 0) {
       this.slots--;
       return;
     }
-    await new Promise<void>((resolve) => this.waiters.push(resolve));
+    await new Promise<void>((resolve) => (background ? this.backgroundWaiters : this.waiters).push({ pod, resolve }));
+  }
+
+  /** A pod waiting behind a full resync that an event or a poll asks about moves to the front queue. */
+  private promote(pod: Pod): void {
+    const i = this.backgroundWaiters.findIndex((w) => w.pod === pod);
+    if (i >= 0) this.waiters.push(...this.backgroundWaiters.splice(i, 1));
   }
 
   private release(): void {
-    const next = this.waiters.shift();
-    if (next) next();
+    const next = this.waiters.shift() ?? this.backgroundWaiters.shift();
+    if (next) next.resolve();
     else this.slots++;
   }
 
