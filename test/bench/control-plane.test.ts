@@ -18,6 +18,7 @@ test('control-plane benchmark, quick: runs, covers every pod, sane numbers, noth
   t.true(r.quick);
   t.is(r.coldStart.length, 1);
   const c = r.coldStart[0]!;
+  t.is(c.mode, 'auto');
   t.is(c.covered, c.pods, 'every pod covered at cold start');
   t.true(c.pods >= 10);
   for (const x of [c.coveredS, c.readyzS, c.readyLogS, c.lastChangeLogS, c.rssMb]) t.true(finitePositive(x), `cold start value ${x}`);
@@ -31,6 +32,7 @@ test('control-plane benchmark, quick: runs, covers every pod, sane numbers, noth
   for (const x of [r.rss.idleMb, r.rss.churnMaxMb, r.rss.afterMb]) t.true(finitePositive(x) && x < 4096, `RSS ${x} MiB`);
   for (const w of [r.cpu.idle, r.cpu.churn]) {
     t.true(finitePositive(w.windowS));
+    for (const x of [w.floorPct, w.burstCpuS, w.childrenPct]) t.true(Number.isFinite(x) && x >= 0, `CPU figure ${x}`);
     t.true(Number.isFinite(w.pctOfCore) && w.pctOfCore >= 0 && w.pctOfCore <= 100 * r.machine.cpus, `CPU ${w.pctOfCore} %`);
   }
   t.true(r.cpu.churn.pctOfCore > 0, 'churn costs the daemon something');
