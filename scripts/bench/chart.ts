@@ -11,7 +11,7 @@ import { findRatio, METRICS, TARGET_RATIO, type BenchResult, type MetricId } fro
 
 const W = 980;
 const FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"';
-const PAIR_COLORS: Record<string, string> = { 'C/A': '#1f77b4', 'D/A': '#2ca02c', 'C/B': '#ff7f0e', 'D/B': '#9467bd' };
+const PAIR_COLORS: Record<string, string> = { 'C/A': '#1f77b4', 'D/A': '#2ca02c', 'C/B': '#ff7f0e', 'D/B': '#9467bd', 'Cx/A': '#bcbddc' };
 
 export function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -25,27 +25,27 @@ function text(x: number, y: number, s: string, attrs = ''): string {
 
 function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: number } {
   const out: string[] = [];
-  const h = 330;
+  const h = 350;
   const left = 70;
   const right = W - 30;
   const plotTop = top + 46;
-  const plotBottom = top + h - 62;
+  const plotBottom = top + h - 80;
   const groups: Array<{ metric: MetricId; label: string }> = [
     { metric: 'rrRate', label: 'request/response rate' },
     { metric: 'throughputGbps', label: 'bulk throughput' },
-    { metric: 'rrP50Us', label: 'latency p50 (inverted)' },
-    { metric: 'rrP99Us', label: 'latency p99 (inverted)' },
+    { metric: 'rrP50Us', label: 'round-trip latency p50 (inverted)' },
   ];
   const pairs: Array<[PathId, PathId]> = [
     ['C', 'A'],
     ['D', 'A'],
     ['C', 'B'],
     ['D', 'B'],
+    ...(r.paths.some((p) => p.id === 'Cx') ? ([['Cx', 'A']] as Array<[PathId, PathId]>) : []),
   ];
   // "higher is better" for every bar: latency ratios are shown as den/num
   const bars = groups.map((g) =>
     pairs.map(([a, b]) => {
-      const x = findRatio(r.ratios, a, b, g.metric);
+      const x = findRatio([...r.ratios, ...r.diagnostics], a, b, g.metric);
       const inv = METRICS[g.metric].better === 'lower';
       const t = (v: number) => (inv ? 1 / v : v);
       return x
@@ -53,10 +53,13 @@ function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: numbe
         : { key: `${a}/${b}`, v: NaN, lo: NaN, hi: NaN };
     }),
   );
+  // the axis follows the bars (clamped to 0.5–1.5); whiskers beyond it are cut at the edge and marked
   const all = bars.flat().flatMap((b) => [b.lo, b.hi, b.v]).filter(Number.isFinite);
-  const lo = Math.min(0.8, Math.floor((Math.min(...all, 1) - 0.03) * 20) / 20);
-  const hi = Math.max(1.1, Math.ceil((Math.max(...all, 1) + 0.03) * 20) / 20);
-  const y = (v: number) => plotBottom - ((v - lo) / (hi - lo)) * (plotBottom - plotTop);
+  const lo = Math.max(0.5, Math.min(0.8, Math.floor((Math.min(...all, 1) - 0.03) * 20) / 20));
+  const hi = Math.min(1.5, Math.max(1.1, Math.ceil((Math.max(...all, 1) + 0.03) * 20) / 20));
+  const step = hi - lo > 0.6 ? 0.1 : 0.05;
+  const clamp = (v: number) => Math.min(hi, Math.max(lo, v));
+  const y = (v: number) => plotBottom - ((clamp(v) - lo) / (hi - lo)) * (plotBottom - plotTop);
 
   out.push(text(left - 50, top + 18, 'Bridged VM paths relative to the plain pod (A) and to the kernel path (B)', 'font-size="16" font-weight="bold"'));
   out.push(
@@ -68,13 +71,13 @@ function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: numbe
     ),
   );
   // grid
-  for (let v = Math.ceil(lo * 20) / 20; v <= hi + 1e-9; v += 0.05) {
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + 1e-9; v += step) {
     const yy = y(v);
     out.push(`<line x1="${left}" y1="${f(yy)}" x2="${right}" y2="${f(yy)}" stroke="${Math.abs(v - 1) < 1e-9 ? '#000' : '#e3e3e3'}" stroke-width="${Math.abs(v - 1) < 1e-9 ? 1.2 : 1}"/>`);
     out.push(text(left - 8, yy + 4, v.toFixed(2), 'font-size="11" text-anchor="end" fill="#333"'));
   }
   const gw = (right - left) / groups.length;
-  const bw = Math.min(38, (gw - 40) / pairs.length);
+  const bw = Math.min(36, (gw - 40) / pairs.length);
   groups.forEach((g, gi) => {
     const gx = left + gi * gw + (gw - bw * pairs.length) / 2;
     bars[gi]!.forEach((b, bi) => {
@@ -87,7 +90,9 @@ function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: numbe
       out.push(`<line x1="${f(cx)}" y1="${f(y(b.lo))}" x2="${f(cx)}" y2="${f(y(b.hi))}" stroke="#222" stroke-width="1"/>`);
       out.push(`<line x1="${f(cx - 4)}" y1="${f(y(b.lo))}" x2="${f(cx + 4)}" y2="${f(y(b.lo))}" stroke="#222"/>`);
       out.push(`<line x1="${f(cx - 4)}" y1="${f(y(b.hi))}" x2="${f(cx + 4)}" y2="${f(y(b.hi))}" stroke="#222"/>`);
-      const labelY = b.v >= 1 ? y(Math.max(b.hi, b.v)) - 5 : y(Math.min(b.lo, b.v)) + 13;
+      if (b.hi > hi) out.push(text(cx, y(hi) - 2, `↑${b.hi.toFixed(2)}`, 'font-size="9" text-anchor="middle" fill="#555"'));
+      if (b.lo < lo) out.push(text(cx, y(lo) + 10, `↓${b.lo.toFixed(2)}`, 'font-size="9" text-anchor="middle" fill="#555"'));
+      const labelY = b.v >= 1 ? y(Math.max(b.hi, b.v)) - (b.hi > hi ? 12 : 5) : y(Math.min(b.lo, b.v)) + (b.lo < lo ? 20 : 13);
       out.push(text(cx, labelY, b.v.toFixed(2), 'font-size="10.5" text-anchor="middle" fill="#111"'));
     });
     if (g.metric === 'rrRate' || g.metric === 'throughputGbps') {
@@ -103,6 +108,7 @@ function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: numbe
     'D/A': 'D/A  VM, vmpeer redirect ÷ plain pod',
     'C/B': 'C/B  VM, CNI fast path + vmpeer fixup ÷ VM kernel path',
     'D/B': 'D/B  VM, vmpeer redirect ÷ VM kernel path',
+    'Cx/A': 'Cx/A  VM, C + bridge-bypass prototype ÷ plain pod (next step, not shipped)',
   };
   pairs.forEach(([a, b], i) => {
     const key = `${a}/${b}`;

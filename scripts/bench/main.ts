@@ -115,12 +115,13 @@ function machine(): BenchResult['machine'] & { tools: Record<string, string> } {
   };
 }
 
-function git(): { commit: string | null; dirty: boolean | null } {
+function git(): { commit: string | null; dirty: boolean | null; dirtyFiles: string[] } {
   const head = sh('git', ['-C', packageRoot, 'rev-parse', 'HEAD']);
-  if (!head.ok) return { commit: null, dirty: null };
-  // only what the numbers depend on: the data path, the lab, the benchmark
+  if (!head.ok) return { commit: null, dirty: null, dirtyFiles: [] };
+  // only what the numbers may depend on: the data path, the lab, the benchmark
   const st = sh('git', ['-C', packageRoot, 'status', '--porcelain', '--', 'bpf', 'lib', 'native', 'scripts/bench']);
-  return { commit: head.out, dirty: st.ok ? st.out.length > 0 : null };
+  const files = st.ok ? st.out.split('\n').map((l) => l.slice(3).trim()).filter(Boolean) : [];
+  return { commit: head.out, dirty: st.ok ? files.length > 0 : null, dirtyFiles: files };
 }
 
 function preflight(): void {

@@ -4,9 +4,9 @@
  */
 import type { EmulatorStats } from '../../lib/lab/emulator.js';
 
-export type PathId = 'A' | 'B' | 'C' | 'D' | 'A0' | 'Bf' | 'Cv' | 'Cn' | 'Cx';
+export type PathId = 'A' | 'B' | 'C' | 'D' | 'A2' | 'A0' | 'Bf' | 'Cv' | 'Cn' | 'Cx';
 export const PRIMARY: PathId[] = ['A', 'B', 'C', 'D'];
-export const DIAGNOSTIC: PathId[] = ['A0', 'Bf', 'Cv', 'Cn', 'Cx'];
+export const DIAGNOSTIC: PathId[] = ['A2', 'A0', 'Bf', 'Cv', 'Cn', 'Cx'];
 
 /** Extra set-up of a diagnostic path beyond emulator / vmpeer / sysctl. */
 export type Extra = 'fixup-no-pkt-type' | 'bridge-bypass';
@@ -88,6 +88,18 @@ export const PATHS: Record<PathId, PathSpec> = {
     fixup: true,
     accelerate: true,
     expect: 'vmpeer-redirect',
+  },
+  A2: {
+    ...base,
+    id: 'A2',
+    role: 'diagnostic',
+    title: 'A again (noise floor)',
+    description: 'path A measured a second time in every round, at another moment: how far two measurements of the same path differ',
+    target: 'plain',
+    emulator: true,
+    fixup: null,
+    accelerate: false,
+    expect: 'emulator',
   },
   A0: {
     ...base,

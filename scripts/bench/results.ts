@@ -37,6 +37,7 @@ export const PRIMARY_PAIRS: Array<[PathId, PathId]> = [
   ['D', 'B'],
 ];
 export const DIAGNOSTIC_PAIRS: Array<[PathId, PathId]> = [
+  ['A2', 'A'],
   ['B', 'A'],
   ['A', 'A0'],
   ['Bf', 'B'],
@@ -79,6 +80,8 @@ export interface BenchResult {
   durationS: number;
   commit: string | null;
   dirty: boolean | null;
+  /** Uncommitted changes under bpf/, lib/, native/, scripts/bench/ when the run started. */
+  dirtyFiles?: string[];
   machine: {
     cpus: number;
     model: string;
@@ -113,7 +116,17 @@ export interface BenchResult {
   cpu: Partial<Record<PathId, CpuEvidence>>;
   ratios: Ratio[];
   diagnostics: Ratio[];
-  targets: Array<{ name: string; pair: [PathId, PathId]; metric: MetricId; min: number; value: number; met: boolean | null }>;
+  targets: Array<{
+    name: string;
+    pair: [PathId, PathId];
+    metric: MetricId;
+    min: number;
+    /** Median of the per-round ratios: what met is judged on. */
+    value: number;
+    met: boolean | null;
+    /** Whether every round's ratio is on the same side of the goal as the median. */
+    everyRound: boolean | null;
+  }>;
   verification: { all: boolean; failures: string[] };
   profiles: PathProfile[];
   profileSkipped: string | null;
@@ -145,6 +158,14 @@ export function ratio(ms: Measurement[], num: PathId, den: PathId, metric: Metri
 
 export function ratios(ms: Measurement[], pairs: Array<[PathId, PathId]>): Ratio[] {
   return pairs.flatMap(([a, b]) => METRIC_IDS.map((k) => ratio(ms, a, b, k)).filter((r): r is Ratio => r !== null));
+}
+
+/**
+ * Whether a paired ratio shows a difference at all: every round on the same
+ * side of 1 (a sign test: with 5 rounds, 1 chance in 16 to happen by luck).
+ */
+export function consistent(x: Ratio | undefined): boolean {
+  return !!x && x.perRound.length >= 3 && (x.paired.min > 1 || x.paired.max < 1);
 }
 
 export function findRatio(list: Ratio[], num: PathId, den: PathId, metric: MetricId): Ratio | undefined {
@@ -185,13 +206,15 @@ export function targetsOf(list: Ratio[], quick: boolean): BenchResult['targets']
   return TARGETS.map((t) => {
     const r = findRatio(list, t.pair[0], t.pair[1], t.metric);
     const value = r ? r.paired.median : NaN;
+    const met = quick || !r ? null : value >= t.min;
     return {
       name: `${t.pair[0]}/${t.pair[1]} ${METRICS[t.metric].label}`,
       pair: t.pair,
       metric: t.metric,
       min: t.min,
       value,
-      met: quick || !r ? null : value >= t.min,
+      met,
+      everyRound: met === null ? null : met ? r!.paired.min >= t.min : r!.paired.max < t.min,
     };
   });
 }

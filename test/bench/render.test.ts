@@ -93,6 +93,7 @@ test('path evidence: each expectation accepts the counters of its path and refus
 function synthetic(): BenchResult {
   const base: Record<PathId, [number, number, number]> = {
     A: [13.0, 16.5, 1],
+    A2: [13.1, 16.4, 1],
     B: [16.2, 15.2, 1],
     C: [15.6, 15.3, 1],
     D: [15.5, 15.0, 1],
