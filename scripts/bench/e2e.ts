@@ -14,7 +14,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { BpfMap } from '../../lib/bpf/map.js';
+import { decodeStats, encodeStatKey } from '../../lib/dataplane/codec.js';
 import { Dataplane, netnsInode } from '../../lib/dataplane/dataplane.js';
+import { EndpointTable } from '../../lib/dataplane/endpoint-table.js';
+import { ENDPOINT, STAT_NAMES } from '../../lib/dataplane/layout.js';
 import { killAndWait } from '../../lib/lab/exec.js';
 import { Lab } from '../../lib/lab/lab.js';
 import { native, packageRoot } from '../../lib/native.js';
@@ -105,6 +109,8 @@ export interface E2eResult {
   orders: PathId[][];
   measurements: Measurement[];
   unpinned: UnpinnedRun[];
+  /** The counters the benchmark reads from vmpeer's pinned maps, and `vmpeer status --json` at the same moment. */
+  statusCheck: { pinned: { fixed: number; redirected: number; passed: number }; status: { fixed: number; redirected: number; passed: number } | null; equal: boolean } | null;
   profiles: PathProfile[];
   profileSkipped: string | null;
   lab: { name: string; emulatorMode: string; fixupMode: string | null; vmGuest: string; describe: string };
@@ -138,15 +144,38 @@ async function vmpeerOk(nodeNs: string, root: string, args: string[]): Promise<s
   return r.stdout;
 }
 
-interface StatusJson {
-  attachments: Array<{ program: string; mode: string }>;
-  endpoints: Array<{ counters: { fixed: number; redirected: number; passed: number } }>;
-  stats: Record<string, number>;
-}
+const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 
-function countersOf(s: StatusJson): VmpeerCounters {
-  const sum = (k: 'fixed' | 'redirected' | 'passed') => s.endpoints.reduce((acc, e) => acc + e.counters[k], 0);
-  return { fixed: sum('fixed'), redirected: sum('redirected'), passed: sum('passed'), stats: { ...s.stats } };
+/**
+ * The guest's counters and the per-outcome totals, read from the maps vmpeer
+ * pinned under `root` (what `vmpeer status` reads). Reading the pins loads no
+ * program: a `vmpeer status` process would load and free the whole object
+ * next to the measurements.
+ */
+export function pinnedCounters(root: string, guestIp: string): VmpeerCounters {
+  const n = native();
+  const pin = (name: string) => path.join(root, 'maps', name);
+  if (!fs.existsSync(pin('endpoints')) || !fs.existsSync(pin('stats'))) return emptyCounters();
+  const fds: number[] = [];
+  try {
+    const map = (name: string, valueSize: number, maxEntries: number) => {
+      const fd = n.objGet(pin(name));
+      fds.push(fd);
+      return new BpfMap(n, { name, fd, id: 0, type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize, maxEntries, pinPath: pin(name) });
+    };
+    const endpoints = map('endpoints', ENDPOINT.size, 1024);
+    const stats = map('stats', 8, STAT_NAMES.length);
+    const ep = new EndpointTable(endpoints).get(guestIp);
+    const totals = decodeStats(STAT_NAMES.map((_, slot) => stats.lookup(encodeStatKey(slot)) ?? []));
+    return {
+      fixed: Number(ep?.counters.fixed ?? 0n),
+      redirected: Number(ep?.counters.redirected ?? 0n),
+      passed: Number(ep?.counters.passed ?? 0n),
+      stats: Object.fromEntries(Object.entries(totals).map(([k, v]) => [k, Number(v)])),
+    };
+  } finally {
+    for (const fd of fds) n.closeFd(fd);
+  }
 }
 
 /**
@@ -281,10 +310,10 @@ export class BenchLab {
   private startExtra(extra: NonNullable<PathSpec['extra']>): NonNullable<BenchLab['extra']> {
     const vm = this.vm;
     const pod = vm.podNs.path;
-    if (extra === 'fixup-no-pkt-type') {
-      // vmpeer's own loader, with the variant object and a state root of its own
+    if (extra === 'fixup-no-pkt-type' || extra === 'fixup-in-process') {
+      // vmpeer's own loader in this process, with the variant (or the shipped) object and a state root of its own
       const root = `${this.root}-variant`;
-      const dp = Dataplane.open({ root, object: this.prototypes!.noPktTypeObject! });
+      const dp = Dataplane.open({ root, ...(extra === 'fixup-no-pkt-type' ? { object: this.prototypes!.noPktTypeObject! } : {}) });
       const target = { netns: pod, ifname: vm.nic.name, hook: 'ingress' as const };
       try {
         dp.setEndpoint({ guestIp: vm.podIp, guestMac: vm.guestMac, gatewayMac: vm.hostVeth.mac, hostIfindex: vm.hostVeth.ifindex, redirect: true, podNetns: netnsInode(pod) });
@@ -340,7 +369,12 @@ export class BenchLab {
   async vmpeerCounters(): Promise<VmpeerCounters> {
     if (this.extra?.counters) return this.extra.counters();
     if (!this.state.fixup && !this.state.accelerate) return emptyCounters();
-    return countersOf(JSON.parse(await this.cli(['status', '--json'])) as StatusJson);
+    return pinnedCounters(this.root, this.vm.podIp);
+  }
+
+  /** `vmpeer status --json`, as an operator sees it (read once per run, outside the measurements, as a cross-check of the pinned-map reader). */
+  async status(): Promise<unknown> {
+    return JSON.parse(await this.cli(['status', '--json']));
   }
 
   targetIp(spec: PathSpec): string {
@@ -529,6 +563,21 @@ export async function endToEnd(o: E2eOptions, onLab?: (b: BenchLab) => void): Pr
       if (probes.length > 0) o.log(`  unpinned, default priority: ${probes.join(' | ')}`);
     }
 
+    // the pinned-map reader against `vmpeer status --json`, with the fixup attached and no traffic
+    let statusCheck: E2eResult['statusCheck'] = null;
+    if (ids.includes('C')) {
+      await b.apply(PATHS.C);
+      await b.warmUp(b.targetIp(PATHS.C), 'C');
+      const pinned = await b.vmpeerCounters();
+      const st = (await b.status()) as { endpoints: Array<{ guestIp: string; counters: { fixed: number; redirected: number; passed: number } }> };
+      const cli = st.endpoints.find((e) => e.guestIp === b.vm.podIp)?.counters ?? null;
+      statusCheck = {
+        pinned: { fixed: pinned.fixed, redirected: pinned.redirected, passed: pinned.passed },
+        status: cli,
+        equal: !!cli && cli.fixed === pinned.fixed && cli.redirected === pinned.redirected && cli.passed === pinned.passed,
+      };
+    }
+
     const profiles: PathProfile[] = [];
     let profileSkipped: string | null = null;
     const toProfile = o.profilePaths.filter((id) => ids.includes(id));
@@ -548,6 +597,7 @@ export async function endToEnd(o: E2eOptions, onLab?: (b: BenchLab) => void): Pr
       orders,
       measurements,
       unpinned: unpinnedRuns,
+      statusCheck,
       profiles,
       profileSkipped,
       lab: {

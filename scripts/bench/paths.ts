@@ -4,12 +4,12 @@
  */
 import type { EmulatorStats } from '../../lib/lab/emulator.js';
 
-export type PathId = 'A' | 'B' | 'C' | 'D' | 'A2' | 'A0' | 'Bf' | 'Cv' | 'Cn' | 'Cx';
+export type PathId = 'A' | 'B' | 'C' | 'D' | 'A2' | 'A0' | 'Bf' | 'Cv' | 'Cs' | 'Cn' | 'Cx';
 export const PRIMARY: PathId[] = ['A', 'B', 'C', 'D'];
 export const DIAGNOSTIC: PathId[] = ['A2', 'A0', 'Bf', 'Cv', 'Cn', 'Cx'];
 
 /** Extra set-up of a diagnostic path beyond emulator / vmpeer / sysctl. */
-export type Extra = 'fixup-no-pkt-type' | 'bridge-bypass';
+export type Extra = 'fixup-no-pkt-type' | 'fixup-in-process' | 'bridge-bypass';
 
 /**
  * What traffic must show for the path. Counters are per skb (a TSO
@@ -136,6 +136,19 @@ export const PATHS: Record<PathId, PathSpec> = {
     fixup: false,
     accelerate: false,
     extra: 'fixup-no-pkt-type',
+    expect: 'emulator+fixup',
+  },
+  Cs: {
+    ...base,
+    id: 'Cs',
+    role: 'diagnostic',
+    title: 'C, fixup loaded like Cv',
+    description: "C with the shipped fixup loaded and attached by the benchmark process with vmpeer's loader, exactly as Cv's variant is (Cv/Cs isolates pkt_type from how the program was loaded)",
+    target: 'vm',
+    emulator: true,
+    fixup: false,
+    accelerate: false,
+    extra: 'fixup-in-process',
     expect: 'emulator+fixup',
   },
   Cn: {

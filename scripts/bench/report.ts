@@ -10,6 +10,7 @@ import { BUCKETS, type Bucket } from './profile.js';
 import { PATHS, type PathId } from './paths.js';
 import { consistent, findRatio, METRICS, METRIC_IDS, TARGET_RATIO, type BenchResult, type MetricId, type Ratio } from './results.js';
 import type { Summary } from './stats.js';
+import { focusLines, type FocusResult } from './focus.js';
 
 export interface ReportLinks {
   svg: string;
@@ -51,6 +52,7 @@ function table(head: string[], rows: string[][], align?: string[]): string[] {
 
 interface Facts {
   r: BenchResult;
+  focus?: FocusRef[];
   ratio(num: PathId, den: PathId, metric: MetricId): Ratio | undefined;
   /** Paired median ratio (NaN when not measured). */
   q(num: PathId, den: PathId, metric: MetricId): number;
@@ -150,7 +152,7 @@ function targetsSection(F: Facts): string[] {
     out.push('');
     out.push(
       `Noise floor: the same path (A) measured twice in every round, at different moments, differs by A2/A = ${floor('rrRate')} in request/response rate, ${floor('throughputGbps')} in throughput and ${floor('rrP50Us')} in p50 latency. ` +
-        'A difference is called measurable below only when every round falls on the same side (a sign test: with 5 rounds, 1 chance in 16 by luck).',
+        'A difference is called measurable below only when every round falls on the same side (a sign test: with 5 rounds, 1 chance in 16 by luck, so among the dozens of comparisons here a few pass by chance; the focused checks settle the ones that matter).',
     );
   }
   out.push('');
@@ -195,7 +197,7 @@ function methodSection(F: Facts): string[] {
         p.description,
         [
           p.emulator ? 'emulator on' : 'emulator off',
-          p.fixup ? '`vmpeer attach --netns`' : p.extra === 'fixup-no-pkt-type' ? 'fixup variant' : p.fixup === null ? 'VM pod left as it is' : 'no fixup',
+          p.fixup ? '`vmpeer attach --netns`' : p.extra === 'fixup-no-pkt-type' ? 'fixup variant (in-process loader)' : p.extra === 'fixup-in-process' ? 'shipped fixup (in-process loader)' : p.fixup === null ? 'VM pod left as it is' : 'no fixup',
           p.accelerate ? '`vmpeer attach --accelerate --host-dev eth0`' : '',
           p.bridgeNf ? '' : 'bridge-nf-call-iptables=0',
           p.extra === 'bridge-bypass' ? 'bypass prototype' : '',
@@ -323,13 +325,17 @@ const DIAG_MEANING: Record<string, string> = {
   'Cx/C': 'the VM pod bridge, both directions (prototype)',
   'Cx/A': 'a VM without its pod bridge vs the ceiling',
   'D/C': "vmpeer's redirect vs the CNI's redirect + fixup",
+  'Cv/Cs': 'pkt_type, with the same loader',
+  'Cs/C': 'how the fixup was loaded (in-process vs the CLI)',
 };
 
 function evidenceSection(F: Facts): string[] {
   const { r } = F;
   const out = ['## Evidence that each measurement took its path', ''];
   out.push(
-    'Counters read before and after each path\'s measurements in every round: the CNI emulator\'s map (in-process) and `vmpeer status --json` (per-endpoint and per-outcome counters). They count skbs: a TSO super-frame counts once. Medians per round:',
+    'Counters read before and after each path\'s measurements in every round: the CNI emulator\'s map, and vmpeer\'s per-endpoint and per-outcome counters from the maps it pins (what `vmpeer status` shows; read directly, because a `vmpeer status` process loads and frees the whole BPF object next to the measurement' +
+      (F.r.statusCheck ? `; a cross-check after the rounds found them ${F.r.statusCheck.equal ? 'identical to' : '**different from**'} \`vmpeer status --json\`` : '') +
+      '). They count skbs: a TSO super-frame counts once. Medians per round:',
   );
   out.push('');
   const med = (xs: number[]) => {
@@ -522,14 +528,14 @@ function whySection(F: Facts): string[] {
     `- **The fixup's \`pkt_type\` choice.** \`fixup\` sets PACKET_OTHERHOST on the frames it re-addresses, as \`eth_type_trans()\` does for a frame to the guest's MAC on a bridge port; the kernel path's frames arrive that way too. ` +
       'In br_netfilter, PACKET_OTHERHOST only sets a flag (`pkt_otherhost`) that the hook restores after the IP hooks; bridge forwarding does not look at it, and the guest\'s device re-derives it. ' +
       (F.has('Cv')
-        ? `Measured: a fixup built without \`bpf_skb_change_type()\` (Cv) vs C: throughput ${effect(cv)}; rate ${effect(F.ratio('Cv', 'C', 'rrRate'))}; p50 ${effect(F.ratio('Cv', 'C', 'rrP50Us'))}.` +
+        ? `Measured in this run: a fixup built without \`bpf_skb_change_type()\` (Cv) vs C: throughput ${effect(cv)}; rate ${effect(F.ratio('Cv', 'C', 'rrRate'))}; p50 ${effect(F.ratio('Cv', 'C', 'rrP50Us'))}${(F.focus ?? []).some((f) => f.result.num === 'Cv') ? ' (the focused checks below settle it)' : ''}.` +
           (r.prototypes.noPktTypeDiffers ? '' : ' (The variant did not differ from the shipped object: the comparison is void.)')
         : 'Not measured in this run.'),
   );
   out.push(
     `- **The extra program.** The per-packet cost above (tens of ns) against a 64 KB super-frame is noise. ` +
       (F.has('Bf')
-        ? `Measured: B with fixup attached (Bf) vs B: throughput ${effect(bf)}; rate ${effect(F.ratio('Bf', 'B', 'rrRate'))}; p50 ${effect(F.ratio('Bf', 'B', 'rrP50Us'))}.`
+        ? `Measured in this run: B with fixup attached (Bf) vs B: throughput ${effect(bf)}; rate ${effect(F.ratio('Bf', 'B', 'rrRate'))}; p50 ${effect(F.ratio('Bf', 'B', 'rrP50Us'))}.`
         : 'Not measured in this run.'),
   );
   const spreads = ['A', 'B', 'C', 'D'].map((id) => r.summary[id as PathId]?.throughputGbps).filter((s): s is Summary => !!s);
@@ -559,12 +565,59 @@ function whySection(F: Facts): string[] {
       `- **C against D**, both vmpeer, the prototype's other comparison: D/C throughput ${effect(F.ratio('D', 'C', 'throughputGbps'))}; rate ${effect(F.ratio('D', 'C', 'rrRate'))}; p50 ${effect(F.ratio('D', 'C', 'rrP50Us'))}.`,
     );
   }
+  const focus = F.focus ?? [];
+  if (focus.length > 0) {
+    out.push('');
+    out.push(
+      'Five rounds inside a full run can only hint at differences of a few percent, so each question also got a **focused check**: the two paths alone, 12–16 rounds, in a run of its own (`--focus`), judged by an exact sign test. Median ratio, rounds above 1 of all, p:',
+    );
+    out.push('');
+    const sign = (f: FocusRef, k: MetricId) => {
+      const x = f.result.ratios.find((q) => q.metric === k);
+      const t = f.result.signs[k];
+      const c = `${fx(x?.paired.median, 3)} (${t.above}/${t.n}, p ${fx(t.p, 2)})`;
+      return t.p < 0.05 ? `**${c}**` : c;
+    };
+    out.push(
+      ...table(
+        ['check', 'what it isolates', 'rate', 'throughput', 'p50', 'p99', 'rounds'],
+        focus.map((f) => [
+          `[${f.result.num}/${f.result.den}](${f.file})`,
+          DIAG_MEANING[`${f.result.num}/${f.result.den}`] ?? (f.result.num === 'C' && f.result.den === 'B' ? "the prototype's C vs B" : ''),
+          sign(f, 'rrRate'),
+          sign(f, 'throughputGbps'),
+          sign(f, 'rrP50Us'),
+          sign(f, 'rrP99Us'),
+          String(f.result.rounds),
+        ]),
+        ['---', '---', '---:', '---:', '---:', '---:', '---:'],
+      ),
+    );
+    const tests = focus.flatMap((f) => METRIC_IDS.map((k) => ({ f, k, t: f.result.signs[k] })));
+    const hits = tests.filter((x) => x.t.p < 0.05);
+    out.push('');
+    out.push(
+      `${hits.length} of the ${tests.length} sign tests reach p < 0.05 (about ${fx(tests.length * 0.05, 1)} would by chance alone)` +
+        (hits.length > 0 ? `: ${hits.map((x) => `${x.f.result.num}/${x.f.result.den} ${METRICS[x.k].label}`).join(', ')}.` : '.'),
+    );
+  }
+  const cbFocus = (F.focus ?? []).filter((f) => f.result.num === 'C' && f.result.den === 'B').at(-1)?.result;
   out.push('');
   out.push(
-    `**Verdict:** ${withinNoise(cbT) ? 'C and B do not differ measurably in throughput in this run' : `C/B throughput is ${fx(cbT?.paired.median, 3)}, ${cbT!.paired.median >= 1 ? 'C ahead' : 'C behind'} in every round`}; ` +
-      `${withinNoise(cv) && withinNoise(bf) ? 'neither the pkt_type choice nor the extra program shows a measurable cost, and the prototype\'s gap is explained by noise. Nothing to fix in `bpf/` for it.' : 'see the pkt_type and extra-program figures above for what is measurable.'}`,
+    `**Verdict:** ${withinNoise(cbT) ? 'C and B do not differ measurably in throughput in this run' : `C/B throughput is ${fx(cbT?.paired.median, 3)}, ${cbT!.paired.median >= 1 ? 'C ahead' : 'C behind'} in every round`}` +
+      `${cbFocus ? ` (focused check: throughput ${fx(cbFocus.ratios.find((x) => x.metric === 'throughputGbps')?.paired.median, 3)}, ${cbFocus.signs.throughputGbps.p < 0.05 ? 'measurable' : 'not measurable'}; request/response rate ${fx(cbFocus.ratios.find((x) => x.metric === 'rrRate')?.paired.median, 3)}, ${cbFocus.signs.rrRate.p < 0.05 ? `C ahead in ${cbFocus.signs.rrRate.above} of ${cbFocus.signs.rrRate.n} rounds` : 'not measurable'})` : ''}: C is not slower than B; ` +
+      `${noCost(F, 'Cv', 'C') && noCost(F, 'Bf', 'B') ? `neither the pkt_type choice nor the extra program shows a measurable cost${(F.focus ?? []).length > 0 ? ' (decided by the focused checks: Cv/Cs for pkt_type, the same loader on both sides, and Bf/B)' : ''}, and the prototype's gap is explained by noise. Nothing to fix in \`bpf/\` for it.` : 'see the pkt_type and extra-program figures above for what is measurable.'}`,
   );
   return out;
+}
+
+/** No measurable difference between a variant and its reference: the focused check decides when there is one, else this run's sign test. */
+function noCost(F: Facts, num: PathId, den: PathId): boolean {
+  const pick = (a: PathId, b: PathId) => (F.focus ?? []).filter((x) => x.result.num === a && x.result.den === b).at(-1);
+  // pkt_type: the check with the same loader on both sides is the clean one
+  const f = (num === 'Cv' ? pick('Cv', 'Cs') : undefined) ?? pick(num, den);
+  if (f) return Object.values(f.result.signs).every((s) => s.p >= 0.05);
+  return withinNoise(F.ratio(num, den, 'throughputGbps')) && withinNoise(F.ratio(num, den, 'rrRate'));
 }
 
 function missedSection(F: Facts): string[] {
@@ -627,8 +680,20 @@ function reproduceSection(F: Facts): string[] {
   ];
 }
 
-export function report(r: BenchResult, links: ReportLinks, formatControlPlane?: (c: NonNullable<BenchResult['controlPlane']>) => string): string {
+export interface FocusRef {
+  /** The focused check's markdown, next to the report. */
+  file: string;
+  result: FocusResult;
+}
+
+export function report(
+  r: BenchResult,
+  links: ReportLinks,
+  formatControlPlane?: (c: NonNullable<BenchResult['controlPlane']>) => string,
+  focus: FocusRef[] = [],
+): string {
   const F = facts(r);
+  F.focus = focus;
   const sections: string[][] = [
     [`# vmpeer benchmark, ${r.date.slice(0, 10)}${r.quick ? ' (quick run)' : ''}`, ''],
     summarySection(F, links),

@@ -128,6 +128,8 @@ export interface BenchResult {
     everyRound: boolean | null;
   }>;
   verification: { all: boolean; failures: string[] };
+  /** vmpeer's counters as the benchmark reads them (pinned maps) vs `vmpeer status --json`. */
+  statusCheck?: { pinned: { fixed: number; redirected: number; passed: number }; status: { fixed: number; redirected: number; passed: number } | null; equal: boolean } | null;
   profiles: PathProfile[];
   profileSkipped: string | null;
   prototypes: { noPktTypeDiffers: boolean; errors: string[] };

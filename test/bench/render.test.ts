@@ -100,6 +100,7 @@ function synthetic(): BenchResult {
     A0: [13.6, 16.8, 1],
     Bf: [16.3, 15.1, 1],
     Cv: [15.6, 15.2, 1],
+    Cs: [15.6, 15.3, 1],
     Cn: [14.6, 15.9, 1],
     Cx: [13.8, 16.2, 1],
   };
@@ -200,4 +201,12 @@ test('the report and the chart render every figure of a full result', (t) => {
   t.true(svg.startsWith('<svg') && svg.trimEnd().endsWith('</svg>'));
   t.notRegex(svg, /NaN|undefined/);
   t.regex(svg, /C\/A/);
+});
+
+test('focused checks: exact sign test and the lines the report quotes', async (t) => {
+  const { signTest } = await import('../../scripts/bench/focus.js');
+  t.is(signTest([1.1, 1.2, 1.05, 1.01, 1.3]).p, 2 / 32);
+  t.true(Math.abs(signTest([...Array(10).fill(1.1), 0.9, 0.9]).p - (2 * (66 + 12 + 1)) / 4096) < 1e-12);
+  t.is(signTest([1.1, 0.9]).p, 1);
+  t.is(signTest([]).p, 1);
 });
