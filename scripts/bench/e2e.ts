@@ -24,7 +24,7 @@ import { Lab } from '../../lib/lab/lab.js';
 import { native, packageRoot } from '../../lib/native.js';
 import { cpuShare, otherCpusBusy, readCpuSnapshot, type CpuShare, type CpuSnapshot } from './cpu.js';
 import { counterDelta, emptyCounters, emulatorDelta, PATHS, verify, type Evidence, type PathId, type PathSpec, type VmpeerCounters } from './paths.js';
-import { perfAvailable, recordCpu, summarizeProfile, type Profile, type ProfileSample } from './profile.js';
+import { perfAvailable, perfSelfTest, recordCpu, summarizeProfile, type Profile, type ProfileSample } from './profile.js';
 import { BypassHook, buildPrototypes, type Prototypes } from './prototypes.js';
 import { shuffle } from './stats.js';
 import {
@@ -582,14 +582,24 @@ export async function endToEnd(o: E2eOptions, onLab?: (b: BenchLab) => void): Pr
     let profileSkipped: string | null = null;
     const toProfile = o.profilePaths.filter((id) => ids.includes(id));
     if (toProfile.length > 0 && o.profileSeconds > 0) {
-      if (!perfAvailable()) profileSkipped = '`perf record -e cpu-clock` does not work here (perf missing or not allowed)';
-      else {
+      const check = perfAvailable() ? await perfSelfTest(o.cpu, o.nice) : null;
+      if (!check) profileSkipped = '`perf record -e cpu-clock` does not work here (perf missing or not allowed)';
+      else if (!check.ok) {
+        profileSkipped = `perf's cpu-clock samples on CPU ${o.cpu} did not land on the process running there (a busy process pinned to it got ${(check.share * 100).toFixed(0)} % of them, \`${check.top}\` the most): sampling is unreliable on this machine right now, so no profile is shown`;
+      } else {
         for (const id of toProfile) {
-          profiles.push(...(await profilePath(b, PATHS[id], o)));
+          const got = await profilePath(b, PATHS[id], o);
+          // our processes saturate the CPU: a profile that hardly sees them is not one
+          const bad = got.filter((p) => p.profile.benchShare < 0.5);
+          if (bad.length > 0) {
+            profileSkipped = `perf charged most samples of ${bad.map((p) => `${p.path} ${p.metric}`).join(', ')} to other processes; those profiles are left out`;
+          }
+          profiles.push(...got.filter((p) => p.profile.benchShare >= 0.5));
           o.log(`profiled ${id}`);
         }
       }
     } else profileSkipped = 'not requested';
+    if (profileSkipped && profileSkipped !== 'not requested') o.log(`profiles: ${profileSkipped}`);
 
     return {
       paths: ids.map((id) => PATHS[id]),

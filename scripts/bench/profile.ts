@@ -120,6 +120,28 @@ export function perfAvailable(): boolean {
   return perfOk;
 }
 
+/**
+ * Whether cpu-clock samples on `cpu` land on the task that runs there: a
+ * busy process pinned to it at the benchmark's priority must own most of
+ * them. (Seen on this machine: with some other workloads running, every
+ * sample was charged to another process while the pinned one used the CPU.)
+ */
+export async function perfSelfTest(cpu: number, nice: number): Promise<{ ok: boolean; share: number; top: string }> {
+  const busy = spawn('taskset', ['-c', String(cpu), 'nice', '-n', String(nice), 'sha256sum', '/dev/zero'], { stdio: 'ignore' });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const samples = await recordCpu(cpu, 0.5);
+    const total = samples.reduce((a, x) => a + x.samples, 0);
+    const mine = samples.filter((x) => x.comm === 'sha256sum').reduce((a, x) => a + x.samples, 0);
+    const byComm = new Map<string, number>();
+    for (const x of samples) byComm.set(x.comm, (byComm.get(x.comm) ?? 0) + x.samples);
+    const top = [...byComm.entries()].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 'nothing';
+    return { ok: total > 0 && mine / total >= 0.5, share: total > 0 ? mine / total : 0, top };
+  } finally {
+    busy.kill('SIGKILL');
+  }
+}
+
 /** Records `seconds` of cpu-clock samples on `cpu`, then reads them back. */
 export async function recordCpu(cpu: number, seconds: number): Promise<ProfileSample[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `vmpeer-perf-${process.pid}-`));
