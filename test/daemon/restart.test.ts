@@ -34,7 +34,7 @@ function tagsOf(object: string): { fixup: string; redirect: string } {
 }
 
 test('kill -9, restart (adopt) and upgrade (rebuilt object) under 200 pings/s per VM: zero lost', async (t) => {
-  t.timeout(120_000);
+  t.timeout(process.env.VMTEST_KERNEL ? 600_000 : 120_000);
   const l = await lab(t, { vmPods: 3, plainPods: 0 });
   await Promise.all(l.vms.map((vm) => announce(vm)));
   const root = `${bpffsDir(t)}/vmpeer`;
