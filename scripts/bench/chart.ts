@@ -25,11 +25,11 @@ function text(x: number, y: number, s: string, attrs = ''): string {
 
 function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: number } {
   const out: string[] = [];
-  const h = 350;
+  const h = 360;
   const left = 70;
   const right = W - 30;
   const plotTop = top + 46;
-  const plotBottom = top + h - 80;
+  const plotBottom = top + h - 90;
   const groups: Array<{ metric: MetricId; label: string }> = [
     { metric: 'rrRate', label: 'request/response rate' },
     { metric: 'throughputGbps', label: 'bulk throughput' },
@@ -91,16 +91,20 @@ function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: numbe
       out.push(`<line x1="${f(cx - 4)}" y1="${f(y(b.lo))}" x2="${f(cx + 4)}" y2="${f(y(b.lo))}" stroke="#222"/>`);
       out.push(`<line x1="${f(cx - 4)}" y1="${f(y(b.hi))}" x2="${f(cx + 4)}" y2="${f(y(b.hi))}" stroke="#222"/>`);
       if (b.hi > hi) out.push(text(cx, y(hi) - 2, `↑${b.hi.toFixed(2)}`, 'font-size="9" text-anchor="middle" fill="#555"'));
-      if (b.lo < lo) out.push(text(cx, y(lo) + 10, `↓${b.lo.toFixed(2)}`, 'font-size="9" text-anchor="middle" fill="#555"'));
-      const labelY = b.v >= 1 ? y(Math.max(b.hi, b.v)) - (b.hi > hi ? 12 : 5) : y(Math.min(b.lo, b.v)) + (b.lo < lo ? 20 : 13);
-      out.push(text(cx, labelY, b.v.toFixed(2), 'font-size="10.5" text-anchor="middle" fill="#111"'));
+      if (b.lo < lo) out.push(text(cx, y(lo) + 11, `↓${b.lo.toFixed(2)}`, 'font-size="9" text-anchor="middle" fill="#555"'));
+      // the value at the bar's end: inside a long bar, just past a short one; a white halo keeps it clear of whiskers
+      const barLen = Math.abs(y(b.v) - y(1));
+      const inside = barLen > 16;
+      const up = b.v >= 1;
+      const labelY = up ? (inside ? y(b.v) + 12 : y(b.v) - 4) : inside ? y(b.v) - 4 : y(b.v) + 12;
+      out.push(text(cx, labelY, b.v.toFixed(2), `font-size="10.5" text-anchor="middle" font-weight="bold" fill="${inside && b.key !== 'Cx/A' ? '#fff' : '#111'}"${inside ? '' : ' stroke="#fff" stroke-width="3" paint-order="stroke"'}`));
     });
     if (g.metric === 'rrRate' || g.metric === 'throughputGbps') {
       const ty = y(TARGET_RATIO);
       out.push(`<line x1="${f(gx - 8)}" y1="${f(ty)}" x2="${f(gx + 2 * bw + 8)}" y2="${f(ty)}" stroke="#d62728" stroke-width="2" stroke-dasharray="6,3"/>`);
       out.push(text(gx - 10, ty + 4, '0.97', 'font-size="10" text-anchor="end" fill="#d62728"'));
     }
-    out.push(text(left + gi * gw + gw / 2, plotBottom + 18, g.label, 'font-size="12.5" text-anchor="middle"'));
+    out.push(text(left + gi * gw + gw / 2, plotBottom + 28, g.label, 'font-size="12.5" text-anchor="middle"'));
   });
   // legend, two per line
   const legend: Record<string, string> = {
@@ -113,7 +117,7 @@ function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: numbe
   pairs.forEach(([a, b], i) => {
     const key = `${a}/${b}`;
     const lx = left + (i % 2) * 430;
-    const ly = plotBottom + 28 + Math.floor(i / 2) * 17;
+    const ly = plotBottom + 38 + Math.floor(i / 2) * 17;
     out.push(`<rect x="${lx}" y="${ly}" width="12" height="12" fill="${PAIR_COLORS[key]}"/>`);
     out.push(text(lx + 17, ly + 10.5, legend[key]!, 'font-size="11.5"'));
   });
