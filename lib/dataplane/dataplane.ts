@@ -16,7 +16,7 @@ import path from 'node:path';
 import { native as loadNative, packageRoot, type AttachMode, type Hook, type Native } from '../native.js';
 import { BpfObject } from '../bpf/object.js';
 import type { Program } from '../bpf/program.js';
-import { attach, detach, describe, type HookTarget } from '../bpf/link.js';
+import { attach, detach, describe, resolveMode, type HookTarget } from '../bpf/link.js';
 import { KernelUnsupportedError, UsageError } from '../errors.js';
 import { decodeStats, encodeStatKey, type Endpoint, type Stats } from './codec.js';
 import { EndpointTable, type WithCounters } from './endpoint-table.js';
@@ -170,7 +170,7 @@ export class Dataplane {
   }
 
   private pinFor(program: ProgramName, target: HookTarget, mode: 'auto' | AttachMode): string {
-    const resolved = mode === 'auto' ? (this.n.kernelFeatures().tcx ? 'tcx' : 'clsact') : mode;
+    const resolved = resolveMode(this.n, mode);
     return path.join(this.root, resolved === 'tcx' ? 'links' : 'filters', recordName(program, target));
   }
 
