@@ -28,11 +28,14 @@ struct frame {
 	};
 };
 
+/* Which address of the frame becomes its key: the guest it goes to, or the guest it comes from. */
+enum frame_key { KEY_DEST, KEY_SOURCE };
+
 /*
  * Fills `f` for a unicast IPv4 or IPv6 frame and returns VMPEER_STAT_MAX;
  * otherwise returns the reason the frame is not ours to touch.
  */
-static __always_inline enum vmpeer_stat parse_frame(struct __sk_buff *skb, struct frame *f)
+static __always_inline enum vmpeer_stat parse_frame(struct __sk_buff *skb, struct frame *f, enum frame_key by)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
@@ -54,7 +57,7 @@ static __always_inline enum vmpeer_stat parse_frame(struct __sk_buff *skb, struc
 		f->words[0] = 0;
 		f->words[1] = 0;
 		f->words[2] = bpf_htonl(0x0000ffff);
-		f->words[3] = ip->daddr;
+		f->words[3] = by == KEY_SOURCE ? ip->saddr : ip->daddr;
 		return VMPEER_STAT_MAX;
 	}
 	if (eth->proto == bpf_htons(ETH_P_IPV6)) {
@@ -63,7 +66,7 @@ static __always_inline enum vmpeer_stat parse_frame(struct __sk_buff *skb, struc
 		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
 			return VMPEER_STAT_PASS_MALFORMED;
 		f->ip6 = ip6;
-		__builtin_memcpy(f->words, &ip6->daddr, sizeof(f->words));
+		__builtin_memcpy(f->words, by == KEY_SOURCE ? &ip6->saddr : &ip6->daddr, sizeof(f->words));
 		return VMPEER_STAT_MAX;
 	}
 	return VMPEER_STAT_PASS_NOT_IP;

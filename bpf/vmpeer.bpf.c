@@ -8,7 +8,13 @@
  *   redirect tc ingress of host interfaces: the corrected fast path itself,
  *            forward to a known guest and bpf_redirect_peer() into its pod.
  *
- * Both programs leave every other frame byte-for-byte unchanged and return
+ * With the bridge bypass (VMPEER_EP_BYPASS), the pod's bridge leaves the path
+ * of the guest's unicast IP traffic in both directions:
+ *   fixup      sends frames for the guest straight to the guest port (tap0);
+ *   from_guest tc ingress of the guest port: frames from the guest to its
+ *              gateway go straight into the host veth (bpf_redirect_peer()).
+ *
+ * The programs leave every other frame byte-for-byte unchanged and return
  * TC_ACT_UNSPEC (TCX_NEXT under tcx) so that the next program at the hook runs.
  */
 #include <linux/bpf.h>
@@ -86,7 +92,7 @@ int fixup(struct __sk_buff *skb)
 	struct frame f;
 	enum vmpeer_stat reason;
 
-	reason = parse_frame(skb, &f);
+	reason = parse_frame(skb, &f, KEY_DEST);
 	if (reason != VMPEER_STAT_MAX)
 		return next(reason);
 
@@ -94,16 +100,57 @@ int fixup(struct __sk_buff *skb)
 	if (!ep)
 		return next(VMPEER_STAT_PASS_UNKNOWN);
 
-	classify_for_guest(skb);
 	if (mac_equal(f.eth->dest, ep->guest_mac)) {
-		ep->passed++;
-		return next(VMPEER_STAT_PASS_ADDRESSED);
+		reason = VMPEER_STAT_PASS_ADDRESSED;
+	} else {
+		/* guest_mac and gateway_mac sit side by side, as dest and source do */
+		__builtin_memcpy(f.eth->dest, ep->guest_mac, 2 * ETH_ALEN);
+		ep->fixed++;
+		reason = VMPEER_STAT_FIXED;
 	}
 
-	/* guest_mac and gateway_mac sit side by side, as dest and source do */
-	__builtin_memcpy(f.eth->dest, ep->guest_mac, 2 * ETH_ALEN);
-	ep->fixed++;
-	return next(VMPEER_STAT_FIXED);
+	/* ifindexes are per netns: the uplink check keeps the guest port's
+	 * ifindex from being used in another pod's netns */
+	if ((ep->flags & VMPEER_EP_BYPASS) && skb->ifindex == ep->uplink_ifindex) {
+		ep->bypassed_in++;
+		next(reason);
+		return bpf_redirect(ep->guest_ifindex, 0);
+	}
+
+	classify_for_guest(skb);
+	if (reason == VMPEER_STAT_PASS_ADDRESSED)
+		ep->passed++;
+	return next(reason);
+}
+
+SEC("tc")
+int from_guest(struct __sk_buff *skb)
+{
+	struct vmpeer_endpoint *ep;
+	struct frame f;
+	enum vmpeer_stat reason;
+
+	reason = parse_frame(skb, &f, KEY_SOURCE);
+	if (reason != VMPEER_STAT_MAX)
+		return next(reason);
+
+	ep = find_endpoint(&f);
+	if (!ep)
+		return next(VMPEER_STAT_PASS_UNKNOWN);
+	if (!(ep->flags & VMPEER_EP_BYPASS) || skb->ifindex != ep->guest_ifindex)
+		return next(VMPEER_STAT_PASS_NO_BYPASS);
+	/* frames for the bridge itself (KubeVirt's DHCP server) or another port stay on the bridge */
+	if (!mac_equal(f.eth->dest, ep->gateway_mac) || !mac_equal(f.eth->source, ep->guest_mac))
+		return next(VMPEER_STAT_PASS_NOT_GATEWAY);
+
+	/* What eth_type_trans() on the host veth would say. The guest port
+	 * classified the frame PACKET_OTHERHOST (not its MAC), and before 6.15
+	 * bpf_redirect_peer() keeps that, so ip_rcv() would drop it. */
+	if (skb->pkt_type != PACKET_HOST)
+		bpf_skb_change_type(skb, PACKET_HOST);
+	ep->bypassed_out++;
+	next(VMPEER_STAT_BYPASSED_OUT);
+	return bpf_redirect_peer(ep->uplink_ifindex, 0);
 }
 
 /*
@@ -125,7 +172,7 @@ int redirect(struct __sk_buff *skb)
 	struct frame f;
 	enum vmpeer_stat reason;
 
-	reason = parse_frame(skb, &f);
+	reason = parse_frame(skb, &f, KEY_DEST);
 	if (reason != VMPEER_STAT_MAX)
 		return next(reason);
 	if (skb->pkt_type == PACKET_OTHERHOST)

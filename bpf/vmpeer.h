@@ -33,6 +33,7 @@ struct vmpeer_key {
 #define VMPEER_EP_LIVE (1U << 0)     /* the slot holds an endpoint */
 #define VMPEER_EP_REDIRECT (1U << 1) /* `redirect` may peer-redirect to host_ifindex */
 #define VMPEER_EP_DELETED (1U << 2)  /* held one: lookups probe past it */
+#define VMPEER_EP_BYPASS (1U << 3)   /* frames skip the pod's bridge (uplink_ifindex, guest_ifindex) */
 
 struct vmpeer_endpoint {
 	struct vmpeer_key key; /* the guest IP this slot holds */
@@ -41,9 +42,13 @@ struct vmpeer_endpoint {
 	__u32 host_ifindex;    /* that veth's ifindex in the node netns */
 	__u32 flags;           /* VMPEER_EP_* */
 	__u32 pod_netns;       /* inode of the VM pod's netns: user-space bookkeeping */
+	__u32 uplink_ifindex;  /* the bridge's uplink port (eth0-nic), in the pod netns */
+	__u32 guest_ifindex;   /* the bridge's guest port (tap0), in the pod netns */
 	__u64 fixed;           /* frames `fixup` re-addressed to the guest */
 	__u64 redirected;      /* frames `redirect` sent to the guest */
 	__u64 passed;          /* frames for this guest left to the kernel */
+	__u64 bypassed_in;     /* frames `fixup` sent straight to the guest port */
+	__u64 bypassed_out;    /* frames `from_guest` sent straight into the host veth */
 };
 
 /* Fibonacci hashing of the key's four 32-bit words (as loaded on a
@@ -69,6 +74,9 @@ enum vmpeer_stat {
 	VMPEER_STAT_PASS_FRAGMENT,    /* redirect: IPv4 fragment */
 	VMPEER_STAT_PASS_NOT_HOST,    /* redirect: frame not addressed to this host */
 	VMPEER_STAT_PASS_NO_REDIRECT, /* redirect: endpoint not enabled for redirect */
+	VMPEER_STAT_BYPASSED_OUT,     /* from_guest: sent straight into the host veth */
+	VMPEER_STAT_PASS_NOT_GATEWAY, /* from_guest: not from the guest's MAC to its gateway's */
+	VMPEER_STAT_PASS_NO_BYPASS,   /* from_guest: guest not enabled for the bypass here */
 	VMPEER_STAT_MAX,
 };
 

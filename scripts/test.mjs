@@ -26,7 +26,7 @@ const tiers = kernelSuites
       ['addon', ['addon'], [20]], // attach modes
       ['kernel', ['kernel'], [20]], // the kernel's own behaviour, asserted
       ['seed', ['lab/fault.test.js'], [20]], // the fault reproduced
-      ['fix', ['cli/fix.test.js'], [20]], // and fixed
+      ['fix', ['cli/fix.test.js', 'cli/bypass.test.js'], [20]], // and fixed, also past the pod's bridge (pkt_type before 6.15)
       ['restart', ['daemon/restart.test.js'], [20]], // the daemon killed and upgraded without a lost packet
     ]
   : [

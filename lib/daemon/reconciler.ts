@@ -127,7 +127,7 @@ export class Reconciler {
     this.n = deps.native;
     this.log = deps.log;
     this.sources = deps.sources;
-    this.tags = { fixup: programTag(this.dp.program('fixup')), redirect: programTag(this.dp.program('redirect')) };
+    this.tags = { fixup: programTag(this.dp.program('fixup')), redirect: programTag(this.dp.program('redirect')), from_guest: programTag(this.dp.program('from_guest')) };
   }
 
   get programTags(): Record<ProgramName, string> {

@@ -1,5 +1,5 @@
 /** Encoding and decoding of the endpoint table and the stats map (layout.ts). */
-import { ENDPOINT, EP_LIVE, EP_REDIRECT, STAT_NAMES, type StatName } from './layout.js';
+import { ENDPOINT, EP_BYPASS, EP_LIVE, EP_REDIRECT, STAT_NAMES, type StatName } from './layout.js';
 import { ipFromBytes, macFromBytes, macToBytes, parseIp, type Mac } from '../validate.js';
 
 export interface Endpoint {
@@ -9,17 +9,35 @@ export interface Endpoint {
   hostIfindex: number; // 0: unknown (redirect is then off for this guest)
   redirect: boolean;
   podNetns?: number; // inode of the VM pod's netns, so its endpoints can be found again
+  bypass?: BridgeBypass | null; // absent or null: frames go through the pod's bridge
+}
+
+/** The pod's bridge ports, by ifindex in the pod netns, for the bridge bypass. */
+export interface BridgeBypass {
+  uplinkIfindex: number; // eth0-nic
+  guestIfindex: number; // tap0
 }
 
 export interface EndpointCounters {
   fixed: bigint;
   redirected: bigint;
   passed: bigint;
+  bypassedIn: bigint;
+  bypassedOut: bigint;
 }
 
 export type Stats = Record<StatName, bigint>;
 
 const F = ENDPOINT.fields;
+
+/** Each counter of EndpointCounters and its field in struct vmpeer_endpoint. */
+const COUNTER_FIELDS = [
+  ['fixed', 'fixed'],
+  ['redirected', 'redirected'],
+  ['passed', 'passed'],
+  ['bypassedIn', 'bypassed_in'],
+  ['bypassedOut', 'bypassed_out'],
+] as const satisfies readonly (readonly [keyof EndpointCounters, keyof typeof F])[];
 
 export function encodeKey(ip: string): Buffer {
   return parseIp(ip).bytes;
@@ -36,12 +54,12 @@ export function encodeEndpoint(ep: Endpoint, counters?: EndpointCounters): Buffe
   macToBytes(ep.guestMac).copy(b, F.guest_mac.offset);
   macToBytes(ep.gatewayMac).copy(b, F.gateway_mac.offset);
   b.writeUInt32LE(ep.hostIfindex, F.host_ifindex.offset);
-  b.writeUInt32LE(EP_LIVE | (ep.redirect ? EP_REDIRECT : 0), F.flags.offset);
+  b.writeUInt32LE(EP_LIVE | (ep.redirect ? EP_REDIRECT : 0) | (ep.bypass ? EP_BYPASS : 0), F.flags.offset);
   b.writeUInt32LE(ep.podNetns ?? 0, F.pod_netns.offset);
+  b.writeUInt32LE(ep.bypass?.uplinkIfindex ?? 0, F.uplink_ifindex.offset);
+  b.writeUInt32LE(ep.bypass?.guestIfindex ?? 0, F.guest_ifindex.offset);
   if (counters) {
-    b.writeBigUInt64LE(counters.fixed, F.fixed.offset);
-    b.writeBigUInt64LE(counters.redirected, F.redirected.offset);
-    b.writeBigUInt64LE(counters.passed, F.passed.offset);
+    for (const [name, field] of COUNTER_FIELDS) b.writeBigUInt64LE(counters[name], F[field].offset);
   }
   return b;
 }
@@ -50,14 +68,16 @@ export function encodeEndpoint(ep: Endpoint, counters?: EndpointCounters): Buffe
 export function decodeEndpoint(perCpu: Buffer[]): Endpoint & { counters: EndpointCounters } {
   const first = perCpu[0]!;
   const sum = (offset: number) => perCpu.reduce((acc, v) => acc + v.readBigUInt64LE(offset), 0n);
+  const flags = first.readUInt32LE(F.flags.offset);
   return {
     guestIp: decodeKey(first.subarray(F.key.offset, F.key.offset + F.key.size)),
     guestMac: macFromBytes(first.subarray(F.guest_mac.offset)),
     gatewayMac: macFromBytes(first.subarray(F.gateway_mac.offset)),
     hostIfindex: first.readUInt32LE(F.host_ifindex.offset),
-    redirect: (first.readUInt32LE(F.flags.offset) & EP_REDIRECT) !== 0,
+    redirect: (flags & EP_REDIRECT) !== 0,
     podNetns: first.readUInt32LE(F.pod_netns.offset),
-    counters: { fixed: sum(F.fixed.offset), redirected: sum(F.redirected.offset), passed: sum(F.passed.offset) },
+    bypass: flags & EP_BYPASS ? { uplinkIfindex: first.readUInt32LE(F.uplink_ifindex.offset), guestIfindex: first.readUInt32LE(F.guest_ifindex.offset) } : null,
+    counters: Object.fromEntries(COUNTER_FIELDS.map(([name, field]) => [name, sum(F[field].offset)])) as unknown as EndpointCounters,
   };
 }
 

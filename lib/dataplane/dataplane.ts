@@ -26,7 +26,7 @@ export const DEFAULT_BPFFS_ROOT = '/sys/fs/bpf/vmpeer';
 export const OBJECT_PATH = path.join(packageRoot, 'dist', 'bpf', 'vmpeer.bpf.o');
 const BPF_FS_MAGIC = 0xcafe4a11;
 
-export type ProgramName = 'fixup' | 'redirect';
+export type ProgramName = 'fixup' | 'redirect' | 'from_guest';
 
 export interface AttachmentRecord {
   program: ProgramName;
@@ -195,7 +195,7 @@ function recordName(program: ProgramName, target: HookTarget): string {
 }
 
 function parseRecordName(name: string): Omit<AttachmentRecord, 'mode' | 'pin'> | null {
-  const m = /^(fixup|redirect)_(ingress|egress)_ns(\d+)_(.+)$/.exec(name);
+  const m = /^(fixup|redirect|from_guest)_(ingress|egress)_ns(\d+)_(.+)$/.exec(name);
   if (!m) return null;
   return { program: m[1] as ProgramName, hook: m[2] as Hook, netnsInode: Number(m[3]), ifname: decodeURIComponent(m[4]!) };
 }

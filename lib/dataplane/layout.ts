@@ -17,7 +17,7 @@ export const KEY = {
 
 export const ENDPOINT = {
   struct: 'vmpeer_endpoint',
-  size: 64,
+  size: 88,
   fields: {
     key: { offset: 0, size: 16 },
     guest_mac: { offset: 16, size: 6 },
@@ -25,9 +25,13 @@ export const ENDPOINT = {
     host_ifindex: { offset: 28, size: 4 },
     flags: { offset: 32, size: 4 },
     pod_netns: { offset: 36, size: 4 },
-    fixed: { offset: 40, size: 8 },
-    redirected: { offset: 48, size: 8 },
-    passed: { offset: 56, size: 8 },
+    uplink_ifindex: { offset: 40, size: 4 },
+    guest_ifindex: { offset: 44, size: 4 },
+    fixed: { offset: 48, size: 8 },
+    redirected: { offset: 56, size: 8 },
+    passed: { offset: 64, size: 8 },
+    bypassed_in: { offset: 72, size: 8 },
+    bypassed_out: { offset: 80, size: 8 },
   },
 } as const;
 
@@ -40,6 +44,7 @@ export const PROBES = 16;
 export const EP_LIVE = 1 << 0;
 export const EP_REDIRECT = 1 << 1;
 export const EP_DELETED = 1 << 2;
+export const EP_BYPASS = 1 << 3;
 
 /** enum vmpeer_stat, in order: the slots (keys) of the stats map, each a per-CPU __u64. */
 export const STAT_NAMES = [
@@ -54,6 +59,9 @@ export const STAT_NAMES = [
   'passFragment',
   'passNotHost',
   'passNoRedirect',
+  'bypassedOut',
+  'passNotGateway',
+  'passNoBypass',
 ] as const;
 
 export type StatName = (typeof STAT_NAMES)[number];

@@ -20,6 +20,8 @@ export interface VmInterface {
   bridge: string;
   uplink: { ifname: string; ifindex: number };
   guestPorts: string[];
+  /** The guest port (tap0) when the bridge has exactly one: the bridge bypass needs it. */
+  guestPort: { ifname: string; ifindex: number } | null;
   hostVeth: { ifname: string; ifindex: number; mac: Mac };
   guestIp: string;
   guestMac: Mac;
@@ -72,13 +74,15 @@ async function discover(netns: string, overrides: Overrides, ip: IpRoute, tolera
     const ports = podLinks.filter((l) => l.master === bridge.ifname);
     const uplink = ports.find((p) => isVeth(p) && p.link_netnsid !== undefined && peerInNode(p, nodeLinks));
     if (!uplink || (overrides.dev && uplink.ifname !== overrides.dev)) continue;
-    const guestPorts = ports.filter((p) => p !== uplink).map((p) => p.ifname);
+    const guestLinks = ports.filter((p) => p !== uplink);
+    const guestPorts = guestLinks.map((p) => p.ifname);
     if (guestPorts.length === 0) continue;
+    const guestPort = guestLinks.length === 1 ? { ifname: guestLinks[0]!.ifname, ifindex: guestLinks[0]!.ifindex } : null;
     const host = peerInNode(uplink, nodeLinks)!;
     const hostVeth = { ifname: host.ifname, ifindex: host.ifindex, mac: parseMac(host.address ?? '', `MAC of ${host.ifname}`) };
 
     const guestIp = overrides.guestIp ?? (await guestIpOf(netns, bridge.ifname, hostVeth.ifname, ip));
-    const port = { netns, bridge: bridge.ifname, uplink: { ifname: uplink.ifname, ifindex: uplink.ifindex }, guestPorts, hostVeth, guestIp };
+    const port = { netns, bridge: bridge.ifname, uplink: { ifname: uplink.ifname, ifindex: uplink.ifindex }, guestPorts, guestPort, hostVeth, guestIp };
     try {
       const { mac: guestMac, from: guestMacFrom } = overrides.guestMac
         ? { mac: overrides.guestMac, from: 'override' as const }

@@ -24,7 +24,7 @@ for (const [family, client, guest] of [['IPv4', CLIENT4, GUEST4], ['IPv6', CLIEN
       t.is(out.retval, TC_ACT_UNSPEC);
       t.deepEqual(out.data, readdressed(frame));
       t.true(l4ChecksumOk(out.data), 'L3/L4 untouched, checksums still valid');
-      t.deepEqual(f.counters(guest), { fixed: 1n, redirected: 0n, passed: 0n });
+      t.deepEqual(f.counters(guest), { fixed: 1n, redirected: 0n, passed: 0n, bypassedIn: 0n, bypassedOut: 0n });
     });
 
     test(`${family} ${proto} already addressed to the guest passes unchanged`, (t) => {
@@ -34,7 +34,7 @@ for (const [family, client, guest] of [['IPv4', CLIENT4, GUEST4], ['IPv6', CLIEN
       t.deepEqual(statDelta(f, () => (out = f.run('fixup', correct))), { passAddressed: 1n });
       t.is(out.retval, TC_ACT_UNSPEC);
       t.deepEqual(out.data, correct);
-      t.deepEqual(f.counters(guest), { fixed: 0n, redirected: 0n, passed: 1n });
+      t.deepEqual(f.counters(guest), { fixed: 0n, redirected: 0n, passed: 1n, bypassedIn: 0n, bypassedOut: 0n });
     });
   }
 
@@ -124,7 +124,7 @@ for (const [name, frame, stat] of untouched.filter(([, , s]) => s !== 'fixed')) 
     t.deepEqual(statDelta(f, () => (out = f.run('fixup', frame))), { [stat]: 1n });
     t.is(out.retval, TC_ACT_UNSPEC);
     t.deepEqual(out.data, frame);
-    t.deepEqual(f.counters(GUEST4), { fixed: 0n, redirected: 0n, passed: 0n });
+    t.deepEqual(f.counters(GUEST4), { fixed: 0n, redirected: 0n, passed: 0n, bypassedIn: 0n, bypassedOut: 0n });
   });
 }
 

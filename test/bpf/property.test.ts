@@ -7,7 +7,7 @@ import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { CLIENT_MAC, GATEWAY_MAC, HOST_IFINDEX, HOST_MAC, NODE_MAC, TC_ACT_UNSPEC, fixture } from '../helpers/bpf.js';
 import { frames } from '../helpers/packets.js';
-import { modelFixup, modelRedirect, type ModelEndpoint } from '../helpers/model.js';
+import { modelFixup, modelFromGuest, modelRedirect, type ModelEndpoint } from '../helpers/model.js';
 import { encodeKey } from '../../lib/dataplane/codec.js';
 import { macToBytes } from '../../lib/validate.js';
 
@@ -25,24 +25,34 @@ function prng(seed: number) {
   };
 }
 
+// BPF_PROG_TEST_RUN runs the programs on loopback (ifindex 1): the first guest
+// bypasses the bridge in both directions there, the third only from the guest
 const guests = [
-  { guestIp: '198.18.1.10', guestMac: '52:54:00:00:00:0a' },
+  { guestIp: '198.18.1.10', guestMac: '52:54:00:00:00:0a', bypass: { uplinkIfindex: 1, guestIfindex: 1 } },
   { guestIp: '198.18.1.11', guestMac: '52:54:00:00:00:0b', redirect: false },
-  { guestIp: '2001:db8::a', guestMac: '52:54:00:00:00:0c' },
+  { guestIp: '2001:db8::a', guestMac: '52:54:00:00:00:0c', bypass: { uplinkIfindex: 99, guestIfindex: 1 } },
 ];
 const strangers = ['198.18.1.12', '198.18.2.10', '10.0.0.1', '2001:db8::b', '::ffff:198.18.1.99', 'fe80::1'];
 
-function generator(seed: number) {
+/** Frames towards the guests (fixup, redirect) or from them (from_guest). */
+function generator(seed: number, direction: 'to guest' | 'from guest') {
   const rand = prng(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
   // half the frames are addressed to "this host" (loopback's MAC), the others anywhere
   const dstMacs = [HOST_MAC, HOST_MAC, HOST_MAC, HOST_MAC, HOST_MAC, HOST_MAC, NODE_MAC, GATEWAY_MAC, '52:54:00:00:00:0a', 'ff:ff:ff:ff:ff:ff', '33:33:00:00:00:01', '02:12:34:56:78:9a'];
+  // from a guest, most frames go to the gateway, from the guest's MAC or another
+  const gatewayMacs = [GATEWAY_MAC, GATEWAY_MAC, GATEWAY_MAC, GATEWAY_MAC, HOST_MAC, '02:12:34:56:78:9a', 'ff:ff:ff:ff:ff:ff', '33:33:00:00:00:01'];
+  const srcMacs = [...guests.map((g) => g.guestMac), CLIENT_MAC];
   return (): Buffer => {
     const kind = rand();
     if (kind < 0.15) return randomBytes(14 + Math.floor(rand() * 80)); // noise
-    const dst = pick([...guests.map((g) => g.guestIp), ...strangers]);
-    const src = dst.includes(':') ? '2001:db8:1::2' : '198.18.0.2';
-    const frame = Buffer.from(pick(Object.values(frames(pick(dstMacs), CLIENT_MAC, src, dst, Math.floor(rand() * 256)))));
+    const guest = pick([...guests.map((g) => g.guestIp), ...strangers]);
+    const peer = guest.includes(':') ? '2001:db8:1::2' : '198.18.0.2';
+    const ttl = Math.floor(rand() * 256);
+    const ownMac = guests.find((g) => g.guestIp === guest)?.guestMac;
+    const srcMac = ownMac && rand() < 0.75 ? ownMac : pick(srcMacs);
+    const built = direction === 'to guest' ? frames(pick(dstMacs), CLIENT_MAC, peer, guest, ttl) : frames(pick(gatewayMacs), srcMac, guest, peer, ttl);
+    const frame = Buffer.from(pick(Object.values(built)));
     if (kind < 0.55) return frame; // well-formed
     // mutate: flip a few bytes, mostly in the headers, sometimes truncate
     for (let i = Math.floor(rand() * 4); i >= 0; i--) {
@@ -56,19 +66,22 @@ function generator(seed: number) {
 function modelEndpoints(): Map<string, ModelEndpoint> {
   return new Map(guests.map((g) => [
     encodeKey(g.guestIp).toString('hex'),
-    { guestMac: macToBytes(g.guestMac), gatewayMac: macToBytes(GATEWAY_MAC), hostIfindex: HOST_IFINDEX, redirect: g.redirect ?? true },
+    { guestMac: macToBytes(g.guestMac), gatewayMac: macToBytes(GATEWAY_MAC), hostIfindex: HOST_IFINDEX, redirect: g.redirect ?? true, bypass: g.bypass ?? null },
   ]));
 }
 
-for (const program of ['fixup', 'redirect'] as const) {
+const MODELS = { fixup: modelFixup, redirect: modelRedirect, from_guest: modelFromGuest } as const;
+const REWRITE_STAT = { fixup: 'fixed', redirect: 'redirected', from_guest: 'bypassedOut' } as const;
+
+for (const program of ['fixup', 'redirect', 'from_guest'] as const) {
   test(`${program} matches the model on ${FRAMES_PER_PROGRAM} random and mutated frames`, (t) => {
     const seed = Number(process.env.VMPEER_SEED ?? Date.now() % 1e9);
     t.log(`seed ${seed} (replay with VMPEER_SEED=${seed})`);
     const f = fixture(t, guests);
     const endpoints = modelEndpoints();
     const known = new Set(endpoints.keys());
-    const next = generator(seed);
-    const model = program === 'fixup' ? modelFixup : modelRedirect;
+    const next = generator(seed, program === 'from_guest' ? 'from guest' : 'to guest');
+    const model = MODELS[program];
     const expectedStats = new Map<string, bigint>();
     let unknownSeen = 0;
 
@@ -91,9 +104,10 @@ for (const program of ['fixup', 'redirect'] as const) {
         return;
       }
       expectedStats.set(want.stat, (expectedStats.get(want.stat) ?? 0n) + 1n);
-      const dstKey = frame.length >= 54 && frame.readUInt16BE(12) === 0x86dd ? frame.subarray(38, 54).toString('hex') : null;
-      const dst4 = frame.length >= 34 && frame.readUInt16BE(12) === 0x0800 ? encodeKeyFromV4(frame.subarray(30, 34)) : null;
-      if (!known.has(dstKey ?? dst4 ?? '')) {
+      const [at6, at4] = program === 'from_guest' ? [22, 26] : [38, 30];
+      const key6 = frame.length >= 54 && frame.readUInt16BE(12) === 0x86dd ? frame.subarray(at6, at6 + 16).toString('hex') : null;
+      const key4 = frame.length >= 34 && frame.readUInt16BE(12) === 0x0800 ? encodeKeyFromV4(frame.subarray(at4, at4 + 4)) : null;
+      if (!known.has(key6 ?? key4 ?? '')) {
         unknownSeen++;
         if (got.retval !== TC_ACT_UNSPEC || !got.data.equals(frame)) t.fail(`frame ${i} for an unknown guest was changed`);
       }
@@ -102,7 +116,7 @@ for (const program of ['fixup', 'redirect'] as const) {
     const stats = f.stats();
     for (const [stat, n] of expectedStats) t.is(stats[stat as keyof typeof stats], n, `stat ${stat}`);
     t.true(unknownSeen > FRAMES_PER_PROGRAM / 4, `${unknownSeen} frames for unknown guests`);
-    t.true((expectedStats.get(program === 'fixup' ? 'fixed' : 'redirected') ?? 0n) > 500n, 'enough frames took the rewrite path');
+    t.true((expectedStats.get(REWRITE_STAT[program]) ?? 0n) > 500n, 'enough frames took the rewrite path');
   });
 }
 

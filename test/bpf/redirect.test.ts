@@ -41,7 +41,7 @@ for (const [family, client, guest] of [['IPv4', CLIENT4, GUEST4], ['IPv6', CLIEN
       t.is(family === 'IPv4' ? out.data[14 + 8] : out.data[14 + 7], 63);
       if (family === 'IPv4') t.true(ipv4HeaderChecksumOk(out.data), 'IPv4 header checksum verifies from scratch');
       t.true(l4ChecksumOk(out.data), 'L4 checksum unaffected');
-      t.deepEqual(f.counters(guest), { fixed: 0n, redirected: 1n, passed: 0n });
+      t.deepEqual(f.counters(guest), { fixed: 0n, redirected: 1n, passed: 0n, bypassedIn: 0n, bypassedOut: 0n });
     });
   }
 
@@ -53,7 +53,7 @@ for (const [family, client, guest] of [['IPv4', CLIENT4, GUEST4], ['IPv6', CLIEN
       t.deepEqual(statDelta(f, () => (out = f.run('redirect', frame))), { passTtl: 1n });
       t.is(out.retval, TC_ACT_UNSPEC);
       t.deepEqual(out.data, frame);
-      t.deepEqual(f.counters(guest), { fixed: 0n, redirected: 0n, passed: 1n });
+      t.deepEqual(f.counters(guest), { fixed: 0n, redirected: 0n, passed: 1n, bypassedIn: 0n, bypassedOut: 0n });
     });
   }
 

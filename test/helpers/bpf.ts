@@ -34,7 +34,7 @@ export class Fixture {
     this.table.set({ guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true, ...ep });
   }
 
-  run(program: 'fixup' | 'redirect', frame: Buffer, repeat = 1): { retval: number; data: Buffer; durationNs: number } {
+  run(program: 'fixup' | 'redirect' | 'from_guest', frame: Buffer, repeat = 1): { retval: number; data: Buffer; durationNs: number } {
     return this.obj.program(program).testRun({ data: frame, repeat });
   }
 

@@ -10,6 +10,7 @@ export interface ModelEndpoint {
   gatewayMac: Buffer;
   hostIfindex: number;
   redirect: boolean;
+  bypass?: { uplinkIfindex: number; guestIfindex: number } | null;
 }
 
 export interface Outcome {
@@ -27,18 +28,21 @@ interface Parsed {
   v4: boolean;
 }
 
-function parse(frame: Buffer): Parsed | StatName {
+/** `by`: the key is the destination address (fixup, redirect) or the source address (from_guest). */
+function parse(frame: Buffer, by: 'dest' | 'source' = 'dest'): Parsed | StatName {
   if (frame.length < 14) return 'passMalformed';
   if (frame[0]! & 1) return 'passNotUnicast';
   const type = frame.readUInt16BE(12);
   if (type === 0x0800) {
     if (frame.length < 34 || frame[14]! >> 4 !== 4 || (frame[14]! & 0xf) < 5) return 'passMalformed';
-    const key = Buffer.concat([Buffer.alloc(10), Buffer.from([0xff, 0xff]), frame.subarray(30, 34)]);
+    const at = by === 'dest' ? 30 : 26;
+    const key = Buffer.concat([Buffer.alloc(10), Buffer.from([0xff, 0xff]), frame.subarray(at, at + 4)]);
     return { key: key.toString('hex'), l3: 14, v4: true };
   }
   if (type === 0x86dd) {
     if (frame.length < 54 || frame[14]! >> 4 !== 6) return 'passMalformed';
-    return { key: frame.subarray(38, 54).toString('hex'), l3: 14, v4: false };
+    const at = by === 'dest' ? 38 : 22;
+    return { key: frame.subarray(at, at + 16).toString('hex'), l3: 14, v4: false };
   }
   return 'passNotIp';
 }
@@ -52,13 +56,26 @@ function readdress(frame: Buffer, ep: ModelEndpoint): Buffer {
   return out;
 }
 
-export function modelFixup(frame: Buffer, endpoints: Map<string, ModelEndpoint>): Outcome {
+/** `ifindex`: the device the frame arrives on (BPF_PROG_TEST_RUN: loopback, 1). */
+export function modelFixup(frame: Buffer, endpoints: Map<string, ModelEndpoint>, ifindex = 1): Outcome {
   const p = parse(frame);
   if (typeof p === 'string') return pass(frame, p);
   const ep = endpoints.get(p.key);
   if (!ep) return pass(frame, 'passUnknown');
-  if (frame.subarray(0, 6).equals(ep.guestMac)) return pass(frame, 'passAddressed');
-  return pass(readdress(frame, ep), 'fixed');
+  const out = frame.subarray(0, 6).equals(ep.guestMac) ? pass(frame, 'passAddressed') : pass(readdress(frame, ep), 'fixed');
+  // the bypass sends the frame, as fixup leaves it, to the guest port's egress
+  return ep.bypass && ep.bypass.uplinkIfindex === ifindex ? { ...out, retval: TC_ACT_REDIRECT } : out;
+}
+
+/** At the guest port: the guest's unicast IP frames to its gateway go into the host veth, unchanged. */
+export function modelFromGuest(frame: Buffer, endpoints: Map<string, ModelEndpoint>, ifindex = 1): Outcome {
+  const p = parse(frame, 'source');
+  if (typeof p === 'string') return pass(frame, p);
+  const ep = endpoints.get(p.key);
+  if (!ep) return pass(frame, 'passUnknown');
+  if (!ep.bypass || ep.bypass.guestIfindex !== ifindex) return pass(frame, 'passNoBypass');
+  if (!frame.subarray(0, 6).equals(ep.gatewayMac) || !frame.subarray(6, 12).equals(ep.guestMac)) return pass(frame, 'passNotGateway');
+  return { retval: TC_ACT_REDIRECT, frame, stat: 'bypassedOut' };
 }
 
 /** `hostMac`: the MAC of the device the frame arrives on (BPF_PROG_TEST_RUN: loopback, all zeros). */

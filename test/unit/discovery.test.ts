@@ -67,6 +67,7 @@ test('a KubeVirt bridge-binding pod: uplink, guest port, host veth, pod IP, and 
     bridge: 'k6t-eth0',
     uplink: { ifname: 'eth0-nic', ifindex: 2 },
     guestPorts: ['tap0'],
+    guestPort: { ifname: 'tap0', ifindex: 4 },
     hostVeth: { ifname: 'cali1b864d60622', ifindex: 7, mac: 'ee:ee:ee:ee:ee:ee' },
     guestIp: POD_IP,
     guestMac: GUEST_MAC,

@@ -2,7 +2,7 @@
 import { COMMON_HELP, commonOptions, type Command } from '../command.js';
 import { resolveNetns } from '../netns.js';
 import { requirePrivileges } from '../privileges.js';
-import { Dataplane, netnsInode } from '../../dataplane/dataplane.js';
+import { Dataplane, netnsInode, type AttachmentRecord } from '../../dataplane/dataplane.js';
 import { describe } from '../../bpf/link.js';
 import { UsageError } from '../../errors.js';
 import { parseIfname } from '../../validate.js';
@@ -16,8 +16,8 @@ export const detachCommand: Command = {
   vmpeer detach --accelerate --host-dev <ifname>
 
 Removes what \`vmpeer attach\` added: the fixup attachment(s) in that pod's
-network namespace and the endpoints of its guests (with --dev, only that
-interface's), or the redirect attachment on a host interface. Programs
+network namespace (and from_guest, with the bridge bypass) and the endpoints
+of its guests (with --dev, only that interface's), or the redirect attachment on a host interface. Programs
 vmpeer did not attach are never touched. When nothing is left, vmpeer's pinned
 state is removed too.
 
@@ -62,18 +62,26 @@ Examples:
     const netns = resolveNetns(values.netns);
     const dev = values.dev === undefined ? undefined : parseIfname(values.dev as string, '--dev');
     if (!Dataplane.exists(root)) return nothing(io, netns);
-    // the guest behind --dev is the one whose host veth is that port's peer
-    const hostIfindex = dev === undefined ? undefined : (await iproute.links(netns)).find((l) => l.ifname === dev)?.link_index;
+    // the guest behind --dev is the one whose host veth is that port's peer, its guest port the other port of that bridge
+    const links = dev === undefined ? [] : await iproute.links(netns);
+    const port = links.find((l) => l.ifname === dev);
+    const hostIfindex = port?.link_index;
+    const guestPorts = links.filter((l) => port?.master !== undefined && l.master === port.master && l !== port).map((l) => l.ifname);
+    const ours = (r: AttachmentRecord) => (r.program === 'fixup' && (!dev || r.ifname === dev)) || (r.program === 'from_guest' && (!dev || guestPorts.includes(r.ifname)));
 
     const inode = netnsInode(netns);
     const dp = Dataplane.open({ root });
     try {
-      const records = dp.attachments().filter((r) => r.program === 'fixup' && r.netnsInode === inode && (!dev || r.ifname === dev));
+      // from_guest first: the guest's traffic goes back to the bridge before fixup goes
+      const records = dp
+        .attachments()
+        .filter((r) => r.netnsInode === inode && ours(r))
+        .sort((a, b) => Number(b.program === 'from_guest') - Number(a.program === 'from_guest'));
       const endpoints = dp.endpoints().filter((e) => e.podNetns === inode && (!dev || e.hostIfindex === hostIfindex));
       if (records.length === 0 && endpoints.length === 0) return nothing(io, dev ? `${dev} in ${netns}` : netns);
       for (const r of records) {
         dp.removeRecord(r, netns);
-        io.out(`detached fixup from ${describe({ netns, ifname: r.ifname, hook: r.hook })}`);
+        io.out(`detached ${r.program} from ${describe({ netns, ifname: r.ifname, hook: r.hook })}`);
       }
       for (const e of endpoints) {
         dp.deleteEndpoint(e.guestIp);

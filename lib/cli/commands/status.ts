@@ -4,6 +4,7 @@ import { netnsNames } from '../netns.js';
 import { requirePrivileges } from '../privileges.js';
 import { Dataplane, DEFAULT_BPFFS_ROOT } from '../../dataplane/dataplane.js';
 import { STAT_NAMES } from '../../dataplane/layout.js';
+import type { EndpointCounters } from '../../dataplane/codec.js';
 import { iproute } from '../../discovery/iproute.js';
 
 export interface StatusReport {
@@ -16,8 +17,9 @@ export interface StatusReport {
     hostVeth: string | null;
     hostIfindex: number;
     redirect: boolean;
+    bypass: boolean;
     netns: string | null;
-    counters: { fixed: number; redirected: number; passed: number };
+    counters: Record<keyof EndpointCounters, number>;
   }[];
   stats: Record<string, number>;
 }
@@ -45,8 +47,9 @@ export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusRep
         hostVeth: links.get(e.hostIfindex) ?? null,
         hostIfindex: e.hostIfindex,
         redirect: e.redirect,
+        bypass: e.bypass !== null,
         netns: e.podNetns ? (names.get(e.podNetns) ?? null) : null,
-        counters: { fixed: Number(e.counters.fixed), redirected: Number(e.counters.redirected), passed: Number(e.counters.passed) },
+        counters: Object.fromEntries(Object.entries(e.counters).map(([k, v]) => [k, Number(v)])) as StatusReport['endpoints'][number]['counters'],
       })),
       stats: Object.fromEntries(Object.entries(dp.stats()).map(([k, v]) => [k, Number(v)])),
     };
@@ -67,7 +70,8 @@ export const statusCommand: Command = {
   vmpeer status [--json]
 
 Lists every attachment vmpeer made on this node, every guest endpoint with its
-counters (frames fixed, redirected, passed to the kernel), and the totals by
+counters (frames fixed, redirected, passed to the kernel, and with the bridge
+bypass, sent past the pod's bridge to and from the guest), and the totals by
 outcome. --json prints the same as one stable JSON document.
 
 Options:
@@ -93,7 +97,7 @@ ${COMMON_HELP}`,
     io.out('');
     io.out('ENDPOINTS');
     for (const line of table([
-      ['GUEST IP', 'GUEST MAC', 'HOST VETH', 'FIXED', 'REDIRECTED', 'PASSED', 'NETNS'],
+      ['GUEST IP', 'GUEST MAC', 'HOST VETH', 'FIXED', 'REDIRECTED', 'PASSED', 'BYPASSED IN/OUT', 'NETNS'],
       ...report.endpoints.map((e) => [
         e.guestIp,
         e.guestMac,
@@ -101,6 +105,7 @@ ${COMMON_HELP}`,
         String(e.counters.fixed),
         String(e.counters.redirected),
         String(e.counters.passed),
+        e.bypass ? `${e.counters.bypassedIn}/${e.counters.bypassedOut}` : '-',
         e.netns ?? '-',
       ]),
     ])) io.out(line);

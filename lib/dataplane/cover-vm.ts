@@ -1,0 +1,66 @@
+/**
+ * Covering one bridged VM interface: its guest's endpoint, `fixup` at the
+ * bridge uplink port and, with the bridge bypass, `from_guest` at the guest
+ * port. All of it or, when a step fails, none of it: what this call changed
+ * is undone before the error goes on.
+ */
+import type { AttachMode } from '../native.js';
+import type { VmInterface } from '../discovery/vm-pod.js';
+import { netnsInode, type AttachmentRecord, type Dataplane } from './dataplane.js';
+
+export interface CoverOptions {
+  mode?: 'auto' | AttachMode;
+  /** Take the pod's bridge out of the guest's unicast IP traffic (vmpeer.bpf.c). */
+  bypass?: boolean;
+}
+
+export interface Covered {
+  endpoint: 'added' | 'updated' | 'unchanged';
+  fixup: { record: AttachmentRecord; created: boolean };
+  /** With the bypass: the attachment at the guest port. */
+  fromGuest: { record: AttachmentRecord; created: boolean } | null;
+  /** Without the bypass: a bypass of an earlier attach was taken down. */
+  bypassRemoved: boolean;
+  changed: boolean;
+}
+
+export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = {}): Covered {
+  const { mode = 'auto', bypass = false } = options;
+  if (bypass && !vm.guestPort) throw new Error(`the bridge bypass needs one guest port on ${vm.bridge}`);
+  const uplink = { netns: vm.netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };
+  const previous = dp.endpoint(vm.guestIp);
+
+  const endpoint = dp.setEndpoint({
+    guestIp: vm.guestIp,
+    guestMac: vm.guestMac,
+    gatewayMac: vm.hostVeth.mac,
+    hostIfindex: vm.hostVeth.ifindex,
+    redirect: true,
+    podNetns: netnsInode(vm.netns),
+    bypass: bypass ? { uplinkIfindex: vm.uplink.ifindex, guestIfindex: vm.guestPort!.ifindex } : null,
+  });
+  const undo: (() => void)[] = [() => (previous ? dp.setEndpoint(previous) : dp.deleteEndpoint(vm.guestIp))];
+  try {
+    const fixup = dp.attach('fixup', uplink, { mode });
+    if (fixup.created) undo.push(() => dp.detach('fixup', uplink));
+    let fromGuest: Covered['fromGuest'] = null;
+    let bypassRemoved = false;
+    if (bypass) {
+      const guestPort = { netns: vm.netns, ifname: vm.guestPort!.ifname, hook: 'ingress' as const };
+      fromGuest = dp.attach('from_guest', guestPort, { mode });
+    } else {
+      // the endpoint no longer asks for the bypass, so from_guest already passes every frame
+      for (const ifname of vm.guestPorts) bypassRemoved = dp.detach('from_guest', { netns: vm.netns, ifname, hook: 'ingress' }) || bypassRemoved;
+    }
+    return { endpoint, fixup, fromGuest, bypassRemoved, changed: endpoint !== 'unchanged' || fixup.created || !!fromGuest?.created || bypassRemoved };
+  } catch (e) {
+    for (const step of undo.reverse()) {
+      try {
+        step();
+      } catch {
+        // the original error says what went wrong; the rest of the undo still runs
+      }
+    }
+    throw e;
+  }
+}
