@@ -24,7 +24,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { TC_HANDLE, TC_PRIORITY, TC_PRIORITY_FIRST, type HookTarget } from '../bpf/link.js';
 import type { Program } from '../bpf/program.js';
-import type { AttachmentRecord } from '../dataplane/dataplane.js';
+import { parseRecordName, type AttachmentRecord } from '../dataplane/dataplane.js';
 import { isNativeError } from '../errors.js';
 import type { Native } from '../native.js';
 
@@ -128,8 +128,6 @@ export function swapProgram(n: Native, record: AttachmentRecord, target: HookTar
   for (const e of ours) n.detach({ ...target, mode: 'clsact', handle: TC_HANDLE, priority: e.priority, progId: old });
 }
 
-const RECORD = /^(fixup|redirect)_(ingress|egress)_ns(\d+)_(.+)$/;
-
 /**
  * Finishes swaps that a crash cut short: a next_ link next to its record is
  * detached again (the record's program still runs and is checked as usual);
@@ -147,13 +145,13 @@ export function recoverSwaps(n: Native, root: string): string[] {
     for (const name of names.filter((x) => x.startsWith('next_'))) {
       const tmp = path.join(root, dir, name);
       const record = path.join(root, dir, name.slice('next_'.length));
-      const m = RECORD.exec(name.slice('next_'.length));
+      const m = parseRecordName(name.slice('next_'.length));
       try {
         if (dir === 'filters') {
           fs.rmSync(tmp, { force: true });
           done.push(`removed ${tmp}`);
         } else if (fs.existsSync(record) || !m) {
-          n.detach({ ifname: m ? decodeURIComponent(m[4]!) : 'unknown', hook: m?.[2] === 'egress' ? 'egress' : 'ingress', mode: 'tcx', pinPath: tmp });
+          n.detach({ ifname: m?.ifname ?? 'unknown', hook: m?.hook ?? 'ingress', mode: 'tcx', pinPath: tmp });
           fs.rmSync(tmp, { force: true });
           done.push(`detached ${tmp}`);
         } else {

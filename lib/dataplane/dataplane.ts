@@ -194,7 +194,7 @@ function recordName(program: ProgramName, target: HookTarget): string {
   return `${program}_${target.hook}_ns${netnsInode(target.netns)}_${ifname}`;
 }
 
-function parseRecordName(name: string): Omit<AttachmentRecord, 'mode' | 'pin'> | null {
+export function parseRecordName(name: string): Omit<AttachmentRecord, 'mode' | 'pin'> | null {
   const m = /^(fixup|redirect|from_guest)_(ingress|egress)_ns(\d+)_(.+)$/.exec(name);
   if (!m) return null;
   return { program: m[1] as ProgramName, hook: m[2] as Hook, netnsInode: Number(m[3]), ifname: decodeURIComponent(m[4]!) };
