@@ -8,6 +8,7 @@
  */
 import path from 'node:path';
 import { type Attachment, type AttachMode, type Native, native, packageRoot } from '../native.js';
+import { resolveMode } from '../bpf/link.js';
 import { ipv4Bytes } from './addressing.js';
 
 export const EMULATOR_OBJECT = path.join(packageRoot, 'dist', 'bpf', 'cni_emulator.bpf.o');
@@ -86,7 +87,7 @@ export class CniEmulator {
   /** Loads the object. `mode` defaults to tcx where the kernel has it, clsact otherwise. */
   static load(options: { objectPath?: string; mode?: AttachMode; native?: Native } = {}): CniEmulator {
     const n = options.native ?? native();
-    const mode = options.mode ?? (n.kernelFeatures().tcx ? 'tcx' : 'clsact');
+    const mode = resolveMode(n, options.mode);
     const obj = n.openObject(options.objectPath ?? EMULATOR_OBJECT);
     try {
       return new CniEmulator(n, obj, mode);
