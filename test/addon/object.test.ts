@@ -7,7 +7,7 @@ import { OBJECT_PATH, addon, map, openObject, program, throwsNative } from './co
 const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 
 function checkContents(t: import('ava').ExecutionContext, obj: NativeObject): void {
-  t.deepEqual(obj.programs.map((p) => p.name).sort(), ['fixup', 'redirect']);
+  t.deepEqual(obj.programs.map((p) => p.name).sort(), ['fixup', 'from_guest', 'redirect']);
   for (const p of obj.programs) {
     t.true(p.fd > 2, `${p.name} fd`);
     t.true(p.id > 0, `${p.name} id`);
@@ -15,7 +15,7 @@ function checkContents(t: import('ava').ExecutionContext, obj: NativeObject): vo
     t.is(addon.progIdOf(p.fd), p.id);
   }
   const endpoints = map(obj, 'endpoints');
-  t.like(endpoints, { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 64, maxEntries: 1024, pinPath: null });
+  t.like(endpoints, { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 88, maxEntries: 1024, pinPath: null });
   const stats = map(obj, 'stats');
   t.like(stats, { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, pinPath: null });
   for (const m of obj.maps) {
@@ -45,18 +45,18 @@ test('btfStruct gives the layout of the endpoint value', (t) => {
   const layout = openObject(t).btfStruct('vmpeer_endpoint');
   t.truthy(layout);
   t.is(layout!.name, 'vmpeer_endpoint');
-  t.is(layout!.size, 64);
+  t.is(layout!.size, 88);
   const byName = new Map(layout!.members.map((m) => [m.name, m]));
   t.deepEqual(byName.get('key'), { name: 'key', offset: 0, size: 16 });
   t.deepEqual(byName.get('guest_mac'), { name: 'guest_mac', offset: 16, size: 6 });
   t.deepEqual(byName.get('host_ifindex'), { name: 'host_ifindex', offset: 28, size: 4 });
-  t.deepEqual(byName.get('passed'), { name: 'passed', offset: 56, size: 8 });
+  t.deepEqual(byName.get('passed'), { name: 'passed', offset: 64, size: 8 });
   let end = 0;
   for (const m of layout!.members) {
     t.true(m.offset >= end, `${m.name} does not overlap the member before it`);
     end = m.offset + m.size;
   }
-  t.true(end <= 64);
+  t.true(end <= 88);
 });
 
 test('btfStruct is null for a struct the object does not have', (t) => {

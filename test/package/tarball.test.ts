@@ -60,7 +60,7 @@ test('npm pack → install into an empty directory without build tools → load 
     console.log(JSON.stringify({ programs: [...obj.programs.keys()], retval: out.retval }));
     obj.close();`;
   const result = JSON.parse(execFileSync(path.join(bin, 'node'), ['--input-type=module', '-e', script], { cwd: app, env, encoding: 'utf8' }));
-  t.deepEqual(result, { programs: ['fixup', 'redirect'], retval: -1 });
+  t.deepEqual(result, { programs: ['fixup', 'from_guest', 'redirect'], retval: -1 });
 
   const help = execFileSync(path.join(app, 'node_modules', '.bin', 'vmpeer'), ['--help'], { cwd: app, env, encoding: 'utf8' });
   t.regex(help, /Usage: vmpeer <command>/);
