@@ -121,7 +121,8 @@ function git(): { commit: string | null; dirty: boolean | null; dirtyFiles: stri
   if (!head.ok) return { commit: null, dirty: null, dirtyFiles: [] };
   // only what the numbers may depend on: the data path, the lab, the benchmark
   const st = sh('git', ['-C', packageRoot, 'status', '--porcelain', '--', 'bpf', 'lib', 'native', 'scripts/bench']);
-  const files = st.ok ? st.out.split('\n').map((l) => l.slice(3).trim()).filter(Boolean) : [];
+  // porcelain lines are 'XY path'; sh() trimmed the first one's leading space
+  const files = st.ok ? st.out.split('\n').map((l) => l.replace(/^\s*\S+\s+/, '')).filter(Boolean) : [];
   return { commit: head.out, dirty: st.ok ? files.length > 0 : null, dirtyFiles: files };
 }
 
