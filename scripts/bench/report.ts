@@ -669,14 +669,15 @@ function missedSection(F: Facts): string[] {
       `- **${t.name}: ${fx(t.value, 3)} < ${t.min}.** ` +
         (off
           ? `${t.metric === 'rrRate' ? 'Each round trip crosses the VM pod bridge twice' : 'Each super-frame crosses the VM pod bridge (with br_netfilter)'}; ${F.has(off) ? `with \`--bypass-bridge\` (${off}) it is ${fx(F.q(off, 'A', t.metric), 3)}` : '`--bypass-bridge` takes it out'}; see [above]${why}.`
-          : `The bridge is bypassed: what is left is the guest's own device hop; see [above]${why} and below.`),
+          : `The bridge is bypassed; its p50 is ${fx(p50Delta(F, vm, 'A'))} µs above A's, the guest's own device hop; see [above]${why} and below.`),
     );
   }
   out.push('');
   out.push(
     "The default keeps the VM pod's bridge, and with it what an operator may rely on there (iptables/nftables rules for bridged traffic in the pod's netns, FDB learning, `tcpdump` on `k6t-eth0`): " +
       `that is the ${pctOf(Math.min(...cost))}–${pctOf(Math.max(...cost))} of request/response rate the default paths (C, D) give up against the plain pod. ` +
-      '`vmpeer attach --bypass-bridge` removes that cost where nothing relies on the bridge for the guest\'s unicast IP traffic (KubeVirt\'s bridge binding does not); where something does, `net.bridge.bridge-nf-call-iptables=0` in the VM pods gets the br_netfilter share back (Cn), if nothing relies on iptables seeing bridged traffic there.',
+      `\`vmpeer attach --bypass-bridge\` takes the bridge out${F.has('Cb') ? ` (here Cb runs at ${fx(F.q('Cb', 'A', 'rrRate'))}× and Db at ${fx(F.q('Db', 'A', 'rrRate'))}× the plain pod's rate)` : ''} where nothing relies on it for the guest's unicast IP traffic (KubeVirt's bridge binding does not); ` +
+      "where something does, `net.bridge.bridge-nf-call-iptables=0` in the VM pods gets the br_netfilter share back (Cn), if nothing relies on iptables seeing bridged traffic there.",
   );
   if (missed.some((t) => bypassed(F, t.pair[0]))) {
     out.push('');

@@ -223,12 +223,19 @@ test('the report and the chart render every figure of a full result', (t) => {
   t.regex(md, /with `--bypass-bridge`, \d\.\d\d× \/ \d\.\d\d× the plain pod's rate/, 'the summary states both');
   for (const pair of ['C/A', 'D/A', 'Cb/A', 'Db/A']) t.regex(md, new RegExp(`\\| ${pair} request/response rate \\| .+ \\| ≥ 0\\.97 \\|`), `target ${pair}`);
   t.regex(md, /\| metric \| C\/A \| D\/A \| Cb\/A \| Db\/A \| C\/B \| D\/B \| Cb\/B \| Db\/B \|/);
-  t.regex(md, /\*\*Db\/A request\/response rate: 0\.\d+ < 0\.97\.\*\* The bridge is bypassed/);
+  t.regex(md, /\*\*Db\/A request\/response rate: 0\.\d+ < 0\.97\.\*\* The bridge is bypassed; its p50 is \d\.\d\d µs above A's/);
   t.regex(md, /Cb\/C \| the VM pod's bridge/);
   const svg = chart(r);
   t.true(svg.startsWith('<svg') && svg.trimEnd().endsWith('</svg>'));
   t.notRegex(svg, /NaN|undefined/);
   for (const pair of ['C/A', 'D/A', 'Cb/A', 'Db/A', 'Cb/B', 'Db/B']) t.true(svg.includes(`>${pair}  `), pair);
+});
+
+test('the report shows the control-plane section of a run that has one', (t) => {
+  const r: BenchResult = { ...synthetic(), controlPlane: {} as NonNullable<BenchResult['controlPlane']> };
+  const md = report(r, { svg: 'x.svg', json: 'x.json' }, () => '## Control plane\n\nmeasured\n');
+  t.regex(md, /\n## Control plane\n\nmeasured\n\n## Reproduce\n/);
+  t.notRegex(md, /Pending in this report/);
 });
 
 test('a result document from before the bridge bypass still renders', (t) => {
