@@ -1,17 +1,28 @@
 /**
  * The benchmark's chart, as plain SVG text from the result document:
  *
- *   1. the issue's ratios (C/A, D/A, C/B, D/B) per metric, as bars around
- *      parity with min–max whiskers and the 0.97 target line;
+ *   1. the VM paths against the plain pod (C/A, D/A, and with the bridge
+ *      bypassed Cb/A, Db/A) and against the kernel path (…/B) per metric, as
+ *      bars around parity with min–max whiskers and the 0.97 target line;
  *   2. every path's medians: round-trip p50 and bulk throughput;
  *   3. per-packet cost of fixup and redirect over a pass-through program.
  */
-import { PATHS, type PathId } from './paths.js';
+import type { PathId } from './paths.js';
 import { findRatio, METRICS, TARGET_RATIO, type BenchResult, type MetricId } from './results.js';
 
 const W = 980;
 const FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"';
-const PAIR_COLORS: Record<string, string> = { 'C/A': '#1f77b4', 'D/A': '#2ca02c', 'C/B': '#ff7f0e', 'D/B': '#9467bd', 'Cx/A': '#bcbddc' };
+/** The bars of the ratio panel, in order; the first four carry the target. `light`: dark text on the bar. */
+const PAIRS: Array<{ pair: [PathId, PathId]; color: string; light?: boolean; legend: string }> = [
+  { pair: ['C', 'A'], color: '#1f77b4', legend: 'C/A  VM, CNI fast path + vmpeer fixup ÷ plain pod' },
+  { pair: ['D', 'A'], color: '#2ca02c', legend: 'D/A  VM, vmpeer redirect ÷ plain pod' },
+  { pair: ['Cb', 'A'], color: '#9ecae1', light: true, legend: 'Cb/A  C with --bypass-bridge ÷ plain pod' },
+  { pair: ['Db', 'A'], color: '#a1d99b', light: true, legend: 'Db/A  D with --bypass-bridge ÷ plain pod' },
+  { pair: ['C', 'B'], color: '#ff7f0e', legend: 'C/B  VM, CNI fast path + vmpeer fixup ÷ VM kernel path' },
+  { pair: ['D', 'B'], color: '#9467bd', legend: 'D/B  VM, vmpeer redirect ÷ VM kernel path' },
+  { pair: ['Cb', 'B'], color: '#fdd0a2', light: true, legend: 'Cb/B  C with --bypass-bridge ÷ VM kernel path' },
+  { pair: ['Db', 'B'], color: '#dadaeb', light: true, legend: 'Db/B  D with --bypass-bridge ÷ VM kernel path' },
+];
 
 export function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -25,32 +36,29 @@ function text(x: number, y: number, s: string, attrs = ''): string {
 
 function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: number } {
   const out: string[] = [];
-  const h = 360;
+  // the pairs this run measured (an older result document may lack the bypass paths)
+  const pairs = PAIRS.filter((p) => p.pair.every((id) => r.paths.some((x) => x.id === id)));
+  const targeted = pairs.filter((p) => p.pair[1] === 'A').length;
   const left = 70;
   const right = W - 30;
   const plotTop = top + 46;
-  const plotBottom = top + h - 90;
+  const plotBottom = plotTop + 224;
+  // below the plot: group labels, then the legend, two pairs per line
+  const h = plotBottom - top + 40 + Math.ceil(pairs.length / 2) * 17;
   const groups: Array<{ metric: MetricId; label: string }> = [
     { metric: 'rrRate', label: 'request/response rate' },
     { metric: 'throughputGbps', label: 'bulk throughput' },
     { metric: 'rrP50Us', label: 'round-trip latency p50 (inverted)' },
   ];
-  const pairs: Array<[PathId, PathId]> = [
-    ['C', 'A'],
-    ['D', 'A'],
-    ['C', 'B'],
-    ['D', 'B'],
-    ...(r.paths.some((p) => p.id === 'Cx') ? ([['Cx', 'A']] as Array<[PathId, PathId]>) : []),
-  ];
   // "higher is better" for every bar: latency ratios are shown as den/num
   const bars = groups.map((g) =>
-    pairs.map(([a, b]) => {
+    pairs.map(({ pair: [a, b], color, light }) => {
       const x = findRatio([...r.ratios, ...r.diagnostics], a, b, g.metric);
       const inv = METRICS[g.metric].better === 'lower';
       const t = (v: number) => (inv ? 1 / v : v);
       return x
-        ? { key: `${a}/${b}`, v: t(x.paired.median), lo: Math.min(t(x.paired.min), t(x.paired.max)), hi: Math.max(t(x.paired.min), t(x.paired.max)) }
-        : { key: `${a}/${b}`, v: NaN, lo: NaN, hi: NaN };
+        ? { key: `${a}/${b}`, color, light, v: t(x.paired.median), lo: Math.min(t(x.paired.min), t(x.paired.max)), hi: Math.max(t(x.paired.min), t(x.paired.max)) }
+        : { key: `${a}/${b}`, color, light, v: NaN, lo: NaN, hi: NaN };
     }),
   );
   // the axis follows the bars (clamped to 0.5–1.5); whiskers beyond it are cut at the edge and marked
@@ -66,7 +74,7 @@ function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: numbe
     text(
       left - 50,
       top + 36,
-      'median of per-round ratios, whiskers min–max; higher is better (latency shown as den/num); dashed red: target 0.97 for C/A and D/A on rate and throughput',
+      'median of per-round ratios, whiskers min–max; higher is better (latency shown as den/num); dashed red: target 0.97 for every ÷ A on rate and throughput',
       'font-size="11.5" fill="#444"',
     ),
   );
@@ -85,7 +93,7 @@ function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: numbe
       if (!Number.isFinite(b.v)) return;
       const y1 = y(Math.max(b.v, 1));
       const y0 = y(Math.min(b.v, 1));
-      out.push(`<rect x="${f(x + 3)}" y="${f(y1)}" width="${f(bw - 6)}" height="${f(Math.max(1, y0 - y1))}" fill="${PAIR_COLORS[b.key]}"><title>${esc(`${b.key} ${g.label}: ${b.v.toFixed(3)} (min ${b.lo.toFixed(3)}, max ${b.hi.toFixed(3)})`)}</title></rect>`);
+      out.push(`<rect x="${f(x + 3)}" y="${f(y1)}" width="${f(bw - 6)}" height="${f(Math.max(1, y0 - y1))}" fill="${b.color}"><title>${esc(`${b.key} ${g.label}: ${b.v.toFixed(3)} (min ${b.lo.toFixed(3)}, max ${b.hi.toFixed(3)})`)}</title></rect>`);
       const cx = x + bw / 2;
       out.push(`<line x1="${f(cx)}" y1="${f(y(b.lo))}" x2="${f(cx)}" y2="${f(y(b.hi))}" stroke="#222" stroke-width="1"/>`);
       out.push(`<line x1="${f(cx - 4)}" y1="${f(y(b.lo))}" x2="${f(cx + 4)}" y2="${f(y(b.lo))}" stroke="#222"/>`);
@@ -97,29 +105,21 @@ function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: numbe
       const inside = barLen > 16;
       const up = b.v >= 1;
       const labelY = up ? (inside ? y(b.v) + 12 : y(b.v) - 4) : inside ? y(b.v) - 4 : y(b.v) + 12;
-      out.push(text(cx, labelY, b.v.toFixed(2), `font-size="10.5" text-anchor="middle" font-weight="bold" fill="${inside && b.key !== 'Cx/A' ? '#fff' : '#111'}"${inside ? '' : ' stroke="#fff" stroke-width="3" paint-order="stroke"'}`));
+      out.push(text(cx, labelY, b.v.toFixed(2), `font-size="10.5" text-anchor="middle" font-weight="bold" fill="${inside && !b.light ? '#fff' : '#111'}"${inside ? '' : ' stroke="#fff" stroke-width="3" paint-order="stroke"'}`));
     });
     if (g.metric === 'rrRate' || g.metric === 'throughputGbps') {
       const ty = y(TARGET_RATIO);
-      out.push(`<line x1="${f(gx - 8)}" y1="${f(ty)}" x2="${f(gx + 2 * bw + 8)}" y2="${f(ty)}" stroke="#d62728" stroke-width="2" stroke-dasharray="6,3"/>`);
+      out.push(`<line x1="${f(gx - 8)}" y1="${f(ty)}" x2="${f(gx + targeted * bw + 8)}" y2="${f(ty)}" stroke="#d62728" stroke-width="2" stroke-dasharray="6,3"/>`);
       out.push(text(gx - 10, ty + 4, '0.97', 'font-size="10" text-anchor="end" fill="#d62728"'));
     }
     out.push(text(left + gi * gw + gw / 2, plotBottom + 28, g.label, 'font-size="12.5" text-anchor="middle"'));
   });
   // legend, two per line
-  const legend: Record<string, string> = {
-    'C/A': 'C/A  VM, CNI fast path + vmpeer fixup ÷ plain pod',
-    'D/A': 'D/A  VM, vmpeer redirect ÷ plain pod',
-    'C/B': 'C/B  VM, CNI fast path + vmpeer fixup ÷ VM kernel path',
-    'D/B': 'D/B  VM, vmpeer redirect ÷ VM kernel path',
-    'Cx/A': 'Cx/A  VM, C + bridge-bypass prototype ÷ plain pod (next step, not shipped)',
-  };
-  pairs.forEach(([a, b], i) => {
-    const key = `${a}/${b}`;
+  pairs.forEach((p, i) => {
     const lx = left + (i % 2) * 430;
     const ly = plotBottom + 38 + Math.floor(i / 2) * 17;
-    out.push(`<rect x="${lx}" y="${ly}" width="12" height="12" fill="${PAIR_COLORS[key]}"/>`);
-    out.push(text(lx + 17, ly + 10.5, legend[key]!, 'font-size="11.5"'));
+    out.push(`<rect x="${lx}" y="${ly}" width="12" height="12" fill="${p.color}"/>`);
+    out.push(text(lx + 17, ly + 10.5, p.legend, 'font-size="11.5"'));
   });
   return { svg: out, height: h + 10 };
 }
@@ -142,7 +142,7 @@ function pathPanel(r: BenchResult, top: number): { svg: string[]; height: number
       const s = r.summary[id]?.[c.metric];
       if (!s || !Number.isFinite(s.median)) return;
       const yy = top + 50 + i * rowH;
-      const primary = PATHS[id].role === 'primary';
+      const primary = r.paths[i]!.role === 'primary';
       const color = id === 'A' ? '#555' : primary ? '#1f77b4' : '#9ecae1';
       out.push(`<rect x="${c.x0}" y="${f(yy + 3)}" width="${f((s.median / max) * c.width)}" height="${rowH - 6}" fill="${color}"/>`);
       const wx = (v: number) => c.x0 + (v / max) * c.width;
@@ -150,10 +150,9 @@ function pathPanel(r: BenchResult, top: number): { svg: string[]; height: number
       out.push(text(wx(s.max) + 4, yy + rowH / 2 + 4, c.metric === 'throughputGbps' ? s.median.toFixed(2) : s.median.toFixed(2), 'font-size="10.5"'));
     });
   }
-  ids.forEach((id, i) => {
+  r.paths.forEach((p, i) => {
     const yy = top + 50 + i * rowH;
-    const p = PATHS[id];
-    out.push(text(20, yy + rowH / 2 + 4, `${id}  ${p.title}`, `font-size="11.5"${p.role === 'primary' ? ' font-weight="bold"' : ' fill="#333"'}`));
+    out.push(text(20, yy + rowH / 2 + 4, `${p.id}  ${p.title}`, `font-size="11.5"${p.role === 'primary' ? ' font-weight="bold"' : ' fill="#333"'}`));
   });
   return { svg: out, height: h };
 }

@@ -15,7 +15,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BpfMap } from '../../lib/bpf/map.js';
-import { decodeStats, encodeStatKey } from '../../lib/dataplane/codec.js';
+import { decodeStats, encodeStatKey, type EndpointCounters } from '../../lib/dataplane/codec.js';
 import { Dataplane, netnsInode } from '../../lib/dataplane/dataplane.js';
 import { EndpointTable } from '../../lib/dataplane/endpoint-table.js';
 import { ENDPOINT, STAT_NAMES } from '../../lib/dataplane/layout.js';
@@ -23,9 +23,9 @@ import { killAndWait } from '../../lib/lab/exec.js';
 import { Lab } from '../../lib/lab/lab.js';
 import { native, packageRoot } from '../../lib/native.js';
 import { cpuShare, otherCpusBusy, readCpuSnapshot, type CpuShare, type CpuSnapshot } from './cpu.js';
-import { counterDelta, emptyCounters, emulatorDelta, PATHS, verify, type Evidence, type PathId, type PathSpec, type VmpeerCounters } from './paths.js';
+import { COUNTER_NAMES, counterDelta, emptyCounters, emulatorDelta, PATHS, verify, type EndpointCounts, type Evidence, type PathId, type PathSpec, type VmpeerCounters } from './paths.js';
 import { perfAvailable, perfSelfTest, recordCpu, summarizeProfile, type Profile, type ProfileSample } from './profile.js';
-import { BypassHook, buildPrototypes, type Prototypes } from './prototypes.js';
+import { buildPrototypes, type Prototypes } from './prototypes.js';
 import { shuffle } from './stats.js';
 import {
   iperf3ClientArgs,
@@ -103,14 +103,21 @@ export interface PathProfile {
   profile: Profile;
 }
 
+/** The counters the benchmark reads from vmpeer's pinned maps, and `vmpeer status --json` at the same moment, on one path. */
+export interface StatusCheck {
+  path: PathId;
+  pinned: EndpointCounts;
+  status: EndpointCounts | null;
+  equal: boolean;
+}
+
 export interface E2eResult {
   paths: PathSpec[];
   skipped: Array<{ path: PathId; why: string }>;
   orders: PathId[][];
   measurements: Measurement[];
   unpinned: UnpinnedRun[];
-  /** The counters the benchmark reads from vmpeer's pinned maps, and `vmpeer status --json` at the same moment. */
-  statusCheck: { pinned: { fixed: number; redirected: number; passed: number }; status: { fixed: number; redirected: number; passed: number } | null; equal: boolean } | null;
+  statusCheck: StatusCheck | null;
   profiles: PathProfile[];
   profileSkipped: string | null;
   lab: { name: string; emulatorMode: string; fixupMode: string | null; vmGuest: string; describe: string };
@@ -146,6 +153,18 @@ async function vmpeerOk(nodeNs: string, root: string, args: string[]): Promise<s
 
 const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 
+/** An endpoint's counters (none: zero) and the per-outcome totals, as numbers. */
+function toCounters(c: EndpointCounters | undefined, totals: Record<string, bigint>): VmpeerCounters {
+  return {
+    fixed: Number(c?.fixed ?? 0n),
+    redirected: Number(c?.redirected ?? 0n),
+    passed: Number(c?.passed ?? 0n),
+    bypassedIn: Number(c?.bypassedIn ?? 0n),
+    bypassedOut: Number(c?.bypassedOut ?? 0n),
+    stats: Object.fromEntries(Object.entries(totals).map(([k, v]) => [k, Number(v)])),
+  };
+}
+
 /**
  * The guest's counters and the per-outcome totals, read from the maps vmpeer
  * pinned under `root` (what `vmpeer status` reads). Reading the pins loads no
@@ -165,14 +184,8 @@ export function pinnedCounters(root: string, guestIp: string): VmpeerCounters {
     };
     const endpoints = map('endpoints', ENDPOINT.size, 1024);
     const stats = map('stats', 8, STAT_NAMES.length);
-    const ep = new EndpointTable(endpoints).get(guestIp);
     const totals = decodeStats(STAT_NAMES.map((_, slot) => stats.lookup(encodeStatKey(slot)) ?? []));
-    return {
-      fixed: Number(ep?.counters.fixed ?? 0n),
-      redirected: Number(ep?.counters.redirected ?? 0n),
-      passed: Number(ep?.counters.passed ?? 0n),
-      stats: Object.fromEntries(Object.entries(totals).map(([k, v]) => [k, Number(v)])),
-    };
+    return toCounters(new EndpointTable(endpoints).get(guestIp)?.counters, totals);
   } finally {
     for (const fd of fds) n.closeFd(fd);
   }
@@ -185,7 +198,7 @@ export function pinnedCounters(root: string, guestIp: string): VmpeerCounters {
 export class BenchLab {
   readonly root: string;
   private readonly servers: ChildProcess[] = [];
-  private state = { fixup: false, accelerate: false, bridgeNf: true };
+  private state = { fixup: false, bypass: false, accelerate: false, bridgeNf: true };
   private extra: { id: string; close(): void; counters?(): VmpeerCounters } | null = null;
   private prototypes: Prototypes | null = null;
   fixupMode: string | null = null;
@@ -251,12 +264,7 @@ export class BenchLab {
     const needs = ids.filter((id) => PATHS[id].extra !== null);
     if (needs.length > 0) this.prototypes = buildPrototypes();
     for (const id of needs) {
-      const extra = PATHS[id].extra;
-      if (extra === 'fixup-no-pkt-type' && !this.prototypes!.noPktTypeObject) skipped.push({ path: id, why: this.prototypes!.errors.join('; ') });
-      if (extra === 'bridge-bypass') {
-        if (!this.prototypes!.bypassObject) skipped.push({ path: id, why: this.prototypes!.errors.join('; ') });
-        else if (!native().kernelFeatures().tcx) skipped.push({ path: id, why: 'the bypass prototype needs tcx (Linux ≥ 6.6) to sit after fixup without taking its clsact slot' });
-      }
+      if (PATHS[id].extra === 'fixup-no-pkt-type' && !this.prototypes!.noPktTypeObject) skipped.push({ path: id, why: this.prototypes!.errors.join('; ') });
     }
     return { skipped };
   }
@@ -289,16 +297,19 @@ export class BenchLab {
     if (this.state.fixup && spec.fixup === false) {
       await this.cli(['detach', '--netns', this.vm.podNs.name]);
       this.state.fixup = false;
+      this.state.bypass = false;
     }
     this.lab.setEmulator(spec.emulator);
     if (this.state.bridgeNf !== spec.bridgeNf) {
       await this.lab.run(this.vm.podNs, 'sysctl', ['-q', '-w', `net.bridge.bridge-nf-call-iptables=${spec.bridgeNf ? 1 : 0}`]);
       this.state.bridgeNf = spec.bridgeNf;
     }
-    if (spec.fixup && !this.state.fixup) {
-      const out = await this.cli(['attach', '--netns', this.vm.podNs.name]);
+    // attach is declarative: attaching again with or without --bypass-bridge adds or removes the bypass
+    if (spec.fixup && (!this.state.fixup || this.state.bypass !== spec.bypass)) {
+      const out = await this.cli(['attach', '--netns', this.vm.podNs.name, ...(spec.bypass ? ['--bypass-bridge'] : [])]);
       this.fixupMode ??= /\((tcx|clsact)\)/.exec(out)?.[1] ?? null;
       this.state.fixup = true;
+      this.state.bypass = spec.bypass;
     }
     if (spec.accelerate && !this.state.accelerate) {
       await this.cli(['attach', '--accelerate', '--host-dev', node]);
@@ -307,61 +318,32 @@ export class BenchLab {
     if (spec.extra && !this.extra) this.extra = this.startExtra(spec.extra);
   }
 
+  /** A diagnostic path's fixup: vmpeer's own loader in this process, with the variant (or the shipped) object and a state root of its own. */
   private startExtra(extra: NonNullable<PathSpec['extra']>): NonNullable<BenchLab['extra']> {
     const vm = this.vm;
     const pod = vm.podNs.path;
-    if (extra === 'fixup-no-pkt-type' || extra === 'fixup-in-process') {
-      // vmpeer's own loader in this process, with the variant (or the shipped) object and a state root of its own
-      const root = `${this.root}-variant`;
-      const dp = Dataplane.open({ root, ...(extra === 'fixup-no-pkt-type' ? { object: this.prototypes!.noPktTypeObject! } : {}) });
-      const target = { netns: pod, ifname: vm.nic.name, hook: 'ingress' as const };
-      try {
-        dp.setEndpoint({ guestIp: vm.podIp, guestMac: vm.guestMac, gatewayMac: vm.hostVeth.mac, hostIfindex: vm.hostVeth.ifindex, redirect: true, podNetns: netnsInode(pod) });
-        dp.attach('fixup', target);
-      } catch (e) {
-        dp.close();
-        fs.rmSync(root, { recursive: true, force: true });
-        throw e;
-      }
-      return {
-        id: extra,
-        counters: () => {
-          const ep = dp.endpoint(vm.podIp);
-          const stats = Object.fromEntries(Object.entries(dp.stats()).map(([k, v]) => [k, Number(v)]));
-          return ep
-            ? { fixed: Number(ep.counters.fixed), redirected: Number(ep.counters.redirected), passed: Number(ep.counters.passed), stats }
-            : { ...emptyCounters(), stats };
-        },
-        close: () => {
-          try {
-            dp.detach('fixup', target);
-            dp.deleteEndpoint(vm.podIp);
-          } finally {
-            dp.close();
-            fs.rmSync(root, { recursive: true, force: true });
-          }
-        },
-      };
-    }
-    // bridge bypass: to the guest after fixup, and from the guest straight into the host veth
-    const n = native();
-    const tapIfindex = n.ifindex(pod, vm.tap);
-    const nicIfindex = n.ifindex(pod, vm.nic.name);
-    const toGuest = new BypassHook(this.prototypes!.bypassObject!);
-    const fromGuest = new BypassHook(this.prototypes!.bypassObject!);
+    const root = `${this.root}-variant`;
+    const dp = Dataplane.open({ root, ...(extra === 'fixup-no-pkt-type' ? { object: this.prototypes!.noPktTypeObject! } : {}) });
+    const target = { netns: pod, ifname: vm.nic.name, hook: 'ingress' as const };
     try {
-      toGuest.attach(pod, vm.nic.name, { matchMac: vm.guestMac, ifindex: tapIfindex, peer: false });
-      fromGuest.attach(pod, vm.tap, { matchMac: vm.hostVeth.mac, ifindex: nicIfindex, peer: true });
+      dp.setEndpoint({ guestIp: vm.podIp, guestMac: vm.guestMac, gatewayMac: vm.hostVeth.mac, hostIfindex: vm.hostVeth.ifindex, redirect: true, podNetns: netnsInode(pod) });
+      dp.attach('fixup', target);
     } catch (e) {
-      toGuest.close();
-      fromGuest.close();
+      dp.close();
+      fs.rmSync(root, { recursive: true, force: true });
       throw e;
     }
     return {
       id: extra,
+      counters: () => toCounters(dp.endpoint(vm.podIp)?.counters, dp.stats()),
       close: () => {
-        toGuest.close();
-        fromGuest.close();
+        try {
+          dp.detach('fixup', target);
+          dp.deleteEndpoint(vm.podIp);
+        } finally {
+          dp.close();
+          fs.rmSync(root, { recursive: true, force: true });
+        }
       },
     };
   }
@@ -563,19 +545,16 @@ export async function endToEnd(o: E2eOptions, onLab?: (b: BenchLab) => void): Pr
       if (probes.length > 0) o.log(`  unpinned, default priority: ${probes.join(' | ')}`);
     }
 
-    // the pinned-map reader against `vmpeer status --json`, with the fixup attached and no traffic
-    let statusCheck: E2eResult['statusCheck'] = null;
-    if (ids.includes('C')) {
-      await b.apply(PATHS.C);
-      await b.warmUp(b.targetIp(PATHS.C), 'C');
-      const pinned = await b.vmpeerCounters();
-      const st = (await b.status()) as { endpoints: Array<{ guestIp: string; counters: { fixed: number; redirected: number; passed: number } }> };
+    // the pinned-map reader against `vmpeer status --json`, with the fixup attached (and the bypass, when measured) and no traffic
+    let statusCheck: StatusCheck | null = null;
+    const check = (['Cb', 'C'] as const).find((id) => ids.includes(id));
+    if (check) {
+      await b.apply(PATHS[check]);
+      await b.warmUp(b.targetIp(PATHS[check]), check);
+      const { stats: _, ...pinned } = await b.vmpeerCounters();
+      const st = (await b.status()) as { endpoints: Array<{ guestIp: string; counters: EndpointCounts }> };
       const cli = st.endpoints.find((e) => e.guestIp === b.vm.podIp)?.counters ?? null;
-      statusCheck = {
-        pinned: { fixed: pinned.fixed, redirected: pinned.redirected, passed: pinned.passed },
-        status: cli,
-        equal: !!cli && cli.fixed === pinned.fixed && cli.redirected === pinned.redirected && cli.passed === pinned.passed,
-      };
+      statusCheck = { path: check, pinned, status: cli, equal: !!cli && COUNTER_NAMES.every((k) => cli[k] === pinned[k]) };
     }
 
     const profiles: PathProfile[] = [];

@@ -4,12 +4,12 @@
  */
 import type { EmulatorStats } from '../../lib/lab/emulator.js';
 
-export type PathId = 'A' | 'B' | 'C' | 'D' | 'A2' | 'A0' | 'Bf' | 'Cv' | 'Cs' | 'Cn' | 'Cx';
-export const PRIMARY: PathId[] = ['A', 'B', 'C', 'D'];
-export const DIAGNOSTIC: PathId[] = ['A2', 'A0', 'Bf', 'Cv', 'Cn', 'Cx'];
+export type PathId = 'A' | 'B' | 'C' | 'D' | 'Cb' | 'Db' | 'A2' | 'A0' | 'Bf' | 'Cv' | 'Cs' | 'Cn';
+export const PRIMARY: PathId[] = ['A', 'B', 'C', 'D', 'Cb', 'Db'];
+export const DIAGNOSTIC: PathId[] = ['A2', 'A0', 'Bf', 'Cv', 'Cn'];
 
 /** Extra set-up of a diagnostic path beyond emulator / vmpeer / sysctl. */
-export type Extra = 'fixup-no-pkt-type' | 'fixup-in-process' | 'bridge-bypass';
+export type Extra = 'fixup-no-pkt-type' | 'fixup-in-process';
 
 /**
  * What traffic must show for the path. Counters are per skb (a TSO
@@ -20,7 +20,9 @@ export type Expect =
   | 'kernel' // nothing redirects: the emulator is detached, vmpeer has no counters
   | 'kernel+fixup' // kernel path; fixup sees frames already addressed to the guest and passes them
   | 'emulator+fixup' // the emulator peer-redirects, fixup re-addresses each redirected frame
-  | 'vmpeer-redirect'; // vmpeer's redirect carries the traffic, emulator detached
+  | 'emulator+bypass' // as emulator+fixup, and the guest's traffic goes past the pod's bridge both ways
+  | 'vmpeer-redirect' // vmpeer's redirect carries the traffic, emulator detached
+  | 'vmpeer-redirect+bypass'; // as vmpeer-redirect, and the guest's traffic goes past the pod's bridge both ways
 
 export interface PathSpec {
   id: PathId;
@@ -32,13 +34,15 @@ export interface PathSpec {
   /** vmpeer fixup on the VM pod; null: left as it is (paths to the plain pod, which fixup never sees). */
   fixup: boolean | null;
   accelerate: boolean;
+  /** `vmpeer attach --bypass-bridge`: the guest's unicast IP traffic skips the VM pod's bridge (with fixup only). */
+  bypass: boolean;
   /** net.bridge.bridge-nf-call-iptables in the VM pod (the kernel's default is 1). */
   bridgeNf: boolean;
   extra: Extra | null;
   expect: Expect;
 }
 
-const base = { bridgeNf: true, extra: null } as const;
+const base = { bridgeNf: true, bypass: false, extra: null } as const;
 
 export const PATHS: Record<PathId, PathSpec> = {
   A: {
@@ -88,6 +92,33 @@ export const PATHS: Record<PathId, PathSpec> = {
     fixup: true,
     accelerate: true,
     expect: 'vmpeer-redirect',
+  },
+  Cb: {
+    ...base,
+    id: 'Cb',
+    role: 'primary',
+    title: 'bridged VM, C + --bypass-bridge',
+    description:
+      "C with the pod's bridge bypassed (vmpeer attach --netns --bypass-bridge): fixup sends frames for the guest straight to tap0, `from_guest` at tap0 ingress sends the guest's frames for its gateway into the host veth",
+    target: 'vm',
+    emulator: true,
+    fixup: true,
+    accelerate: false,
+    bypass: true,
+    expect: 'emulator+bypass',
+  },
+  Db: {
+    ...base,
+    id: 'Db',
+    role: 'primary',
+    title: 'bridged VM, D + --bypass-bridge',
+    description: "D with the pod's bridge bypassed (vmpeer attach --netns --bypass-bridge, and --accelerate on the node uplink)",
+    target: 'vm',
+    emulator: false,
+    fixup: true,
+    accelerate: true,
+    bypass: true,
+    expect: 'vmpeer-redirect+bypass',
   },
   A2: {
     ...base,
@@ -164,26 +195,14 @@ export const PATHS: Record<PathId, PathSpec> = {
     bridgeNf: false,
     expect: 'emulator+fixup',
   },
-  Cx: {
-    ...base,
-    id: 'Cx',
-    role: 'diagnostic',
-    title: 'C + bridge bypass (prototype)',
-    description:
-      'C plus a benchmark-only prototype that takes the pod bridge out of both directions (eth0-nic ingress → tap egress after fixup; tap ingress → bpf_redirect_peer to the host veth)',
-    target: 'vm',
-    emulator: true,
-    fixup: true,
-    accelerate: false,
-    extra: 'bridge-bypass',
-    expect: 'emulator+fixup',
-  },
 };
 
-export interface VmpeerCounters {
-  fixed: number;
-  redirected: number;
-  passed: number;
+/** vmpeer's counters for the guest's endpoint (vmpeer status --json "counters"). */
+export const COUNTER_NAMES = ['fixed', 'redirected', 'passed', 'bypassedIn', 'bypassedOut'] as const;
+/** bypassedIn/Out: frames fixup sent straight to the guest port, from_guest straight into the host veth (bridge bypass). */
+export type EndpointCounts = Record<(typeof COUNTER_NAMES)[number], number>;
+
+export interface VmpeerCounters extends EndpointCounts {
   /** Frames by outcome, all programs (vmpeer status --json "stats"). */
   stats: Record<string, number>;
 }
@@ -200,15 +219,13 @@ export interface Evidence {
 const MIN_FRAMES = 100;
 
 export function emptyCounters(): VmpeerCounters {
-  return { fixed: 0, redirected: 0, passed: 0, stats: {} };
+  return { fixed: 0, redirected: 0, passed: 0, bypassedIn: 0, bypassedOut: 0, stats: {} };
 }
 
 export function counterDelta(a: VmpeerCounters, b: VmpeerCounters): VmpeerCounters {
   const keys = new Set([...Object.keys(a.stats), ...Object.keys(b.stats)]);
   return {
-    fixed: b.fixed - a.fixed,
-    redirected: b.redirected - a.redirected,
-    passed: b.passed - a.passed,
+    ...(Object.fromEntries(COUNTER_NAMES.map((k) => [k, b[k] - a[k]])) as EndpointCounts),
     stats: Object.fromEntries([...keys].map((k) => [k, (b.stats[k] ?? 0) - (a.stats[k] ?? 0)])),
   };
 }
@@ -223,12 +240,25 @@ export function emulatorDelta(a: EmulatorStats, b: EmulatorStats): EmulatorStats
   };
 }
 
+/** Why the bridge-bypass counters do not fit the path (null: they do). */
+function bypassProblem(vp: VmpeerCounters, toGuest: number | null): string | null {
+  if (toGuest === null) {
+    const moved = vp.bypassedIn + vp.bypassedOut;
+    return moved > 0 ? `${moved} frames went past the pod's bridge: the bypass is on` : null;
+  }
+  // every frame for the guest reaches fixup and leaves for the guest port (a few may be in flight at a snapshot)
+  if (vp.bypassedIn < 0.98 * toGuest) return `fixup sent ${vp.bypassedIn} of ${toGuest} frames for the guest past the bridge`;
+  if (vp.bypassedOut < MIN_FRAMES) return `from_guest sent only ${vp.bypassedOut} frames past the bridge`;
+  return null;
+}
+
 /** Checks that the counters moved the way `expect` says (deltas over one measurement). */
 export function verify(expect: Expect, emu: EmulatorStats, vp: VmpeerCounters): Evidence {
   const ev = (verified: boolean, why: string, fastShare: number | null): Evidence => ({ emulator: emu, vmpeer: vp, fastShare, verified, why });
   const emuMoved = emu.first + emu.redirected + emu.other + emu.optedOut > 0;
   const vmpeerActed = vp.fixed + vp.redirected > 0;
   const emuShare = emu.redirected + emu.first > 0 ? emu.redirected / (emu.redirected + emu.first) : 0;
+  const bridge = (bypassed: boolean) => (bypassed ? `; past the bridge: ${vp.bypassedIn} frames to the guest, ${vp.bypassedOut} from it` : '');
   switch (expect) {
     case 'emulator':
       if (emu.redirected < MIN_FRAMES) return ev(false, `the emulator redirected only ${emu.redirected} frames`, emuShare);
@@ -240,23 +270,35 @@ export function verify(expect: Expect, emu: EmulatorStats, vp: VmpeerCounters): 
       return ev(true, 'no program redirected or rewrote a frame', 0);
     case 'kernel+fixup': {
       const addressed = vp.stats.passAddressed ?? 0;
+      const problem = bypassProblem(vp, null);
       if (emuMoved) return ev(false, 'the emulator saw traffic: it is attached', 0);
       if (vmpeerActed) return ev(false, `vmpeer rewrote or redirected ${vp.fixed + vp.redirected} frames`, 0);
       if (addressed < MIN_FRAMES) return ev(false, `fixup saw only ${addressed} frames already addressed to the guest`, 0);
+      if (problem) return ev(false, problem, 0);
       return ev(true, `fixup passed ${addressed} frames already addressed to the guest, rewrote none`, 0);
     }
-    case 'emulator+fixup': {
+    case 'emulator+fixup':
+    case 'emulator+bypass': {
+      const bypassed = expect === 'emulator+bypass';
       if (emu.redirected < MIN_FRAMES) return ev(false, `the emulator redirected only ${emu.redirected} frames`, emuShare);
       // every redirected frame reaches eth0-nic with the node's MAC and is re-addressed (a few may be in flight at a snapshot)
       if (vp.fixed < 0.98 * emu.redirected) return ev(false, `fixup re-addressed ${vp.fixed} of ${emu.redirected} redirected frames`, emuShare);
-      return ev(true, `emulator redirected ${emu.redirected} frames, fixup re-addressed ${vp.fixed}`, emuShare);
+      const problem = bypassProblem(vp, bypassed ? emu.redirected : null);
+      if (problem) return ev(false, problem, emuShare);
+      return ev(true, `emulator redirected ${emu.redirected} frames, fixup re-addressed ${vp.fixed}${bridge(bypassed)}`, emuShare);
     }
-    case 'vmpeer-redirect': {
+    case 'vmpeer-redirect':
+    case 'vmpeer-redirect+bypass': {
+      const bypassed = expect === 'vmpeer-redirect+bypass';
       if (emuMoved) return ev(false, 'the emulator saw traffic: it is attached', null);
       if (vp.redirected < MIN_FRAMES) return ev(false, `vmpeer redirected only ${vp.redirected} frames`, null);
-      // fixup counts every frame that reaches the guest's port already addressed: the redirected ones and any the kernel forwarded
-      const share = vp.passed > 0 ? Math.min(1, vp.redirected / vp.passed) : null;
-      return ev(true, `vmpeer redirect carried ${vp.redirected} frames; fixup saw ${vp.passed} addressed frames arrive`, share);
+      const problem = bypassProblem(vp, bypassed ? vp.redirected : null);
+      if (problem) return ev(false, problem, null);
+      // fixup counts every frame that reaches the guest's port already addressed (bypassed, every frame it sends on):
+      // the redirected ones and any the kernel forwarded
+      const arrived = bypassed ? vp.bypassedIn : vp.passed;
+      const share = arrived > 0 ? Math.min(1, vp.redirected / arrived) : null;
+      return ev(true, `vmpeer redirect carried ${vp.redirected} frames; fixup saw ${arrived} addressed frames arrive${bridge(bypassed)}`, share);
     }
   }
 }

@@ -8,7 +8,7 @@
  */
 import { BUCKETS, type Bucket } from './profile.js';
 import { PATHS, type PathId } from './paths.js';
-import { consistent, findRatio, METRICS, METRIC_IDS, TARGET_RATIO, type BenchResult, type MetricId, type Ratio } from './results.js';
+import { consistent, findRatio, METRICS, METRIC_IDS, PRIMARY_PAIRS, TARGET_RATIO, type BenchResult, type MetricId, type Ratio } from './results.js';
 import type { Summary } from './stats.js';
 import { focusLines, type FocusResult } from './focus.js';
 
@@ -83,6 +83,11 @@ function effect(x: Ratio | undefined): string {
   return `a consistent ${delta(x.paired.median)} (every round: ${fx(x.paired.min, 3)}–${fx(x.paired.max, 3)})`;
 }
 
+/** Whether the path takes the VM pod's bridge out (a result document from before the bypass has no such paths). */
+function bypassed(F: Facts, id: PathId): boolean {
+  return F.r.paths.find((p) => p.id === id)?.bypass === true;
+}
+
 function p50Delta(F: Facts, a: PathId, b: PathId): number {
   return F.med(a, 'rrP50Us') - F.med(b, 'rrP50Us');
 }
@@ -92,15 +97,14 @@ function p50Delta(F: Facts, a: PathId, b: PathId): number {
 function summarySection(F: Facts, links: ReportLinks): string[] {
   const { r } = F;
   const out: string[] = [];
-  const t = (pair: string, metric: MetricId) => r.targets.find((x) => x.name.startsWith(pair) && x.metric === metric);
-  const cr = t('C/A', 'rrRate');
-  const ct = t('C/A', 'throughputGbps');
-  const dr = t('D/A', 'rrRate');
-  const dt = t('D/A', 'throughputGbps');
   const missed = r.targets.filter((x) => x.met === false);
+  const bypass = F.has('Cb') && F.has('Db');
   out.push(
-    `A bridged KubeVirt VM with vmpeer runs at **${fx(cr?.value)}× (fixup, C) and ${fx(dr?.value)}× (redirect, D) the plain pod's request/response rate** ` +
-      `and **${fx(ct?.value)}× / ${fx(dt?.value)}× its bulk throughput** on the same fast path (A). ` +
+    `A bridged KubeVirt VM with vmpeer runs at **${fx(F.q('C', 'A', 'rrRate'))}× (fixup, C) and ${fx(F.q('D', 'A', 'rrRate'))}× (redirect, D) the plain pod's request/response rate** ` +
+      `and **${fx(F.q('C', 'A', 'throughputGbps'))}× / ${fx(F.q('D', 'A', 'throughputGbps'))}× its bulk throughput** on the same fast path (A), with its traffic through the VM pod's bridge (the default)` +
+      (bypass
+        ? `; **with \`--bypass-bridge\`, ${fx(F.q('Cb', 'A', 'rrRate'))}× / ${fx(F.q('Db', 'A', 'rrRate'))}× the plain pod's rate and ${fx(F.q('Cb', 'A', 'throughputGbps'))}× / ${fx(F.q('Db', 'A', 'throughputGbps'))}× its throughput** (Cb, Db). `
+        : '. ') +
       (r.quick
         ? 'This is a quick run (a smoke test): the targets are not judged.'
         : missed.length === 0
@@ -114,12 +118,14 @@ function summarySection(F: Facts, links: ReportLinks): string[] {
   const dbt = F.q('D', 'B', 'throughputGbps');
   out.push(
     `Against the kernel path that VMs are left with today (B: \`bpfRedirectToPeer: Disabled\` or Calico's VM opt-out), vmpeer changes the request/response rate by ${delta(cb)} (C) and ${delta(db)} (D), ` +
-      `and throughput by ${delta(cbt)} (C) and ${delta(dbt)} (D). Without vmpeer, a bridged VM behind the fast path gets nothing through after the first packet of each flow (the fault vmpeer fixes), so that configuration is not benchmarked.`,
+      `and throughput by ${delta(cbt)} (C) and ${delta(dbt)} (D)` +
+      (bypass ? `; with the bridge bypassed, the rate by ${delta(F.q('Cb', 'B', 'rrRate'))} (Cb) and ${delta(F.q('Db', 'B', 'rrRate'))} (Db)` : '') +
+      '. Without vmpeer, a bridged VM behind the fast path gets nothing through after the first packet of each flow (the fault vmpeer fixes), so that configuration is not benchmarked.',
   );
-  if (F.has('Cx')) {
+  if (bypass) {
     out.push('');
     out.push(
-      `What separates a VM from a plain pod here is the VM pod's own bridge (with bridge netfilter) in both directions, not vmpeer's programs: a benchmark-only prototype that takes the bridge out of the path (Cx) runs at ${fx(F.q('Cx', 'A', 'rrRate'))}× the plain pod's rate and ${fx(F.q('Cx', 'A', 'throughputGbps'))}× its throughput.`,
+      "What separates the default paths from a plain pod is the VM pod's own bridge (with bridge netfilter) in both directions, not vmpeer's programs: `vmpeer attach --bypass-bridge` takes it out of the guest's unicast IP traffic, at the price of what that bridge would apply there (see [why](#why-the-numbers-are-what-they-are)).",
     );
   }
   out.push('');
@@ -134,14 +140,14 @@ function targetsSection(F: Facts): string[] {
   const out = ['## Targets', ''];
   out.push(
     ...table(
-      ['target', 'goal', 'measured: median of per-round ratios (min–max)', 'ratio of medians', ''],
+      ['target', "the VM pod's bridge", 'goal', 'measured: median of per-round ratios (min–max)', 'ratio of medians', ''],
       r.targets.map((t) => {
         const x = F.ratio(t.pair[0], t.pair[1], t.metric);
         const every = x ? (t.met ? x.paired.min >= t.min : x.paired.max < t.min) : false;
         const verdict = t.met === null ? '(quick run)' : `${t.met ? 'met' : '**missed**'}${every ? ' in every round' : ` on the median (rounds on both sides of ${t.min})`}`;
-        return [t.name, `≥ ${t.min}`, ratioCell(x), fx(x?.ofMedians, 3), verdict];
+        return [t.name, bypassed(F, t.pair[0]) ? 'bypassed (`--bypass-bridge`)' : 'on the path (default)', `≥ ${t.min}`, ratioCell(x), fx(x?.ofMedians, 3), verdict];
       }),
-      ['---', '---', '---:', '---:', '---'],
+      ['---', '---', '---', '---:', '---:', '---'],
     ),
   );
   const floor = (k: MetricId) => {
@@ -156,18 +162,13 @@ function targetsSection(F: Facts): string[] {
     );
   }
   out.push('');
-  out.push('All four ratios of the issue, for every metric (latency ratios: lower is better):');
+  out.push('Every VM path against the plain pod (A) and against the kernel path (B), for every metric (latency ratios: lower is better; Cb and Db: the bridge bypassed):');
   out.push('');
+  const pairs = PRIMARY_PAIRS.filter(([a, b]) => F.has(a) && F.has(b));
   out.push(
     ...table(
-      ['metric', 'C/A', 'D/A', 'C/B', 'D/B'],
-      METRIC_IDS.map((k) => [
-        `${METRICS[k].label}${METRICS[k].better === 'lower' ? ' (lower is better)' : ''}`,
-        ratioCell(F.ratio('C', 'A', k)),
-        ratioCell(F.ratio('D', 'A', k)),
-        ratioCell(F.ratio('C', 'B', k)),
-        ratioCell(F.ratio('D', 'B', k)),
-      ]),
+      ['metric', ...pairs.map(([a, b]) => `${a}/${b}`)],
+      METRIC_IDS.map((k) => [`${METRICS[k].label}${METRICS[k].better === 'lower' ? ' (lower is better)' : ''}`, ...pairs.map(([a, b]) => ratioCell(F.ratio(a, b, k)))]),
     ),
   );
   return out;
@@ -181,10 +182,16 @@ function methodSection(F: Facts): string[] {
   out.push('');
   out.push('```');
   out.push('client netns ── veth ── node netns: eth0 (uplink) ─┬─ cali… veth ══ VM pod: eth0-nic ─ k6t-eth0 (bridge) ─ tap0 ══ guest netns (eth0)');
-  out.push('                         [CNI emulator, vmpeer     │                [vmpeer fixup]                          (a veth stands in for the tap)');
+  out.push('                         [CNI emulator, vmpeer     │                [vmpeer fixup]                         [from_guest]  (a veth stands in for the tap)');
   out.push('                          redirect in mode D]      └─ cali… veth ══ plain pod: eth0');
   out.push('```');
   out.push('');
+  if (F.has('Cb')) {
+    out.push(
+      "With `--bypass-bridge` (Cb, Db), `fixup` sends the guest's frames from `eth0-nic` straight to `tap0` and `from_guest` (at `tap0` ingress) sends the guest's frames for its gateway straight into the `cali…` veth: `k6t-eth0` is off the path of the guest's unicast IP traffic.",
+    );
+    out.push('');
+  }
   out.push(
     'The CNI emulator (`bpf/cni_emulator.bpf.c`) is a peer-redirecting fast path reduced to what breaks bridged VMs: at tc ingress of the uplink and the host veths, the first packet of a flow takes the kernel path, every later one goes through `bpf_redirect_peer()` with the Ethernet header untouched. Its flow timeout is one hour here, so every measured flow stays on the fast path after its first packet.',
   );
@@ -197,10 +204,9 @@ function methodSection(F: Facts): string[] {
         p.description,
         [
           p.emulator ? 'emulator on' : 'emulator off',
-          p.fixup ? '`vmpeer attach --netns`' : p.extra === 'fixup-no-pkt-type' ? 'fixup variant (in-process loader)' : p.extra === 'fixup-in-process' ? 'shipped fixup (in-process loader)' : p.fixup === null ? 'VM pod left as it is' : 'no fixup',
+          p.fixup ? `\`vmpeer attach --netns${p.bypass ? ' --bypass-bridge' : ''}\`` : p.extra === 'fixup-no-pkt-type' ? 'fixup variant (in-process loader)' : p.extra === 'fixup-in-process' ? 'shipped fixup (in-process loader)' : p.fixup === null ? 'VM pod left as it is' : 'no fixup',
           p.accelerate ? '`vmpeer attach --accelerate --host-dev eth0`' : '',
           p.bridgeNf ? '' : 'bridge-nf-call-iptables=0',
-          p.extra === 'bridge-bypass' ? 'bypass prototype' : '',
           `→ ${p.target === 'vm' ? 'VM guest' : 'plain pod'}`,
         ]
           .filter(Boolean)
@@ -209,8 +215,10 @@ function methodSection(F: Facts): string[] {
           emulator: 'emulator redirects, vmpeer untouched',
           kernel: 'no program redirects or rewrites',
           'kernel+fixup': 'fixup passes frames already addressed to the guest',
-          'emulator+fixup': 'emulator redirects; fixup re-addresses ≥ 98 % of those frames',
-          'vmpeer-redirect': 'vmpeer redirect carries the traffic; emulator idle',
+          'emulator+fixup': 'emulator redirects; fixup re-addresses ≥ 98 % of those frames; nothing bypasses the bridge',
+          'emulator+bypass': 'emulator redirects; fixup re-addresses ≥ 98 % of those frames and sends them past the bridge; from_guest sends replies past it',
+          'vmpeer-redirect': 'vmpeer redirect carries the traffic; emulator idle; nothing bypasses the bridge',
+          'vmpeer-redirect+bypass': 'vmpeer redirect carries the traffic; emulator idle; fixup and from_guest send it past the bridge both ways',
         }[p.expect],
       ]),
       ['---', '---', '---', '---'],
@@ -322,8 +330,8 @@ const DIAG_MEANING: Record<string, string> = {
   'Bf/B': 'the fixup program on its own (kernel path, frames only classified)',
   'Cv/C': "the fixup's pkt_type choice",
   'Cn/C': 'bridge netfilter in the VM pod',
-  'Cx/C': 'the VM pod bridge, both directions (prototype)',
-  'Cx/A': 'a VM without its pod bridge vs the ceiling',
+  'Cb/C': "the VM pod's bridge, both directions (fixup)",
+  'Db/D': "the VM pod's bridge, both directions (redirect)",
   'D/C': "vmpeer's redirect vs the CNI's redirect + fixup",
   'Cv/Cs': 'pkt_type, with the same loader',
   'Cs/C': 'how the fixup was loaded (in-process vs the CLI)',
@@ -344,7 +352,7 @@ function evidenceSection(F: Facts): string[] {
   };
   out.push(
     ...table(
-      ['path', 'verified', 'emulator: first / redirected', 'vmpeer: fixed / redirected / passed', 'fixup: already addressed', 'on the fast path'],
+      ['path', 'verified', 'emulator: first / redirected', 'vmpeer: fixed / redirected / passed', 'fixup: already addressed', 'past the bridge: to / from the guest', 'on the fast path'],
       r.paths.map((p) => {
         const ms = r.measurements.filter((m) => m.path === p.id);
         const ok = ms.filter((m) => m.evidence.verified).length;
@@ -356,10 +364,11 @@ function evidenceSection(F: Facts): string[] {
           `${e((m) => m.evidence.emulator.first)} / ${e((m) => m.evidence.emulator.redirected)}`,
           `${e((m) => m.evidence.vmpeer.fixed)} / ${e((m) => m.evidence.vmpeer.redirected)} / ${e((m) => m.evidence.vmpeer.passed)}`,
           e((m) => m.evidence.vmpeer.stats.passAddressed ?? 0),
+          `${e((m) => m.evidence.vmpeer.bypassedIn ?? 0)} / ${e((m) => m.evidence.vmpeer.bypassedOut ?? 0)}`,
           Number.isFinite(share) ? pctOf(share, 2) : '–',
         ];
       }),
-      ['---', '---:', '---:', '---:', '---:', '---:'],
+      ['---', '---:', '---:', '---:', '---:', '---:', '---:'],
     ),
   );
   if (!r.verification.all) {
@@ -451,37 +460,56 @@ function whySection(F: Facts): string[] {
   const { r } = F;
   const out = ['## Why the numbers are what they are', ''];
 
-  // 1. VM vs plain pod
-  out.push('### A bridged VM is not a plain pod (C/A, D/A)');
+  // 1. VM vs plain pod: the pod's bridge
+  out.push("### The VM pod's bridge (C/A and D/A vs Cb/A and Db/A)");
   out.push('');
   const cA = F.q('C', 'A', 'rrRate');
   out.push(
-    `On the plain pod (A) the emulator's \`bpf_redirect_peer()\` lands the frame in the pod's \`eth0\` and the pod's TCP stack takes it. On the VM paths the frame lands on \`eth0-nic\`, a port of the pod's bridge \`k6t-eth0\`: ` +
+    `On the plain pod (A) the emulator's \`bpf_redirect_peer()\` lands the frame in the pod's \`eth0\` and the pod's TCP stack takes it. On the default VM paths (C, D) the frame lands on \`eth0-nic\`, a port of the pod's bridge \`k6t-eth0\`: ` +
       'bridge input, bridge netfilter (`br_nf_pre_routing`, `br_nf_forward_ip`, `br_nf_post_routing`: `net.bridge.bridge-nf-call-iptables` is 1 in every new netns on this kernel), forwarding to `tap0`, and one more device hop to the guest. ' +
-      'Every reply from the guest crosses the same bridge the other way. None of this is vmpeer\'s doing, and the kernel path (B) pays it too.',
+      'Every reply from the guest crosses the same bridge the other way. None of this is vmpeer\'s doing, and the kernel path (B) pays it too. ' +
+      `By default vmpeer keeps that bridge on the path: C runs at ${fx(cA, 3)}× and D at ${fx(F.q('D', 'A', 'rrRate'), 3)}× the plain pod's request/response rate.`,
   );
   out.push('');
+  if (F.has('Cb')) {
+    out.push(
+      "`vmpeer attach --bypass-bridge` (Cb, Db) takes the bridge out of the guest's unicast IP traffic in both directions: `fixup` sends the frames for the guest from `eth0-nic` straight to `tap0` (`bpf_redirect()`), and `from_guest`, at `tap0` ingress, sends the guest's frames for its gateway straight into the host veth (`bpf_redirect_peer()`), where the CNI's programs (policy) still see them. " +
+        "It skips what the bridge would apply to that traffic: rules in the pod's netns that br_netfilter hands bridged frames to (iptables/nftables; KubeVirt's bridge binding puts none there, yet the hooks cost with no rule loaded, see Cn), and the bridge's FDB learning from unicast frames; `tcpdump -i k6t-eth0` no longer sees it. ARP, DHCP and other broadcast or multicast frames still cross the bridge. It is opt-in for that reason.",
+    );
+    out.push('');
+  }
   const lines: string[] = [];
   lines.push(`- C vs A: ${fx(F.med('C', 'rrP50Us'))} µs vs ${fx(F.med('A', 'rrP50Us'))} µs per round trip (p50, +${fx(p50Delta(F, 'C', 'A'))} µs), rate ${delta(cA)}, throughput ${delta(F.q('C', 'A', 'throughputGbps'))}.`);
   const prof = bucketDiff(F, 'C', 'A', 'rr');
   if (prof) lines.push(`- Profile, C minus A per round trip: ${prof}.`);
+  for (const [on, off] of [['C', 'Cb'], ['D', 'Db']] as Array<[PathId, PathId]>) {
+    if (!F.has(off)) continue;
+    lines.push(
+      `- Bridge bypassed (${off}): p50 ${fx(F.med(off, 'rrP50Us'))} µs, rate ${fx(F.q(off, 'A', 'rrRate'), 3)}× A, throughput ${fx(F.q(off, 'A', 'throughputGbps'), 3)}× A; against ${on}: rate ${effect(F.ratio(off, on, 'rrRate'))}, throughput ${effect(F.ratio(off, on, 'throughputGbps'))}.`,
+    );
+  }
+  const bridgeProf = bucketDiff(F, 'C', 'Cb', 'rr');
+  if (bridgeProf) lines.push(`- Profile, C minus Cb per round trip (the bridge): ${bridgeProf}.`);
   if (F.has('Cn')) {
     const gap = p50Delta(F, 'C', 'A');
     const cut = -p50Delta(F, 'Cn', 'C');
     lines.push(
-      `- Bridge netfilter off in the VM pod (Cn): p50 ${fx(F.med('Cn', 'rrP50Us'))} µs, ${fx(cut)} µs less than C, ${pctOf(Math.max(0, cut) / Math.max(1e-9, gap))} of the C–A gap: p50 ratio ${effect(F.ratio('Cn', 'C', 'rrP50Us'))}. ` +
+      `- Bridge netfilter off in the VM pod (Cn), the bridge kept: p50 ${fx(F.med('Cn', 'rrP50Us'))} µs, ${fx(cut)} µs less than C, ${pctOf(Math.max(0, cut) / Math.max(1e-9, gap))} of the C–A gap: p50 ratio ${effect(F.ratio('Cn', 'C', 'rrP50Us'))}. ` +
         `br_netfilter costs this with no rule loaded in the pod; rate ${effect(F.ratio('Cn', 'C', 'rrRate'))}, throughput ${effect(F.ratio('Cn', 'C', 'throughputGbps'))}.`,
     );
   }
-  if (F.has('Cx')) {
-    const rest = bucketDiff(F, 'Cx', 'A', 'rr');
+  if (F.has('Cb')) {
+    const rest = bucketDiff(F, 'Cb', 'A', 'rr');
     lines.push(
-      `- Bridge bypassed both ways (Cx, prototype): p50 ${fx(F.med('Cx', 'rrP50Us'))} µs, rate ${fx(F.q('Cx', 'A', 'rrRate'), 3)}× A, throughput ${fx(F.q('Cx', 'A', 'throughputGbps'), 3)}× A. ` +
-        `What is left of the gap (+${fx(p50Delta(F, 'Cx', 'A'))} µs p50${rest ? `; profile, Cx minus A: ${rest}` : ''}) is the guest's own device hop (tap0 ⇄ guest eth0, one more device and backlog enqueue each way), which a real VM has as well (as the tap and virtio, a costlier one).`,
+      `- What is left with the bridge bypassed (+${fx(p50Delta(F, 'Cb', 'A'))} µs p50 for Cb over A${rest ? `; profile, Cb minus A: ${rest}` : ''}) is the guest's own device hop (tap0 ⇄ guest eth0, one more device and backlog enqueue each way), which a real VM has as well (as the tap and virtio, a costlier one).`,
     );
   }
   out.push(...lines);
   out.push('');
+  if (F.has('Cb')) {
+    out.push(`With the bridge bypassed, against the kernel path: Cb/B rate ${delta(F.q('Cb', 'B', 'rrRate'))}, throughput ${delta(F.q('Cb', 'B', 'throughputGbps'))}; Db/B rate ${delta(F.q('Db', 'B', 'rrRate'))}, throughput ${delta(F.q('Db', 'B', 'throughputGbps'))}.`);
+    out.push('');
+  }
 
   // 2. fast path vs kernel path
   out.push('### The fast path vs the kernel path (C/B, D/B)');
@@ -632,28 +660,31 @@ function missedSection(F: Facts): string[] {
     out.push('None.');
     return out;
   }
+  const why = '(#the-vm-pods-bridge-ca-and-da-vs-cba-and-dba)';
+  const cost = [1 - F.q('C', 'A', 'rrRate'), 1 - F.q('D', 'A', 'rrRate')];
   for (const t of missed) {
-    out.push(`- **${t.name}: ${fx(t.value, 3)} < ${t.min}.** ${t.metric === 'rrRate' ? 'Each round trip crosses the VM pod bridge twice and one more device hop each way' : 'Each super-frame crosses the VM pod bridge (with br_netfilter) and one more device hop'}; see [above](#a-bridged-vm-is-not-a-plain-pod-ca-da).`);
+    const [vm] = t.pair;
+    const off = vm === 'C' ? 'Cb' : vm === 'D' ? 'Db' : null;
+    out.push(
+      `- **${t.name}: ${fx(t.value, 3)} < ${t.min}.** ` +
+        (off
+          ? `${t.metric === 'rrRate' ? 'Each round trip crosses the VM pod bridge twice' : 'Each super-frame crosses the VM pod bridge (with br_netfilter)'}; ${F.has(off) ? `with \`--bypass-bridge\` (${off}) it is ${fx(F.q(off, 'A', t.metric), 3)}` : '`--bypass-bridge` takes it out'}; see [above]${why}.`
+          : `The bridge is bypassed; its p50 is ${fx(p50Delta(F, vm, 'A'))} µs above A's, the guest's own device hop; see [above]${why} and below.`),
+    );
   }
   out.push('');
   out.push(
-    'The cost is the VM pod\'s topology, and vmpeer can remove most of it: **next step for `bpf/`**: an optional bridge bypass in the VM pod, the shape of the Cx prototype (`scripts/bench/prototypes.ts`):',
+    "The default keeps the VM pod's bridge, and with it what an operator may rely on there (iptables/nftables rules for bridged traffic in the pod's netns, FDB learning, `tcpdump` on `k6t-eth0`): " +
+      `that is the ${pctOf(Math.min(...cost))}–${pctOf(Math.max(...cost))} of request/response rate the default paths (C, D) give up against the plain pod. ` +
+      `\`vmpeer attach --bypass-bridge\` takes the bridge out${F.has('Cb') ? ` (here Cb runs at ${fx(F.q('Cb', 'A', 'rrRate'))}× and Db at ${fx(F.q('Db', 'A', 'rrRate'))}× the plain pod's rate)` : ''} where nothing relies on it for the guest's unicast IP traffic (KubeVirt's bridge binding does not); ` +
+      "where something does, `net.bridge.bridge-nf-call-iptables=0` in the VM pods gets the br_netfilter share back (Cn), if nothing relies on iptables seeing bridged traffic there.",
   );
-  out.push('');
-  out.push(
-    `1. to the guest: after \`fixup\` re-addresses a frame (or finds it addressed) at \`eth0-nic\` ingress, \`bpf_redirect(tap ifindex, 0)\`: the frame leaves through the tap as the bridge would have sent it (a real tap hands it to QEMU the same way);`,
-  );
-  out.push(
-    `2. from the guest: a program at \`tap0\` ingress sends unicast IPv4 frames addressed to the gateway MAC with \`bpf_redirect_peer(eth0-nic)\` straight into the host veth's ingress, where the CNI's programs (policy) still run, byte-identical to what the bridge forwards.`,
-  );
-  out.push('');
-  out.push(
-    `Measured here: ${F.has('Cx') ? `rate ${fx(F.q('Cx', 'A', 'rrRate'), 3)}× and throughput ${fx(F.q('Cx', 'A', 'throughputGbps'), 3)}× the plain pod (C: ${fx(F.q('C', 'A', 'rrRate'), 3)}× and ${fx(F.q('C', 'A', 'throughputGbps'), 3)}×)` : 'not in this run'}. ` +
-      'It skips the pod\'s bridge netfilter (KubeVirt installs no rules there for bridge binding) and makes the bridge invisible to `tcpdump -i k6t-eth0` for that traffic; broadcast (DHCP, ARP) still goes through the bridge. ' +
-      'What remains is the tap hop: the VM\'s own device, which vmpeer cannot remove. If the prototype\'s figures hold in `bpf/`, the VM paths land at the target\'s edge; where they stay below, the remaining gap is that hop, and the target is better stated against a plain pod with one device more.',
-  );
-  out.push('');
-  out.push('Short of that, operators can get the br_netfilter share back today with `net.bridge.bridge-nf-call-iptables=0` in the VM pods (Cn), if nothing relies on iptables seeing bridged traffic there.');
+  if (missed.some((t) => bypassed(F, t.pair[0]))) {
+    out.push('');
+    out.push(
+      "What remains with the bypass is the tap hop: the VM's own device, which vmpeer cannot remove. The target is then better stated against a plain pod with one device more.",
+    );
+  }
   return out;
 }
 

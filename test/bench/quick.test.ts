@@ -63,6 +63,12 @@ test('npm run bench -- --quick: runs end to end, well-formed report, JSON and ch
   t.true(result.perPacket.length >= 9);
   t.true(result.verification.all, result.verification.failures.join('; '));
   t.true(result.measurements.every((m) => m.evidence.verified));
+  for (const id of ['Cb', 'Db'] as const) {
+    const m = result.measurements.find((x) => x.path === id);
+    t.truthy(m, `path ${id} measured`);
+    t.true(m!.evidence.vmpeer.bypassedIn > 0 && m!.evidence.vmpeer.bypassedOut > 0, `${id}: frames past the bridge both ways`);
+  }
+  t.like(result.statusCheck, { path: 'Cb', equal: true }, 'pinned-map counters match vmpeer status --json');
 
   const md = fs.readFileSync(path.join(out, `${base}.md`), 'utf8');
   t.regex(md, /^# vmpeer benchmark, \d{4}-\d{2}-\d{2} \(quick run\)/);
@@ -71,6 +77,8 @@ test('npm run bench -- --quick: runs end to end, well-formed report, JSON and ch
   }
   t.true(md.includes(`](${base}.svg)`), 'the report shows the chart');
   t.notRegex(md, /NaN|undefined|\[object/);
+  t.regex(md, /with `--bypass-bridge`, \d\.\d\d× \/ \d\.\d\d× the plain pod's rate/, 'the summary states the bypass paths');
+  for (const pair of ['C/A', 'D/A', 'Cb/A', 'Db/A']) t.true(md.includes(`| ${pair} request/response rate |`), `target ${pair}`);
 
   const svg = fs.readFileSync(path.join(out, `${base}.svg`), 'utf8').trim();
   t.true(svg.startsWith('<svg') && svg.endsWith('</svg>'));

@@ -76,7 +76,7 @@ test('perf report lines parse and land in buckets', (t) => {
 test('path evidence: each expectation accepts the counters of its path and refuses the others', (t) => {
   const emu = (redirected: number, first = 3) => ({ first, expired: 0, redirected, optedOut: 0, other: redirected ? 10 : 0 });
   const none = { first: 0, expired: 0, redirected: 0, optedOut: 0, other: 0 };
-  const vp = (fixed: number, redirected: number, passed: number, passAddressed = passed) => ({ fixed, redirected, passed, stats: { passAddressed } });
+  const vp = (fixed: number, redirected: number, passed: number, bypassedIn = 0, bypassedOut = 0) => ({ fixed, redirected, passed, bypassedIn, bypassedOut, stats: { passAddressed: passed } });
   t.true(verify('emulator', emu(5000), vp(0, 0, 0)).verified);
   t.false(verify('emulator', none, vp(0, 0, 0)).verified);
   t.true(verify('kernel', none, vp(0, 0, 0)).verified);
@@ -85,8 +85,17 @@ test('path evidence: each expectation accepts the counters of its path and refus
   t.false(verify('kernel+fixup', none, vp(10, 0, 4000)).verified);
   t.true(verify('emulator+fixup', emu(5000), vp(5000, 0, 3)).verified);
   t.false(verify('emulator+fixup', emu(5000), vp(100, 0, 3)).verified, 'redirected frames were not re-addressed');
+  t.false(verify('emulator+fixup', emu(5000), vp(5000, 0, 3, 5003, 4000)).verified, 'the bypass is on');
+  t.true(verify('emulator+bypass', emu(5000), vp(5000, 0, 0, 5003, 4000)).verified);
+  t.false(verify('emulator+bypass', emu(5000), vp(5000, 0, 3)).verified, 'the bypass is off');
+  t.false(verify('emulator+bypass', emu(5000), vp(5000, 0, 0, 5003, 10)).verified, 'replies went through the bridge');
   t.true(verify('vmpeer-redirect', none, vp(0, 6000, 6000)).verified);
   t.false(verify('vmpeer-redirect', emu(10), vp(0, 6000, 6000)).verified);
+  t.false(verify('vmpeer-redirect', none, vp(0, 6000, 0, 6000, 6000)).verified, 'the bypass is on');
+  const db = verify('vmpeer-redirect+bypass', none, vp(0, 6000, 0, 6000, 6000));
+  t.true(db.verified);
+  t.is(db.fastShare, 1);
+  t.false(verify('vmpeer-redirect+bypass', none, vp(0, 6000, 6000)).verified, 'the bypass is off');
 });
 
 /** A synthetic full run: every path, 5 rounds, numbers shaped like this machine's. */
@@ -97,12 +106,13 @@ function synthetic(): BenchResult {
     B: [16.2, 15.2, 1],
     C: [15.6, 15.3, 1],
     D: [15.5, 15.0, 1],
+    Cb: [13.1, 16.4, 1],
+    Db: [13.9, 16.4, 1],
     A0: [13.6, 16.8, 1],
     Bf: [16.3, 15.1, 1],
     Cv: [15.6, 15.2, 1],
     Cs: [15.6, 15.3, 1],
     Cn: [14.6, 15.9, 1],
-    Cx: [13.8, 16.2, 1],
   };
   const ids = Object.keys(base) as PathId[];
   const ms: Measurement[] = [];
@@ -121,7 +131,11 @@ function synthetic(): BenchResult {
         cpuTput: share,
         otherBusyRr: 0.5,
         otherBusyTput: 0.5,
-        evidence: verify(PATHS[id].expect, { first: 3, expired: 0, redirected: 9000, optedOut: 0, other: 10 }, { fixed: 9000, redirected: 0, passed: 3, stats: {} }),
+        evidence: verify(
+          PATHS[id].expect,
+          { first: 3, expired: 0, redirected: 9000, optedOut: 0, other: 10 },
+          { fixed: 9000, redirected: 0, passed: 3, bypassedIn: PATHS[id].bypass ? 9003 : 0, bypassedOut: PATHS[id].bypass ? 9000 : 0, stats: {} },
+        ),
       });
     });
   }
@@ -181,9 +195,18 @@ test('paired ratios, targets and validation of a full result', (t) => {
   t.is(ca.perRound.length, 5);
   t.true(ca.paired.median > 0.8 && ca.paired.median < 0.9);
   t.deepEqual(
-    r.targets.map((x) => x.met),
-    [false, false, false, false],
-    'built 7–17 % below A: every target missed',
+    Object.fromEntries(r.targets.map((x) => [x.name, x.met])),
+    {
+      'C/A request/response rate': false,
+      'C/A bulk throughput': false,
+      'D/A request/response rate': false,
+      'D/A bulk throughput': false,
+      'Cb/A request/response rate': true,
+      'Cb/A bulk throughput': true,
+      'Db/A request/response rate': false,
+      'Db/A bulk throughput': true,
+    },
+    'C and D built 7–17 % below A, Cb 1 %, Db 6 % in rate',
   );
   const broken = { ...r, summary: { ...r.summary, D: undefined } } as unknown as BenchResult;
   t.true(validate(broken).some((p) => /path D missing/.test(p)));
@@ -196,11 +219,40 @@ test('the report and the chart render every figure of a full result', (t) => {
   t.regex(md, /## Missed targets and next steps/);
   t.regex(md, /\*\*missed\*\*/);
   t.regex(md, /Pending in this report/);
-  for (const id of ['A', 'B', 'C', 'D', 'A0', 'Bf', 'Cv', 'Cn', 'Cx']) t.true(md.includes(`**${id}**`), id);
+  for (const id of ['A', 'B', 'C', 'D', 'Cb', 'Db', 'A0', 'Bf', 'Cv', 'Cn']) t.true(md.includes(`**${id}**`), id);
+  t.regex(md, /with `--bypass-bridge`, \d\.\d\d× \/ \d\.\d\d× the plain pod's rate/, 'the summary states both');
+  for (const pair of ['C/A', 'D/A', 'Cb/A', 'Db/A']) t.regex(md, new RegExp(`\\| ${pair} request/response rate \\| .+ \\| ≥ 0\\.97 \\|`), `target ${pair}`);
+  t.regex(md, /\| metric \| C\/A \| D\/A \| Cb\/A \| Db\/A \| C\/B \| D\/B \| Cb\/B \| Db\/B \|/);
+  t.regex(md, /\*\*Db\/A request\/response rate: 0\.\d+ < 0\.97\.\*\* The bridge is bypassed; its p50 is \d\.\d\d µs above A's/);
+  t.regex(md, /Cb\/C \| the VM pod's bridge/);
   const svg = chart(r);
   t.true(svg.startsWith('<svg') && svg.trimEnd().endsWith('</svg>'));
   t.notRegex(svg, /NaN|undefined/);
-  t.regex(svg, /C\/A/);
+  for (const pair of ['C/A', 'D/A', 'Cb/A', 'Db/A', 'Cb/B', 'Db/B']) t.true(svg.includes(`>${pair}  `), pair);
+});
+
+test('the report shows the control-plane section of a run that has one', (t) => {
+  const r: BenchResult = { ...synthetic(), controlPlane: {} as NonNullable<BenchResult['controlPlane']> };
+  const md = report(r, { svg: 'x.svg', json: 'x.json' }, () => '## Control plane\n\nmeasured\n');
+  t.regex(md, /\n## Control plane\n\nmeasured\n\n## Reproduce\n/);
+  t.notRegex(md, /Pending in this report/);
+});
+
+test('a result document from before the bridge bypass still renders', (t) => {
+  const r = synthetic();
+  const old: BenchResult = {
+    ...r,
+    paths: r.paths.filter((p) => p.id !== 'Cb' && p.id !== 'Db'),
+    measurements: r.measurements.filter((m) => m.path !== 'Cb' && m.path !== 'Db'),
+    ratios: r.ratios.filter((x) => x.num !== 'Cb' && x.num !== 'Db'),
+    diagnostics: r.diagnostics.filter((x) => x.num !== 'Cb' && x.num !== 'Db'),
+    targets: r.targets.filter((x) => x.pair[0] !== 'Cb' && x.pair[0] !== 'Db'),
+  };
+  const md = report(old, { svg: 'x.svg', json: 'x.json' });
+  t.notRegex(md, /NaN|undefined|\[object|–×/);
+  t.notRegex(md, /\| Cb\/A|Cb\/A \|/, 'no bypass targets or ratio columns');
+  const svg = chart(old);
+  t.notRegex(svg, /NaN|undefined|Cb\/A/);
 });
 
 test('focused checks: exact sign test and the lines the report quotes', async (t) => {
