@@ -3,7 +3,9 @@
  * one place. Nothing else in lib/ imports the addon directly, so unit tests of
  * code without a kernel side can hand in a fake that satisfies `Native`.
  *
- * Every function throws a `NativeError` (below) on failure.
+ * Every function throws a `NativeError` (below) on failure; the *Async ones
+ * reject with it instead (bad arguments too), with the same fields as their
+ * synchronous twins.
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -149,8 +151,14 @@ export interface Native {
   testRun(progFd: number, request: TestRunRequest): TestRunResult;
 
   attach(request: AttachRequest): Attachment;
+  /**
+   * attach() off the JS thread: the work runs on its own native thread (which
+   * enters the netns), so many attachments can wait in the kernel at once.
+   */
+  attachAsync(request: AttachRequest): Promise<Attachment>;
   /** Returns false when nothing (of vmpeer's) was attached there. */
   detach(request: DetachRequest): boolean;
+  detachAsync(request: DetachRequest): Promise<boolean>;
   listHook(target: HookTarget): HookEntry[];
   /** ifindex of an interface inside a netns (0 when absent). */
   ifindex(netns: string | undefined, ifname: string): number;

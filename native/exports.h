@@ -9,6 +9,6 @@ void InitObject(Napi::Env env, Napi::Object exports); // openObject
 void InitMaps(Napi::Env env, Napi::Object exports);   // possibleCpus, map*
 void InitFds(Napi::Env env, Napi::Object exports);    // objPin, objGet, closeFd, progIdOf, lockDir
 void InitTestRun(Napi::Env env, Napi::Object exports); // testRun
-void InitHooks(Napi::Env env, Napi::Object exports);  // attach, detach, listHook, ifindex, kernelFeatures
+void InitHooks(Napi::Env env, Napi::Object exports);  // attach, detach (+Async), listHook, ifindex, kernelFeatures
 
 } // namespace vmpeer

@@ -1,9 +1,11 @@
-// attach, detach, listHook, ifindex, kernelFeatures: the JS side of tcx.cc
+// attach, detach (and their async forms), listHook, ifindex, kernelFeatures: the JS side of tcx.cc
 // and tc.cc. Requests are read on the JS thread, the work runs in the
 // target's netns (netns.h), the results become JS values back here.
 #include "args.h"
+#include "async.h"
 #include "errors.h"
 #include "exports.h"
+#include "fd.h"
 #include "hook.h"
 #include "info.h"
 #include "netlink.h"
@@ -13,8 +15,10 @@
 
 #include <bpf/libbpf.h>
 
+#include <fcntl.h>
 #include <net/if.h>
 
+#include <memory>
 #include <vector>
 
 namespace vmpeer {
@@ -69,57 +73,121 @@ Napi::Value ToJs(Napi::Env env, const Attachment &a) {
   return o;
 }
 
-// attach(request: AttachRequest): Attachment
-Napi::Value Attach(const Napi::CallbackInfo &info) {
-  Args args(info, "attach");
-  Fields f(args.object(0, "request"), "attach");
-  Target t = ReadTarget(f);
-  int progFd = f.fd("progFd");
-  Mode mode = static_cast<Mode>(f.choice("mode", {"tcx", "clsact"}));
-  std::optional<std::string> pinPath = f.optString("pinPath");
-  bool first = f.optBool("first", false);
-  uint32_t handle = f.optUint32("handle").value_or(0);
-  uint32_t priority = Priority(f).value_or(0);
-  // `first` means nothing to clsact, where the priority orders the filters.
-  if (mode == kClsact && pinPath)
-    f.bad("pinPath is for mode 'tcx'");
-  if (mode == kTcx && (f.optUint32("handle") || f.optUint32("priority")))
-    f.bad("handle and priority are for mode 'clsact'");
+// What attach() and attachAsync() are asked to do, read on the JS thread.
+struct AttachPlan {
+  Target target;
+  int progFd = -1;
+  // Async: a duplicate of the program fd, so that it stays valid while the
+  // work runs even if JS closes the object meanwhile. progFd then names it.
+  std::shared_ptr<UniqueFd> heldProg;
+  Mode mode = kTcx;
+  std::optional<std::string> pinPath;
+  bool first = false;
+  uint32_t handle = 0;
+  uint32_t priority = 0;
+};
 
-  Attachment a = InNetns(t.netns, [&] {
-    uint32_t ifindex = RequireIfindex(t);
-    if (mode == kTcx)
-      return TcxAttach(ifindex, t.ingress, progFd, pinPath, first, t.label());
-    return ClsactAttach(ifindex, t.ingress, progFd, handle, priority, t.label());
-  });
-  return ToJs(info.Env(), a);
+AttachPlan ReadAttach(const Napi::CallbackInfo &info, const char *fn) {
+  Args args(info, fn);
+  Fields f(args.object(0, "request"), fn);
+  AttachPlan p;
+  p.target = ReadTarget(f);
+  p.progFd = f.fd("progFd");
+  p.mode = static_cast<Mode>(f.choice("mode", {"tcx", "clsact"}));
+  p.pinPath = f.optString("pinPath");
+  p.first = f.optBool("first", false);
+  p.handle = f.optUint32("handle").value_or(0);
+  p.priority = Priority(f).value_or(0);
+  // `first` means nothing to clsact, where the priority orders the filters.
+  if (p.mode == kClsact && p.pinPath)
+    f.bad("pinPath is for mode 'tcx'");
+  if (p.mode == kTcx && (f.optUint32("handle") || f.optUint32("priority")))
+    f.bad("handle and priority are for mode 'clsact'");
+  return p;
 }
 
-// detach(request: DetachRequest): boolean
-Napi::Value Detach(const Napi::CallbackInfo &info) {
-  Args args(info, "detach");
-  Fields f(args.object(0, "request"), "detach");
-  Target t = ReadTarget(f);
-  Mode mode = static_cast<Mode>(f.choice("mode", {"tcx", "clsact"}));
-  std::optional<uint32_t> progId = f.optUint32("progId");
-  bool done;
-  if (mode == kTcx) {
+// Runs in the target's netns.
+Attachment AttachHere(const AttachPlan &p) {
+  uint32_t ifindex = RequireIfindex(p.target);
+  if (p.mode == kTcx)
+    return TcxAttach(ifindex, p.target.ingress, p.progFd, p.pinPath, p.first, p.target.label());
+  return ClsactAttach(ifindex, p.target.ingress, p.progFd, p.handle, p.priority, p.target.label());
+}
+
+// attach(request: AttachRequest): Attachment
+Napi::Value Attach(const Napi::CallbackInfo &info) {
+  AttachPlan p = ReadAttach(info, "attach");
+  return ToJs(info.Env(), InNetns(p.target.netns, [&] { return AttachHere(p); }));
+}
+
+// attachAsync(request: AttachRequest): Promise<Attachment>
+Napi::Value AttachAsync(const Napi::CallbackInfo &info) {
+  AttachPlan p = ReadAttach(info, "attachAsync");
+  int held = fcntl(p.progFd, F_DUPFD_CLOEXEC, 0);
+  if (held >= 0) { // else the attach reports the bad fd as attach() would
+    p.heldProg = std::make_shared<UniqueFd>(held);
+    p.progFd = held;
+  }
+  return InNetnsAsync(info.Env(), p.target.netns, [p] { return AttachHere(p); }, ToJs);
+}
+
+// What detach() and detachAsync() are asked to do, read on the JS thread.
+struct DetachPlan {
+  Target target;
+  Mode mode = kTcx;
+  std::optional<uint32_t> progId;
+  std::string pinPath;   // tcx
+  uint32_t handle = 0;   // clsact
+  uint32_t priority = 0; // clsact
+
+  // The pin names a tcx link: no netns to enter, so a tcx detach works after
+  // the interface or its netns is gone.
+  std::optional<std::string> netns() const { return mode == kTcx ? std::nullopt : target.netns; }
+};
+
+DetachPlan ReadDetach(const Napi::CallbackInfo &info, const char *fn) {
+  Args args(info, fn);
+  Fields f(args.object(0, "request"), fn);
+  DetachPlan p;
+  p.target = ReadTarget(f);
+  p.mode = static_cast<Mode>(f.choice("mode", {"tcx", "clsact"}));
+  p.progId = f.optUint32("progId");
+  if (p.mode == kTcx) {
     std::optional<std::string> pinPath = f.optString("pinPath");
     if (!pinPath)
       f.bad("mode 'tcx' needs pinPath");
-    // The pin names the link: no netns to enter, so this works after the
-    // interface or its netns is gone.
-    done = TcxDetach(*pinPath, t.ingress, progId, t.label());
+    p.pinPath = *pinPath;
   } else {
     std::optional<uint32_t> handle = f.optUint32("handle");
     std::optional<uint32_t> priority = Priority(f);
     if (!handle || !priority || !*handle || !*priority)
       f.bad("mode 'clsact' needs a non-zero handle and priority");
-    done = InNetns(t.netns, [&] {
-      return ClsactDetach(RequireIfindex(t), t.ingress, *handle, *priority, progId, t.label());
-    });
+    p.handle = *handle;
+    p.priority = *priority;
   }
-  return Napi::Boolean::New(info.Env(), done);
+  return p;
+}
+
+// Runs in the netns that DetachPlan::netns() names.
+bool DetachHere(const DetachPlan &p) {
+  const Target &t = p.target;
+  if (p.mode == kTcx)
+    return TcxDetach(p.pinPath, t.ingress, p.progId, t.label());
+  return ClsactDetach(RequireIfindex(t), t.ingress, p.handle, p.priority, p.progId, t.label());
+}
+
+Napi::Value ToJsBool(Napi::Env env, bool b) { return Napi::Boolean::New(env, b); }
+
+// detach(request: DetachRequest): boolean
+Napi::Value Detach(const Napi::CallbackInfo &info) {
+  DetachPlan p = ReadDetach(info, "detach");
+  return ToJsBool(info.Env(), InNetns(p.netns(), [&] { return DetachHere(p); }));
+}
+
+// detachAsync(request: DetachRequest): Promise<boolean>
+Napi::Value DetachAsync(const Napi::CallbackInfo &info) {
+  DetachPlan p = ReadDetach(info, "detachAsync");
+  return InNetnsAsync(info.Env(), p.netns(), [p] { return DetachHere(p); }, ToJsBool);
 }
 
 struct Entry {
@@ -188,7 +256,9 @@ Napi::Value KernelFeatures(const Napi::CallbackInfo &info) {
 
 void InitHooks(Napi::Env env, Napi::Object exports) {
   exports.Set("attach", Napi::Function::New<Guard<Attach>>(env, "attach"));
+  exports.Set("attachAsync", Napi::Function::New<GuardAsync<AttachAsync>>(env, "attachAsync"));
   exports.Set("detach", Napi::Function::New<Guard<Detach>>(env, "detach"));
+  exports.Set("detachAsync", Napi::Function::New<GuardAsync<DetachAsync>>(env, "detachAsync"));
   exports.Set("listHook", Napi::Function::New<Guard<ListHook>>(env, "listHook"));
   exports.Set("ifindex", Napi::Function::New<Guard<Ifindex>>(env, "ifindex"));
   exports.Set("kernelFeatures", Napi::Function::New<Guard<KernelFeatures>>(env, "kernelFeatures"));

@@ -5,6 +5,7 @@
 // and tcx attachments made there all resolve in that namespace.
 #pragma once
 
+#include <exception>
 #include <functional>
 #include <optional>
 #include <string>
@@ -12,9 +13,20 @@
 
 namespace vmpeer {
 
+// Runs `body` on the calling thread, which must be one of ours: it first
+// enters the netns at `path` when there is one. Returns what `body` (or the
+// setns) threw, with libbpf's messages of this thread in a Failure's log.
+std::exception_ptr RunCaptured(const std::optional<std::string> &path, const std::function<void()> &body);
+
 // Runs `body` on a new thread inside the netns at `path` and waits for it.
 // A Failure thrown there (or on entering the netns) is rethrown here.
 void RunInNetns(const std::string &path, const std::function<void()> &body);
+
+// Starts `body` on a new detached thread inside the netns at `path` (the
+// caller's netns when absent) and returns at once; `done` runs on that thread
+// afterwards with what `body` threw, if anything.
+void StartInNetns(const std::optional<std::string> &path, std::function<void()> body,
+                  std::function<void(std::exception_ptr)> done);
 
 // The same for a netns that may be absent: then `body` runs right here, in
 // the caller's netns. Returns what `body` returns.

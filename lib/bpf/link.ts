@@ -9,7 +9,7 @@
  * reordered.
  */
 import fs from 'node:fs';
-import type { AttachMode, Attachment, Hook, Native } from '../native.js';
+import type { AttachMode, Attachment, AttachRequest, Hook, KernelFeatures, Native } from '../native.js';
 import { AlreadyAttachedError, fromNative, NoSuchInterfaceError, isNativeError, KernelUnsupportedError } from '../errors.js';
 import type { Program } from './program.js';
 
@@ -40,8 +40,24 @@ export function describe(target: HookTarget): string {
   return `${target.ifname} (${target.hook})${target.netns ? ` in ${target.netns}` : ''}`;
 }
 
+const featuresOf = new WeakMap<Native, KernelFeatures>();
+
+/**
+ * What the kernel can do, asked once per addon. Asking costs more than it
+ * seems: probing tcx is a BPF_PROG_QUERY, which waits for the rtnl lock, and
+ * every tcx attach under way holds that lock across an RCU grace period.
+ */
+export function kernelFeatures(n: Native): KernelFeatures {
+  let features = featuresOf.get(n);
+  if (!features) {
+    features = n.kernelFeatures();
+    featuresOf.set(n, features);
+  }
+  return features;
+}
+
 export function resolveMode(n: Native, mode: AttachOptions['mode'] = 'auto'): AttachMode {
-  const tcx = n.kernelFeatures().tcx;
+  const tcx = kernelFeatures(n).tcx;
   if (mode === 'auto') return tcx ? 'tcx' : 'clsact';
   if (mode === 'tcx' && !tcx) throw new KernelUnsupportedError('this kernel has no tcx (Linux 6.6 or later); use --mode clsact');
   return mode;
@@ -71,35 +87,71 @@ export class Link {
 }
 
 export function attach(n: Native, prog: Program, target: HookTarget, options: AttachOptions = {}): Link {
+  const plan = planAttach(n, prog, target, options);
+  let attachment: Attachment;
+  try {
+    attachment = n.attach(plan.request);
+  } catch (e) {
+    throw attachError(e, prog, target);
+  }
+  return finishAttach(n, prog, target, plan, attachment);
+}
+
+/**
+ * attach() with the kernel work off the JS thread: a tcx attach waits for an
+ * RCU grace period, and the JS thread goes on meanwhile. The same errors, and
+ * the same guarantee: when it rejects, nothing is attached and nothing pinned.
+ */
+export async function attachAsync(n: Native, prog: Program, target: HookTarget, options: AttachOptions = {}): Promise<Link> {
+  const plan = planAttach(n, prog, target, options);
+  let attachment: Attachment;
+  try {
+    attachment = await n.attachAsync(plan.request);
+  } catch (e) {
+    throw attachError(e, prog, target);
+  }
+  return finishAttach(n, prog, target, plan, attachment);
+}
+
+interface AttachPlan {
+  request: AttachRequest;
+  pinPath?: string;
+  priority: number;
+}
+
+function planAttach(n: Native, prog: Program, target: HookTarget, options: AttachOptions): AttachPlan {
   const mode = resolveMode(n, options.mode);
   const { pinPath, first = false } = options;
   if (pinPath && fs.existsSync(pinPath)) throw new AlreadyAttachedError(`${prog.name} on ${describe(target)} (${pinPath} exists)`);
   const priority = first ? TC_PRIORITY_FIRST : TC_PRIORITY;
+  const request: AttachRequest = {
+    ...target,
+    progFd: prog.fd,
+    mode,
+    first,
+    ...(mode === 'tcx' ? { pinPath } : { handle: TC_HANDLE, priority }),
+  };
+  return { request, pinPath, priority };
+}
 
-  let attachment: Attachment;
-  try {
-    attachment = n.attach({
-      ...target,
-      progFd: prog.fd,
-      mode,
-      first,
-      ...(mode === 'tcx' ? { pinPath } : { handle: TC_HANDLE, priority }),
-    });
-  } catch (e) {
-    if (isNativeError(e) && e.code === 'EEXIST') throw new AlreadyAttachedError(`${prog.name} on ${describe(target)}`);
-    if (isNativeError(e) && e.code === 'ENODEV') throw new NoSuchInterfaceError(target.ifname, target.netns ?? 'this network namespace');
-    throw fromNative(e, `attaching ${prog.name} to ${describe(target)}`);
-  }
+function attachError(e: unknown, prog: Program, target: HookTarget): Error {
+  if (isNativeError(e) && e.code === 'EEXIST') return new AlreadyAttachedError(`${prog.name} on ${describe(target)}`);
+  if (isNativeError(e) && e.code === 'ENODEV') return new NoSuchInterfaceError(target.ifname, target.netns ?? 'this network namespace');
+  return fromNative(e, `attaching ${prog.name} to ${describe(target)}`);
+}
 
-  if (mode === 'clsact' && pinPath) {
+/** A clsact filter gets its record (the pinned program) here; without one, the filter is removed again. */
+function finishAttach(n: Native, prog: Program, target: HookTarget, plan: AttachPlan, attachment: Attachment): Link {
+  const { mode } = attachment;
+  if (mode === 'clsact' && plan.pinPath) {
     try {
-      n.objPin(prog.fd, pinPath);
+      n.objPin(prog.fd, plan.pinPath);
     } catch (e) {
-      n.detach({ ...target, mode, handle: TC_HANDLE, priority, progId: attachment.progId });
-      throw fromNative(e, `recording the attachment at ${pinPath}`);
+      n.detach({ ...target, mode, handle: TC_HANDLE, priority: plan.priority, progId: attachment.progId });
+      throw fromNative(e, `recording the attachment at ${plan.pinPath}`);
     }
   }
-  return new Link(n, target, attachment, pinPath);
+  return new Link(n, target, attachment, plan.pinPath);
 }
 
 /**

@@ -30,6 +30,7 @@ import type { DaemonMetrics, EndpointSample } from './metrics.js';
 import { Monitor, type NetlinkEvent } from './monitor.js';
 import { lookInto, NodeView, type PodLook } from './probe.js';
 import type { NetnsSources } from './sources.js';
+import { Slots, type Release } from './slots.js';
 import { programTag, swapProgram, verifyRecord } from './upgrade.js';
 
 /** A new netns may still become a VM pod: watched (monitor, polls) this long. */
@@ -44,6 +45,13 @@ const MONITORED_POLL_MS = 3_000;
 const MONITOR_SETTLE_MS = 500;
 /** Pods looked into at the same time. */
 const CONCURRENCY = 8;
+/**
+ * Attachments under way at the same time, each on its own native thread. A
+ * tcx attach holds the rtnl lock across an RCU grace period (~15 ms), so the
+ * kernel runs them mostly one after another; with many queued, some share a
+ * grace period (~13 ms each). Meanwhile the look slots go on to other pods.
+ */
+const ATTACH_CONCURRENCY = 32;
 /** Events within this window start one check. */
 const COALESCE_MS = 10;
 
@@ -82,11 +90,6 @@ interface CheckRequest {
   background: boolean;
 }
 
-interface Waiter {
-  pod: Pod;
-  resolve: () => void;
-}
-
 export interface ReconcilerDeps {
   config: DaemonConfig;
   dp: Dataplane;
@@ -107,10 +110,10 @@ export class Reconciler {
   private metrics: DaemonMetrics | null = null;
   private readyFlag = false;
   private stopping = false;
-  private slots = CONCURRENCY;
-  /** Checks waiting for a slot: those events and polls asked for first, then a full resync's. */
-  private readonly waiters: Waiter[] = [];
-  private readonly backgroundWaiters: Waiter[] = [];
+  /** Looking into pods: those events and polls ask for first, then a full resync's. */
+  private readonly lookSlots = new Slots<Pod>(CONCURRENCY);
+  /** Attaching fixup, in the same order. */
+  private readonly attachSlots = new Slots<Pod>(ATTACH_CONCURRENCY);
   private scanTimer: NodeJS.Timeout | null = null;
   private unsettledScans = 0;
   private resyncTimer: NodeJS.Timeout | null = null;
@@ -435,7 +438,7 @@ export class Reconciler {
       pod.queued.verify ||= verify;
       if (!background && pod.queued.background) {
         pod.queued.background = false;
-        this.promote(pod);
+        this.lookSlots.promote(pod);
       }
       return pod.running!;
     }
@@ -452,13 +455,13 @@ export class Reconciler {
       while (next && !pod.gone && !this.stopping) {
         pod.again = null;
         pod.queued = next;
-        await this.slot(pod, next.background);
+        const looking = await this.lookSlots.acquire(pod, next.background);
         pod.queued = null;
         try {
           if (pod.gone || this.stopping) break;
-          await this.checkOnce(pod, next.reason, next.verify);
+          await this.checkOnce(pod, next, looking);
         } finally {
-          this.release();
+          looking();
         }
         next = pod.again;
       }
@@ -467,27 +470,9 @@ export class Reconciler {
     return pod.running;
   }
 
-  private async slot(pod: Pod, background: boolean): Promise<void> {
-    if (this.slots > 0) {
-      this.slots--;
-      return;
-    }
-    await new Promise<void>((resolve) => (background ? this.backgroundWaiters : this.waiters).push({ pod, resolve }));
-  }
-
-  /** A pod waiting behind a full resync that an event or a poll asks about moves to the front queue. */
-  private promote(pod: Pod): void {
-    const i = this.backgroundWaiters.findIndex((w) => w.pod === pod);
-    if (i >= 0) this.waiters.push(...this.backgroundWaiters.splice(i, 1));
-  }
-
-  private release(): void {
-    const next = this.waiters.shift() ?? this.backgroundWaiters.shift();
-    if (next) next.resolve();
-    else this.slots++;
-  }
-
-  private async checkOnce(pod: Pod, reason: string, verify: boolean): Promise<void> {
+  /** One check; `looking` is its look slot, released once the pod has been read. */
+  private async checkOnce(pod: Pod, request: CheckRequest, looking: Release): Promise<void> {
+    const { reason, verify } = request;
     if (pod.timer) clearTimeout(pod.timer);
     pod.timer = null;
     const t0 = performance.now();
@@ -497,6 +482,7 @@ export class Reconciler {
       try {
         look = await lookInto(pod.path, this.node);
       } catch (e) {
+        looking();
         if (pod.gone || this.stopping) return;
         if (!this.stillThere(pod)) {
           this.requestScan(0);
@@ -504,9 +490,11 @@ export class Reconciler {
         }
         throw e;
       }
+      looking();
       if (pod.gone || this.stopping) return;
       this.log.trace({ netns: pod.path, reason, shape: look.shape, ports: look.ports.length, ms: Math.round(performance.now() - t0) }, 'checked pod');
-      this.apply(pod, look, reason, verify);
+      await this.apply(pod, look, request);
+      if (pod.gone || this.stopping) return;
       pod.failures = 0;
       this.scheduleNext(pod);
     } catch (e) {
@@ -559,7 +547,7 @@ export class Reconciler {
     }
   }
 
-  private apply(pod: Pod, look: PodLook, reason: string, verify: boolean): void {
+  private async apply(pod: Pod, look: PodLook, request: CheckRequest): Promise<void> {
     const wasVm = pod.kind === 'vm';
     const oldIps = pod.ports.map((p) => p.guestIp);
     pod.peers = new Set(look.peers);
@@ -581,7 +569,7 @@ export class Reconciler {
       pod.kind = 'vm';
       pod.vmAt ??= Date.now();
       this.log.info(
-        { netns: pod.path, ports: look.ports.map((p) => ({ uplink: p.uplink.ifname, guestIp: p.guestIp, guestMac: p.guestMac, hostVeth: p.hostVeth.ifname })), reason },
+        { netns: pod.path, ports: look.ports.map((p) => ({ uplink: p.uplink.ifname, guestIp: p.guestIp, guestMac: p.guestMac, hostVeth: p.hostVeth.ifname })), reason: request.reason },
         'found VM pod',
       );
     }
@@ -591,8 +579,9 @@ export class Reconciler {
     this.forget(pod, 'the port is no longer a VM uplink', look.ports.map((p) => p.uplink.ifname));
     const records = this.dp.attachments().filter((r) => r.program === 'fixup' && r.netnsInode === pod.inode);
     for (const port of look.ports) {
-      this.ensureFixup(pod, port, records.find((r) => r.ifname === port.uplink.ifname), reason, verify);
-      this.ensureEndpoint(pod, port, reason);
+      await this.ensureFixup(pod, port, records.find((r) => r.ifname === port.uplink.ifname), request);
+      if (pod.gone || this.stopping) return;
+      this.ensureEndpoint(pod, port, request.reason);
     }
 
     for (const ip of oldIps) {
@@ -600,7 +589,8 @@ export class Reconciler {
     }
   }
 
-  private ensureFixup(pod: Pod, port: VmPort, record: AttachmentRecord | undefined, reason: string, verify: boolean): void {
+  private async ensureFixup(pod: Pod, port: VmPort, record: AttachmentRecord | undefined, request: CheckRequest): Promise<void> {
+    const { reason, verify } = request;
     const target: HookTarget = { netns: pod.path, ifname: port.uplink.ifname, hook: 'ingress' };
     const generation = `${port.uplink.ifindex}/${port.hostVeth.ifindex}`;
     const where = { netns: pod.path, ifname: port.uplink.ifname };
@@ -625,7 +615,19 @@ export class Reconciler {
       this.dropRecord(record, pod.path);
       this.change('drop_stale', { ...where, pin: record.pin }, 'dropped a stale attachment record', v.why);
     }
-    const { record: created } = this.dp.attach('fixup', target, { mode: this.cfg.mode });
+    const attaching = await this.attachSlots.acquire(pod, request.background);
+    let created: AttachmentRecord;
+    try {
+      if (pod.gone || this.stopping) return;
+      ({ record: created } = await this.dp.attachAsync('fixup', target, { mode: this.cfg.mode }));
+    } finally {
+      attaching();
+    }
+    if (pod.gone) {
+      // removed while the attach was under way: what it made goes too
+      this.dropRecord(created, pod.path);
+      return;
+    }
     pod.verified.set(port.uplink.ifname, generation);
     this.change('attach', { ...where, mode: created.mode, guestIp: port.guestIp }, 'attached fixup', record ? 'replacing a stale record' : reason === 'start' ? 'VM pod found at start' : `VM pod found (${reason})`);
   }

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { native as loadNative, packageRoot, type AttachMode, type Hook, type Native } from '../native.js';
 import { BpfObject } from '../bpf/object.js';
 import type { Program } from '../bpf/program.js';
-import { attach, detach, describe, resolveMode, type HookTarget } from '../bpf/link.js';
+import { attach, attachAsync, detach, describe, kernelFeatures, resolveMode, type HookTarget } from '../bpf/link.js';
 import { KernelUnsupportedError, UsageError } from '../errors.js';
 import { decodeStats, encodeStatKey, type Endpoint, type Stats } from './codec.js';
 import { EndpointTable, type WithCounters } from './endpoint-table.js';
@@ -37,6 +37,11 @@ export interface AttachmentRecord {
   pin: string;
 }
 
+export interface AttachOptions {
+  mode?: 'auto' | AttachMode;
+  first?: boolean;
+}
+
 export interface DataplaneOptions {
   root?: string;
   object?: string | Buffer;
@@ -46,6 +51,8 @@ export interface DataplaneOptions {
 export class Dataplane {
   readonly root: string;
   private readonly obj: BpfObject;
+  /** Attachments under way (attachAsync), by their record's pin. */
+  private readonly attaching = new Map<string, Promise<unknown>>();
 
   private constructor(root: string, obj: BpfObject, private readonly n: Native) {
     this.root = root;
@@ -61,7 +68,7 @@ export class Dataplane {
   static open(options: DataplaneOptions = {}): Dataplane {
     const root = options.root ?? DEFAULT_BPFFS_ROOT;
     const n = options.native ?? loadNative();
-    if (!n.kernelFeatures().redirectPeer) {
+    if (!kernelFeatures(n).redirectPeer) {
       throw new KernelUnsupportedError(`this kernel (${os.release()}) lacks bpf_redirect_peer: vmpeer needs Linux 5.10 or later`);
     }
     ensureBpffs(root);
@@ -131,12 +138,37 @@ export class Dataplane {
    * Attaches a program at a hook. Idempotent: when vmpeer's attachment of the
    * same program is already there, nothing changes and `created` is false.
    */
-  attach(program: ProgramName, target: HookTarget, options: { mode?: 'auto' | AttachMode; first?: boolean } = {}): { record: AttachmentRecord; created: boolean } {
+  attach(program: ProgramName, target: HookTarget, options: AttachOptions = {}): { record: AttachmentRecord; created: boolean } {
     const existing = this.findRecord(program, target);
     if (existing) return { record: existing, created: false };
-    const prog = this.obj.program(program);
-    const probe = attach(this.n, prog, target, { ...options, pinPath: this.pinFor(program, target, options.mode ?? 'auto') });
-    return { record: this.recordFor(program, target, probe.mode), created: true };
+    const record = this.newRecord(program, target, options.mode);
+    attach(this.n, this.obj.program(program), target, { ...options, mode: record.mode, pinPath: record.pin });
+    return { record, created: true };
+  }
+
+  /**
+   * attach() with the kernel work off the JS thread, so that attachments to
+   * many pods can be under way at once. When it rejects, no record was made.
+   * A second call for the same hook while one is under way waits for it.
+   */
+  async attachAsync(program: ProgramName, target: HookTarget, options: AttachOptions = {}): Promise<{ record: AttachmentRecord; created: boolean }> {
+    const existing = this.findRecord(program, target);
+    if (existing) return { record: existing, created: false };
+    // the record is named before the attach: the netns may be gone when it ends
+    const record = this.newRecord(program, target, options.mode);
+    const underway = this.attaching.get(record.pin);
+    if (underway) {
+      await underway.catch(() => undefined);
+      return this.attachAsync(program, target, options);
+    }
+    const attaching = attachAsync(this.n, this.obj.program(program), target, { ...options, mode: record.mode, pinPath: record.pin });
+    this.attaching.set(record.pin, attaching);
+    try {
+      await attaching;
+    } finally {
+      this.attaching.delete(record.pin);
+    }
+    return { record, created: true };
   }
 
   /** Removes vmpeer's attachment of `program` at a hook. Returns false when there was none. */
@@ -169,13 +201,11 @@ export class Dataplane {
     return this.attachments().find((r) => r.program === program && r.ifname === target.ifname && r.hook === target.hook && r.netnsInode === inode);
   }
 
-  private pinFor(program: ProgramName, target: HookTarget, mode: 'auto' | AttachMode): string {
+  private newRecord(program: ProgramName, target: HookTarget, mode: AttachOptions['mode']): AttachmentRecord {
     const resolved = resolveMode(this.n, mode);
-    return path.join(this.root, resolved === 'tcx' ? 'links' : 'filters', recordName(program, target));
-  }
-
-  private recordFor(program: ProgramName, target: HookTarget, mode: AttachMode): AttachmentRecord {
-    return { program, mode, hook: target.hook, ifname: target.ifname, netnsInode: netnsInode(target.netns), pin: this.pinFor(program, target, mode) };
+    const inode = netnsInode(target.netns);
+    const pin = path.join(this.root, resolved === 'tcx' ? 'links' : 'filters', recordName(program, target, inode));
+    return { program, mode: resolved, hook: target.hook, ifname: target.ifname, netnsInode: inode, pin };
   }
 }
 
@@ -189,9 +219,9 @@ export function netnsInode(netns?: string): number {
 }
 
 // bpffs names may not contain '.', so interface names are percent-encoded.
-function recordName(program: ProgramName, target: HookTarget): string {
+function recordName(program: ProgramName, target: HookTarget, netnsInode: number): string {
   const ifname = encodeURIComponent(target.ifname).replace(/\./g, '%2E');
-  return `${program}_${target.hook}_ns${netnsInode(target.netns)}_${ifname}`;
+  return `${program}_${target.hook}_ns${netnsInode}_${ifname}`;
 }
 
 export function parseRecordName(name: string): Omit<AttachmentRecord, 'mode' | 'pin'> | null {
