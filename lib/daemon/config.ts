@@ -42,6 +42,8 @@ export interface DaemonConfig {
   /** Accelerate: run the redirect program before the others at the hook. */
   first: boolean;
   mode: 'auto' | AttachMode;
+  /** Take each VM pod's bridge out of its guest's unicast IP traffic (README "Bridge bypass"). */
+  bypassBridge: boolean;
   cleanupOnExit: boolean;
   /** A BPF object other than the shipped one (testing a build). */
   object?: string;
@@ -63,6 +65,7 @@ export const ENV = {
   'host-dev': 'VMPEER_HOST_DEVS',
   first: 'VMPEER_ACCELERATE_FIRST',
   mode: 'VMPEER_MODE',
+  'bypass-bridge': 'VMPEER_BYPASS_BRIDGE',
   'cleanup-on-exit': 'VMPEER_CLEANUP_ON_EXIT',
   object: 'VMPEER_OBJECT',
 } as const;
@@ -165,6 +168,7 @@ export function parseConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env):
     hostDevs: [...new Set(hostDevs)],
     first,
     mode,
+    bypassBridge: bool('bypass-bridge'),
     cleanupOnExit: bool('cleanup-on-exit'),
     object: object === undefined ? undefined : path.resolve(object),
   };

@@ -4,16 +4,13 @@
  * when scraped, so they survive daemon restarts like the data path does.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Stats } from '../dataplane/codec.js';
+import type { EndpointCounters, Stats } from '../dataplane/codec.js';
 
-export interface EndpointSample {
+export interface EndpointSample extends EndpointCounters {
   guestIp: string;
   podNetns: string;
   ifname: string;
   hostIfname: string;
-  fixed: bigint;
-  redirected: bigint;
-  passed: bigint;
 }
 
 export interface MetricsSource {
@@ -59,6 +56,8 @@ export class DaemonMetrics {
     perEndpoint('vmpeer_endpoint_frames_fixed_total', 'Frames to this guest that fixup re-addressed at the pod uplink', (e) => e.fixed);
     perEndpoint('vmpeer_endpoint_frames_redirected_total', 'Frames to this guest that redirect sent into the pod (accelerate mode)', (e) => e.redirected);
     perEndpoint('vmpeer_endpoint_frames_passed_total', 'Frames to this guest passed unchanged (already addressed correctly)', (e) => e.passed);
+    perEndpoint('vmpeer_endpoint_frames_bypassed_in_total', 'Frames to this guest that fixup sent straight to the guest port (bridge bypass)', (e) => e.bypassedIn);
+    perEndpoint('vmpeer_endpoint_frames_bypassed_out_total', 'Frames from this guest that from_guest sent straight into the host veth (bridge bypass)', (e) => e.bypassedOut);
 
     new Counter({
       name: 'vmpeer_frames_total',

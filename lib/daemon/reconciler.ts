@@ -21,6 +21,7 @@
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { HookTarget } from '../bpf/link.js';
+import type { BridgeBypass } from '../dataplane/codec.js';
 import type { AttachmentRecord, Dataplane, ProgramName } from '../dataplane/dataplane.js';
 import type { VmPort } from '../discovery/vm-pod.js';
 import type { Native } from '../native.js';
@@ -54,6 +55,9 @@ const CONCURRENCY = 8;
 const ATTACH_CONCURRENCY = 32;
 /** Events within this window start one check. */
 const COALESCE_MS = 10;
+/** The programs vmpeer attaches inside VM pods (at the uplink port, and at the guest port with the bridge bypass). */
+const POD_PROGRAMS: readonly ProgramName[] = ['fixup', 'from_guest'];
+type PodProgram = 'fixup' | 'from_guest';
 
 interface Pod {
   inode: number;
@@ -66,9 +70,10 @@ interface Pod {
   /** node-side ifindexes of this pod's veth peers (VM or not): node link events about them concern it. */
   peers: Set<number>;
   hostIfnames: Set<string>;
-  /** uplink ifname → "uplinkIfindex/hostIfindex" when its record was last verified against the kernel. */
+  /** "program@ifname" → the port's ifindexes when its record was last verified against the kernel. */
   verified: Map<string, string>;
   waitingLogged: boolean;
+  bypassRefusedLogged: boolean;
   monitor: Monitor | null;
   monitorAt: number;
   monitorRestarts: number;
@@ -281,6 +286,7 @@ export class Reconciler {
       hostIfnames: new Set(),
       verified: new Map(),
       waitingLogged: false,
+      bypassRefusedLogged: false,
       monitor: null,
       monitorAt: 0,
       monitorRestarts: 0,
@@ -309,18 +315,22 @@ export class Reconciler {
     if (pod.kind === 'vm') this.log.info({ netns: pod.path, inode: pod.inode }, `VM pod removed: ${reason}`);
   }
 
-  /** Removes the attachments and endpoints that belong to a pod. */
-  private forget(pod: Pod, reason: string, keepUplinks: string[] = []): void {
+  /** Removes the attachments and endpoints that belong to a pod (but the attachments on `keepPorts`). */
+  private forget(pod: Pod, reason: string, keepPorts: string[] = []): void {
     for (const r of this.dp.attachments()) {
-      if (r.program !== 'fixup' || r.netnsInode !== pod.inode || keepUplinks.includes(r.ifname)) continue;
-      this.dropRecord(r, pod.path);
-      pod.verified.delete(r.ifname);
-      this.change('detach', { program: 'fixup', netns: pod.path, ifname: r.ifname, mode: r.mode }, 'detached fixup', reason);
+      if (!POD_PROGRAMS.includes(r.program) || r.netnsInode !== pod.inode || keepPorts.includes(r.ifname)) continue;
+      this.dropPodRecord(pod, r, reason);
     }
-    if (keepUplinks.length === 0) {
+    if (keepPorts.length === 0) {
       // the guest IPs this pod had; anything else of it is found by the full resync
       for (const ip of new Set(pod.ports.map((p) => p.guestIp))) this.deleteEndpointOf(pod, ip, reason);
     }
+  }
+
+  private dropPodRecord(pod: Pod, r: AttachmentRecord, reason: string): void {
+    this.dropRecord(r, pod.path);
+    pod.verified.delete(`${r.program}@${r.ifname}`);
+    this.change('detach', { program: r.program, netns: pod.path, ifname: r.ifname, mode: r.mode }, `detached ${r.program}`, reason);
   }
 
   /** Deletes the endpoint of `ip` if it (still) belongs to this pod: after IP reuse it may be another's. */
@@ -575,13 +585,21 @@ export class Reconciler {
     }
     this.startMonitor(pod);
 
-    // ports that are no longer VM uplinks
-    this.forget(pod, 'the port is no longer a VM uplink', look.ports.map((p) => p.uplink.ifname));
-    const records = this.dp.attachments().filter((r) => r.program === 'fixup' && r.netnsInode === pod.inode);
+    // ports that are no longer VM uplinks, or guest ports behind them
+    this.forget(pod, 'the port is no longer a VM uplink or guest port', look.ports.flatMap((p) => [p.uplink.ifname, ...p.guestPorts]));
+    const records = this.dp.attachments().filter((r) => r.netnsInode === pod.inode);
     for (const port of look.ports) {
-      await this.ensureFixup(pod, port, records.find((r) => r.ifname === port.uplink.ifname), request);
+      const bypass = this.bypassFor(pod, port);
+      await this.ensureAttached('fixup', pod, port, port.uplink.ifname, records, request);
       if (pod.gone || this.stopping) return;
-      this.ensureEndpoint(pod, port, request.reason);
+      if (bypass) {
+        await this.ensureAttached('from_guest', pod, port, bypass.ifname, records, request);
+        if (pod.gone || this.stopping) return;
+      } else {
+        const stale = records.filter((r) => r.program === 'from_guest' && port.guestPorts.includes(r.ifname));
+        for (const r of stale) this.dropPodRecord(pod, r, 'the bridge bypass is off');
+      }
+      this.ensureEndpoint(pod, port, request.reason, bypass ? { uplinkIfindex: port.uplink.ifindex, guestIfindex: bypass.ifindex } : null);
     }
 
     for (const ip of oldIps) {
@@ -589,27 +607,40 @@ export class Reconciler {
     }
   }
 
-  private async ensureFixup(pod: Pod, port: VmPort, record: AttachmentRecord | undefined, request: CheckRequest): Promise<void> {
+  /** The guest port to bypass the bridge to, when the bypass is on and the pod allows it. */
+  private bypassFor(pod: Pod, port: VmPort): VmPort['guestPort'] {
+    if (!this.cfg.bypassBridge) return null;
+    if (!port.guestPort && !pod.bypassRefusedLogged) {
+      pod.bypassRefusedLogged = true;
+      this.log.warn({ netns: pod.path, bridge: port.bridge, guestPorts: port.guestPorts }, 'bridge bypass: the bridge has more than one guest port; its traffic goes through the bridge');
+    }
+    return port.guestPort;
+  }
+
+  /** `program` attached at `ifname` in the pod: adopted, upgraded or attached. */
+  private async ensureAttached(program: PodProgram, pod: Pod, port: VmPort, ifname: string, records: AttachmentRecord[], request: CheckRequest): Promise<void> {
     const { reason, verify } = request;
-    const target: HookTarget = { netns: pod.path, ifname: port.uplink.ifname, hook: 'ingress' };
-    const generation = `${port.uplink.ifindex}/${port.hostVeth.ifindex}`;
-    const where = { netns: pod.path, ifname: port.uplink.ifname };
+    const record = records.find((r) => r.program === program && r.ifname === ifname);
+    const target: HookTarget = { netns: pod.path, ifname, hook: 'ingress' };
+    const key = `${program}@${ifname}`;
+    const generation = `${port.uplink.ifindex}/${port.hostVeth.ifindex}/${port.guestPort?.ifindex ?? 0}`;
+    const where = { program, netns: pod.path, ifname };
     if (record) {
-      const known = pod.verified.get(port.uplink.ifname);
+      const known = pod.verified.get(key);
       if (!verify && known === generation) return;
-      const v = verifyRecord(this.n, record, target, this.tags.fixup);
+      const v = verifyRecord(this.n, record, target, this.tags[program]);
       if (v.state === 'ok') {
         if (known === undefined) {
           this.adopted++;
-          this.log.info({ ...where, mode: record.mode, tag: v.tag }, 'adopted fixup (already attached, same program)');
+          this.log.info({ ...where, mode: record.mode, tag: v.tag }, `adopted ${program} (already attached, same program)`);
         }
-        pod.verified.set(port.uplink.ifname, generation);
+        pod.verified.set(key, generation);
         return;
       }
       if (v.state === 'outdated') {
-        swapProgram(this.n, record, target, this.dp.program('fixup'), false);
-        pod.verified.set(port.uplink.ifname, generation);
-        this.change('upgrade', { ...where, mode: record.mode, from: v.tag, to: this.tags.fixup }, 'upgraded fixup', 'the attached program differs from this object (new program attached before the old one was removed)');
+        swapProgram(this.n, record, target, this.dp.program(program), false);
+        pod.verified.set(key, generation);
+        this.change('upgrade', { ...where, mode: record.mode, from: v.tag, to: this.tags[program] }, `upgraded ${program}`, 'the attached program differs from this object (new program attached before the old one was removed)');
         return;
       }
       this.dropRecord(record, pod.path);
@@ -619,7 +650,7 @@ export class Reconciler {
     let created: AttachmentRecord;
     try {
       if (pod.gone || this.stopping) return;
-      ({ record: created } = await this.dp.attachAsync('fixup', target, { mode: this.cfg.mode }));
+      ({ record: created } = await this.dp.attachAsync(program, target, { mode: this.cfg.mode }));
     } finally {
       attaching();
     }
@@ -628,11 +659,11 @@ export class Reconciler {
       this.dropRecord(created, pod.path);
       return;
     }
-    pod.verified.set(port.uplink.ifname, generation);
-    this.change('attach', { ...where, mode: created.mode, guestIp: port.guestIp }, 'attached fixup', record ? 'replacing a stale record' : reason === 'start' ? 'VM pod found at start' : `VM pod found (${reason})`);
+    pod.verified.set(key, generation);
+    this.change('attach', { ...where, mode: created.mode, guestIp: port.guestIp }, `attached ${program}`, record ? 'replacing a stale record' : reason === 'start' ? 'VM pod found at start' : `VM pod found (${reason})`);
   }
 
-  private ensureEndpoint(pod: Pod, port: VmPort, reason: string): void {
+  private ensureEndpoint(pod: Pod, port: VmPort, reason: string, bypass: BridgeBypass | null): void {
     const current = this.dp.endpoint(port.guestIp);
     if (port.guestMac === null) {
       // not known right now (nothing learned yet, or several MACs): keep what is there
@@ -649,6 +680,7 @@ export class Reconciler {
       hostIfindex: port.hostVeth.ifindex,
       redirect: true,
       podNetns: pod.inode,
+      bypass,
     });
     if (result === 'unchanged') return;
     pod.waitingLogged = false;
@@ -657,10 +689,11 @@ export class Reconciler {
     else if (current.podNetns !== pod.inode) why = `the guest IP moved to this pod (was netns inode ${current.podNetns})`;
     else if (current.guestMac !== port.guestMac) why = `guest MAC changed from ${current.guestMac} (from ${port.guestMacFrom})`;
     else if (current.hostIfindex !== port.hostVeth.ifindex || current.gatewayMac !== port.hostVeth.mac) why = 'host veth changed';
+    else if (JSON.stringify(current.bypass) !== JSON.stringify(bypass)) why = bypass ? 'bridge bypass on' : 'bridge bypass off';
     else why = reason;
     this.change(
       result === 'added' ? 'endpoint_add' : 'endpoint_update',
-      { netns: pod.path, guestIp: port.guestIp, guestMac: port.guestMac, gatewayMac: port.hostVeth.mac, hostVeth: port.hostVeth.ifname, hostIfindex: port.hostVeth.ifindex },
+      { netns: pod.path, guestIp: port.guestIp, guestMac: port.guestMac, gatewayMac: port.hostVeth.mac, hostVeth: port.hostVeth.ifname, hostIfindex: port.hostVeth.ifindex, bypass: bypass !== null },
       result === 'added' ? 'added endpoint' : 'updated endpoint',
       why,
     );
@@ -672,9 +705,9 @@ export class Reconciler {
   private collectGarbage(): void {
     for (const r of this.dp.attachments()) {
       const pod = this.pods.get(r.netnsInode);
-      if (r.program !== 'fixup' || (pod && pod.kind !== 'plain')) continue;
+      if (!POD_PROGRAMS.includes(r.program) || (pod && pod.kind !== 'plain')) continue;
       this.dropRecord(r, pod?.path ?? null);
-      this.change('detach', { program: 'fixup', netns: pod?.path, netnsInode: r.netnsInode, ifname: r.ifname, mode: r.mode }, 'removed attachment', pod ? 'its pod is not a VM pod' : 'its pod no longer exists');
+      this.change('detach', { program: r.program, netns: pod?.path, netnsInode: r.netnsInode, ifname: r.ifname, mode: r.mode }, 'removed attachment', pod ? 'its pod is not a VM pod' : 'its pod no longer exists');
     }
     for (const ep of this.dp.endpoints()) {
       const pod = ep.podNetns ? this.pods.get(ep.podNetns) : undefined;
@@ -759,9 +792,7 @@ export class Reconciler {
         podNetns: pod?.path ?? `inode:${ep.podNetns ?? 0}`,
         ifname: port?.uplink.ifname ?? '',
         hostIfname: port?.hostVeth.ifname ?? '',
-        fixed: ep.counters.fixed,
-        redirected: ep.counters.redirected,
-        passed: ep.counters.passed,
+        ...ep.counters,
       };
     });
   }

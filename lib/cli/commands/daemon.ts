@@ -36,6 +36,8 @@ Options (each also from the environment variable in brackets):
   --host-dev <ifname>         a host interface to accelerate, repeatable [${ENV['host-dev']}]
   --first                     accelerate: run before the programs already at the hook [${ENV.first}]
   --mode <mode>               tcx (Linux >= 6.6), clsact, or auto (default) [${ENV.mode}]
+  --bypass-bridge             take each VM pod's bridge out of its guest's IP traffic
+                              (README "Bridge bypass") [${ENV['bypass-bridge']}]
   --cleanup-on-exit           remove every attachment, endpoint and pin on exit (uninstall) [${ENV['cleanup-on-exit']}]
   --object <file>             a BPF object other than the shipped one [${ENV.object}]
   -h, --help                  show this help
@@ -62,6 +64,7 @@ Examples:
     'host-dev': { type: 'string', multiple: true },
     first: { type: 'boolean' },
     mode: { type: 'string' },
+    'bypass-bridge': { type: 'boolean' },
     'cleanup-on-exit': { type: 'boolean' },
     object: { type: 'string' },
     help: { type: 'boolean', short: 'h' },

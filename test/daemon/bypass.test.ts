@@ -1,0 +1,59 @@
+/**
+ * The daemon with --bypass-bridge: every VM pod gets from_guest at its guest
+ * port and an endpoint that asks for the bypass, so its guest is reached with
+ * the guest port disabled on the bridge; without the option the bypass goes
+ * again, and the bridge is back on the path.
+ */
+import test from 'ava';
+import { announce } from '../../lib/lab/dynamic.js';
+import { VM_TAP } from '../../lib/lab/addressing.js';
+import { runIn } from '../../lib/lab/exec.js';
+import { native } from '../../lib/native.js';
+import { lab } from '../helpers/lab.js';
+import { bpffsDir } from '../helpers/netns.js';
+import { startDaemon, State } from '../helpers/daemon.js';
+
+const PINGS = { count: 20, intervalMs: 10, waitS: 1 };
+
+const guestPortState = (podNs: string, state: 'disabled' | 'forwarding') =>
+  runIn(podNs, 'bridge', ['link', 'set', 'dev', VM_TAP, 'state', state === 'disabled' ? '0' : '3']);
+
+test('--bypass-bridge: from_guest at every guest port, the guests reached past their bridges; taken down when the option goes', async (t) => {
+  const l = await lab(t, { vmPods: 2, plainPods: 0 });
+  for (const vm of l.vms) await announce(vm);
+  const root = `${bpffsDir(t)}/vmpeer`;
+  const base = { nodeNs: l.node.ns.path, root, prefix: `${l.name}-` };
+  const n = native();
+
+  const d = startDaemon(t, { ...base, args: ['--bypass-bridge'] });
+  await d.ready();
+  const state = new State(t, root);
+  for (const vm of l.vms) {
+    t.deepEqual(state.hook(vm.podNs.path, VM_TAP).map((e) => e.progName), ['from_guest'], `from_guest at ${vm.podNs.name}'s guest port`);
+    t.deepEqual(state.dp.endpoint(vm.podIp)!.bypass, { uplinkIfindex: n.ifindex(vm.podNs.path, vm.nic.name), guestIfindex: n.ifindex(vm.podNs.path, VM_TAP) });
+  }
+  t.is(d.changes('attach').filter((c) => c.program === 'from_guest').length, 2);
+
+  const vm = l.vms[0]!;
+  // neighbours first: ARP still takes the bridge
+  t.is((await l.ping(l.client, vm.podIp, PINGS)).received, PINGS.count, 'every echo answered');
+  await guestPortState(vm.podNs.path, 'disabled');
+  t.teardown(() => guestPortState(vm.podNs.path, 'forwarding').catch(() => {}));
+  t.is((await l.ping(l.client, vm.podIp, PINGS)).received, PINGS.count, 'guest port disabled on the bridge: every echo still answered');
+  const c = state.dp.endpoint(vm.podIp)!.counters;
+  t.true(c.bypassedIn >= BigInt(PINGS.count) && c.bypassedOut >= BigInt(PINGS.count), `in ${c.bypassedIn}, out ${c.bypassedOut}`);
+  t.deepEqual(await d.kill('SIGTERM'), { code: 0, signal: null });
+
+  const plain = startDaemon(t, { ...base, args: ['--cleanup-on-exit'] });
+  await plain.ready();
+  for (const v of l.vms) {
+    t.deepEqual(state.hook(v.podNs.path, VM_TAP), [], 'from_guest detached');
+    t.is(state.dp.endpoint(v.podIp)!.bypass, null, 'the endpoint no longer asks for the bypass');
+  }
+  t.is(plain.changes('detach').filter((c) => c.program === 'from_guest').length, 2);
+  t.is((await l.ping(l.client, vm.podIp, PINGS)).received, 0, 'the disabled guest port cuts the guest off: the bridge is on the path again');
+  await guestPortState(vm.podNs.path, 'forwarding');
+  t.is((await l.ping(l.client, vm.podIp, PINGS)).received, PINGS.count, 'fixed through the bridge');
+  t.deepEqual(await plain.kill('SIGTERM'), { code: 0, signal: null });
+  t.deepEqual(state.pins(), []);
+});
