@@ -177,7 +177,7 @@ test('the DaemonSet: node-wide, minimal privileges, probes, mounts, metrics', (t
   for (const e of main!.env as Obj[]) t.true(known.has(e.name), `env ${e.name} is read by the daemon`);
 });
 
-test('components: host-pid (/proc discovery) and uninstall (--cleanup-on-exit)', (t) => {
+test('components: host-pid (/proc discovery), uninstall (--cleanup-on-exit) and bypass-bridge', (t) => {
   const hostPid = daemonSet(render(DEPLOY, ['components/host-pid']));
   t.notThrows(() => validate(hostPid));
   t.true(hostPid.spec.template.spec.hostPID);
@@ -188,6 +188,11 @@ test('components: host-pid (/proc discovery) and uninstall (--cleanup-on-exit)',
   const uninstall = daemonSet(render(DEPLOY, ['components/uninstall']));
   t.notThrows(() => validate(uninstall));
   t.true(parseConfig(daemonFlags(uninstall.spec.template.spec.containers[0], { POD_IP: '10.0.0.7' }), {}).cleanupOnExit);
+
+  const bypass = daemonSet(render(DEPLOY, ['components/bypass-bridge']));
+  t.notThrows(() => validate(bypass));
+  t.true(parseConfig(daemonFlags(bypass.spec.template.spec.containers[0], { POD_IP: '10.0.0.7' }), {}).bypassBridge);
+  t.false(parseConfig(daemonFlags(daemonSet(render(DEPLOY)).spec.template.spec.containers[0], { POD_IP: '10.0.0.7' }), {}).bypassBridge, 'off in the base');
 });
 
 test('kubectl kustomize renders the same objects, where kubectl is installed', (t) => {
@@ -204,6 +209,7 @@ test('kubectl kustomize renders the same objects, where kubectl is installed', (
     ['plain', []],
     ['host-pid', ['components/host-pid']],
     ['uninstall', ['components/uninstall']],
+    ['bypass-bridge', ['components/bypass-bridge']],
   ] as const) {
     const overlay = path.join(dir, name);
     fs.mkdirSync(overlay);
