@@ -333,6 +333,7 @@ export class Reconciler {
   private startNodeMonitor(): void {
     this.nodeMonitor = new Monitor({
       onEvent: (e) => this.onNodeEvent(e),
+      onEventsLost: () => void this.fullResync('node netlink events were lost'),
       onExit: (code, stderr) => {
         if (this.stopping) return;
         this.log.error({ code, stderr }, 'the node netlink monitor ended; restarting it in 1 s');
@@ -352,6 +353,7 @@ export class Reconciler {
     pod.monitor = new Monitor({
       netns: pod.path,
       onEvent: (e) => this.onPodEvent(pod, e),
+      onEventsLost: () => this.kick(pod, 'netlink events were lost'),
       onExit: (code, stderr) => {
         pod.monitor = null;
         if (pod.gone || this.stopping) return;
