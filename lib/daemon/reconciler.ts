@@ -118,6 +118,7 @@ export class Reconciler {
   private nodeMonitor: Monitor | null = null;
   private unwatch: (() => void) | null = null;
   private fullRunning: Promise<void> | null = null;
+  private recordsDuringResync: AttachmentRecord[] | null = null;
   private readonly missingHostDevs = new Set<string>();
   private adopted = 0;
 
@@ -227,6 +228,7 @@ export class Reconciler {
       } finally {
         this.metrics?.reconcileDuration.observe({ kind: 'full' }, (performance.now() - t0) / 1000);
         this.fullRunning = null;
+        this.recordsDuringResync = null;
       }
     })();
     return this.fullRunning;
@@ -308,7 +310,7 @@ export class Reconciler {
 
   /** Removes the attachments and endpoints that belong to a pod. */
   private forget(pod: Pod, reason: string, keepUplinks: string[] = []): void {
-    for (const r of this.dp.attachments()) {
+    for (const r of this.records()) {
       if (r.program !== 'fixup' || r.netnsInode !== pod.inode || keepUplinks.includes(r.ifname)) continue;
       this.dropRecord(r, pod.path);
       pod.verified.delete(r.ifname);
@@ -591,7 +593,7 @@ export class Reconciler {
 
     // ports that are no longer VM uplinks
     this.forget(pod, 'the port is no longer a VM uplink', look.ports.map((p) => p.uplink.ifname));
-    const records = this.dp.attachments().filter((r) => r.program === 'fixup' && r.netnsInode === pod.inode);
+    const records = this.records().filter((r) => r.program === 'fixup' && r.netnsInode === pod.inode);
     for (const port of look.ports) {
       this.ensureFixup(pod, port, records.find((r) => r.ifname === port.uplink.ifname), reason, verify);
       this.ensureEndpoint(pod, port, reason);
@@ -729,6 +731,7 @@ export class Reconciler {
    * goes, with its interface).
    */
   private dropRecord(r: AttachmentRecord, podPath: string | null): void {
+    this.recordsDuringResync = null;
     try {
       if (r.netnsInode === this.sources.selfInode) {
         this.dp.removeRecord(r, undefined);
@@ -743,7 +746,18 @@ export class Reconciler {
     fs.rmSync(r.pin, { force: true });
   }
 
+  /**
+   * The attachment records. A full resync looks at every pod, and reading the
+   * records (a directory of one pin per attachment) for each would cost
+   * O(pods²): while it runs, they are read once and again after each change.
+   */
+  private records(): AttachmentRecord[] {
+    if (!this.fullRunning) return this.dp.attachments();
+    return (this.recordsDuringResync ??= this.dp.attachments());
+  }
+
   private change(action: string, fields: Record<string, unknown>, msg: string, reason: string): void {
+    this.recordsDuringResync = null;
     this.metrics?.changes.inc({ action });
     this.log.info({ change: action, ...fields, reason }, msg);
   }
