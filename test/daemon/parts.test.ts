@@ -14,7 +14,7 @@ test('defaults', (t) => {
     netnsDirs: ['/var/run/netns'],
     netnsPrefix: '',
     proc: false,
-    resyncIntervalMs: 30_000,
+    resyncIntervalMs: 120_000,
     logLevel: 'info',
     metrics: { host: '127.0.0.1', port: 9808, text: '127.0.0.1:9808' },
     accelerate: false,
