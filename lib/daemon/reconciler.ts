@@ -2,7 +2,7 @@
  * Keeps the dataplane equal to what is on the node.
  *
  * Every pod netns the sources report is a Pod here, keyed by its inode. A pod
- * is checked (one `ip link` in it; discovery when it has the VM layout) when
+ * is checked (one netlink read of it; discovery when it has the VM layout) when
  * something says it may have changed:
  *   - its netns file appeared or vanished (fs.watch on the netns dirs),
  *   - a link or FDB event in the pod (a monitor per VM pod, and per new pod
