@@ -79,7 +79,10 @@ function world(t: ExecutionContext): World {
   guest.ip('link', 'set', 'eth0', 'address', learned, 'up');
   guest.ip('addr', 'add', '10.77.0.7/32', 'dev', 'eth0');
   guest.ip('route', 'add', '169.254.1.1', 'dev', 'eth0');
-  spawnSync('nsenter', [`--net=${guest.path}`, 'ping', '-c', '1', '-W', '0.3', '169.254.1.1'], { stdio: 'ignore' });
+  // (the ports may need a moment before they forward: asked again until then)
+  for (let i = 0; i < 20 && !pod.run('bridge', ['fdb', 'show', 'br', 'k6t-eth0']).includes(learned); i++) {
+    spawnSync('nsenter', [`--net=${guest.path}`, 'ping', '-c', '1', '-W', '0.2', '169.254.1.1'], { stdio: 'ignore' });
+  }
   if (!pod.run('bridge', ['fdb', 'show', 'br', 'k6t-eth0']).includes(learned)) throw new Error('the bridge learned nothing');
   pod.run('bridge', ['fdb', 'add', '0a:11:22:33:44:66', 'dev', 'tp', 'master', 'static']);
   for (const cmd of [
