@@ -132,6 +132,77 @@ export interface KernelFeatures {
   redirectPeer: boolean; // bpf_redirect_peer helper (Linux >= 5.10)
 }
 
+/** What netlinkDump reads: links, addresses, neighbours (IPv4 and IPv6), bridge FDB entries, IPv4 routes. */
+export type NetlinkDumpKind = 'links' | 'addresses' | 'neighbours' | 'fdb' | 'routes';
+
+/** An RTM_NEWLINK message, as the kernel sends it (numbers are the uapi's). */
+export interface RtLink {
+  ifindex: number;
+  ifname: string;
+  address?: string; // IFLA_ADDRESS, "aa:bb:…"
+  flags: number; // IFF_*
+  operstate: number; // IF_OPER_*
+  master?: number; // ifindex
+  link?: number; // IFLA_LINK: a veth's peer ifindex
+  linkNetnsid?: number; // present when the peer is in another netns
+  kind?: string; // IFLA_INFO_KIND
+  slaveKind?: string; // IFLA_INFO_SLAVE_KIND
+  learning?: boolean; // bridge port
+  tunType?: number; // tun: 1 tun, 2 tap
+}
+
+export interface RtAddress {
+  ifindex: number;
+  family: number; // AF_INET 2, AF_INET6 10
+  prefixlen: number;
+  scope: number; // RT_SCOPE_*
+  local: string;
+}
+
+/** A neighbour (family 2 / 10) or a bridge FDB entry (family 7, no dst). */
+export interface RtNeighbour {
+  ifindex: number;
+  family: number;
+  dst?: string;
+  lladdr?: string;
+  state: number; // NUD_*
+  flags: number; // NTF_*
+  master?: number; // NDA_MASTER: the bridge of an FDB entry
+}
+
+export interface RtRoute {
+  family: number;
+  dstLen: number;
+  dst?: string; // absent for a default route
+  table: number;
+  scope: number;
+  type: number; // RTN_*
+  flags: number; // RTM_F_*
+  oif?: number;
+}
+
+export interface NetlinkDump {
+  links?: RtLink[];
+  addresses?: RtAddress[];
+  neighbours?: RtNeighbour[];
+  fdb?: RtNeighbour[];
+  routes?: RtRoute[];
+}
+
+/** A link, neighbour or bridge FDB notification; ifnames are resolved in the watched netns. */
+export type NetlinkEvent =
+  | { kind: 'link'; deleted: boolean; ifindex: number; ifname: string }
+  | { kind: 'neigh'; deleted: boolean; ip: string; dev: string; mac?: string }
+  | { kind: 'fdb'; deleted: boolean; dev: string; mac?: string };
+
+export interface NetlinkBatch {
+  events: NetlinkEvent[];
+  /** The kernel dropped notifications (receive buffer full): state may have changed unseen. */
+  lost: boolean;
+  /** The subscription ended by itself (its socket failed); no batch follows. */
+  ended?: string;
+}
+
 export interface Native {
   openObject(source: string | Buffer, options?: OpenOptions): NativeObject;
 
@@ -164,6 +235,17 @@ export interface Native {
   ifindex(netns: string | undefined, ifname: string): number;
 
   kernelFeatures(): KernelFeatures;
+
+  /** Reads a netns (absent: the caller's) with rtnetlink dumps, off the JS thread. */
+  netlinkDump(netns: string | undefined, kinds: NetlinkDumpKind[]): Promise<NetlinkDump>;
+  /**
+   * Subscribes to the link, neighbour and FDB notifications of a netns (absent: the
+   * caller's). The subscription's socket keeps the netns alive until unwatchNetlink().
+   * Does not keep the event loop alive.
+   */
+  watchNetlink(netns: string | undefined, onBatch: (batch: NetlinkBatch) => void): number;
+  /** Ends a subscription (its socket is closed when this returns); false when it had already ended. */
+  unwatchNetlink(id: number): boolean;
 }
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');

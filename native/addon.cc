@@ -11,6 +11,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vmpeer::InitFds(env, exports);
   vmpeer::InitTestRun(env, exports);
   vmpeer::InitHooks(env, exports);
+  vmpeer::InitNetlinkDump(env, exports);
+  vmpeer::InitNetlinkWatch(env, exports);
   return exports;
 }
 

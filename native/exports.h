@@ -10,5 +10,7 @@ void InitMaps(Napi::Env env, Napi::Object exports);   // possibleCpus, map*
 void InitFds(Napi::Env env, Napi::Object exports);    // objPin, objGet, closeFd, progIdOf, lockDir
 void InitTestRun(Napi::Env env, Napi::Object exports); // testRun
 void InitHooks(Napi::Env env, Napi::Object exports);  // attach, detach (+Async), listHook, ifindex, kernelFeatures
+void InitNetlinkDump(Napi::Env env, Napi::Object exports);  // netlinkDump
+void InitNetlinkWatch(Napi::Env env, Napi::Object exports); // watchNetlink, unwatchNetlink
 
 } // namespace vmpeer

@@ -1,21 +1,12 @@
 /**
- * Looking into a pod netns cheaply. One `ip -d link show` in the pod says
- * whether it can be a bridged VM pod at all; only then does discovery read
- * addresses and the bridge FDB. What discovery asks about the node (links,
- * neighbours, routes) is read once for all pods checked at about the same
- * time, and read again after a netlink event in the node says it changed.
+ * Looking into a pod netns cheaply. One netlink read of the pod (links,
+ * addresses, bridge FDB) says whether it can be a bridged VM pod at all and
+ * holds what discovery needs from it. What discovery asks about the node
+ * (links, neighbours, routes) is read once for all pods checked at about the
+ * same time, and read again after a netlink event in the node says it changed.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { iproute, type Address, type IpRoute, type Link, type Neighbour, type Route } from '../discovery/iproute.js';
+import { iproute, readNetns, type IpRoute, type Link, type Neighbour, type NetnsSnapshot, type Route } from '../discovery/iproute.js';
 import { discoverVmPorts, NotAVmPodError, type VmPort } from '../discovery/vm-pod.js';
-
-const run = promisify(execFile);
-
-async function ipJson<T>(args: string[]): Promise<T> {
-  const { stdout } = await run('ip', ['-j', ...args], { maxBuffer: 64 * 1024 * 1024 });
-  return (stdout.trim() ? JSON.parse(stdout) : []) as T;
-}
 
 interface Cached<T> {
   at: number;
@@ -49,26 +40,26 @@ export class NodeView {
   }
 
   nodeLinks(): Promise<Link[]> {
-    this.links = this.cached(this.links, this.generation.link, () => iproute.links(undefined));
+    this.links = this.cached(this.links, this.generation.link, async () => (await readNetns(undefined)).links);
     return this.links.value;
   }
 
   nodeNeighbours(): Promise<Neighbour[]> {
-    this.neighbours = this.cached(this.neighbours, this.generation.neigh, () => ipJson<Neighbour[]>(['neigh', 'show']));
+    this.neighbours = this.cached(this.neighbours, this.generation.neigh, async () => (await readNetns(undefined, ['neighbours'])).neighbours);
     return this.neighbours.value;
   }
 
   nodeRoutes(): Promise<Route[]> {
-    this.routes = this.cached(this.routes, this.generation.link, () => ipJson<Route[]>(['-4', 'route', 'show']));
+    this.routes = this.cached(this.routes, this.generation.link, async () => (await readNetns(undefined, ['routes'])).routes);
     return this.routes.value;
   }
 
-  /** An IpRoute for discovery in one pod: node readings from here, the pod's links as already read. */
-  ipRouteFor(podNetns: string, podLinks: Link[], podAddresses: Address[]): IpRoute {
+  /** An IpRoute for discovery in one pod: node readings from here, the pod's as already read. */
+  ipRouteFor(podNetns: string, pod: NetnsSnapshot): IpRoute {
     return {
-      links: (netns?: string) => (netns === undefined ? this.nodeLinks() : netns === podNetns ? Promise.resolve(podLinks) : iproute.links(netns)),
-      addresses: (netns?: string) => (netns === podNetns ? Promise.resolve(podAddresses) : iproute.addresses(netns)),
-      fdb: (netns: string | undefined, bridge: string) => iproute.fdb(netns, bridge),
+      links: (netns?: string) => (netns === undefined ? this.nodeLinks() : netns === podNetns ? Promise.resolve(pod.links) : iproute.links(netns)),
+      addresses: (netns?: string) => (netns === podNetns ? Promise.resolve(pod.addresses) : iproute.addresses(netns)),
+      fdb: (netns: string | undefined, bridge: string) => (netns === podNetns ? Promise.resolve(pod.fdb(bridge)) : iproute.fdb(netns, bridge)),
       neighbours: async (netns: string | undefined, dev: string) =>
         netns === undefined ? (await this.nodeNeighbours()).filter((n) => n.dev === dev) : iproute.neighbours(netns, dev),
       routes: async (netns: string | undefined, dev: string) =>
@@ -104,54 +95,13 @@ export function shapeOf(links: Link[]): { shape: Shape; peers: number[] } {
   return { shape: vm ? 'vm' : 'partial', peers };
 }
 
-/** Splits the concatenated JSON documents `ip -j -batch` prints ("[...][...]"). */
-export function splitJson(text: string): unknown[] {
-  const docs: unknown[] = [];
-  let depth = 0;
-  let start = -1;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (inString) {
-      if (c === '\\') i++;
-      else if (c === '"') inString = false;
-    } else if (c === '"') {
-      inString = true;
-    } else if (c === '[' || c === '{') {
-      if (depth++ === 0) start = i;
-    } else if (c === ']' || c === '}') {
-      if (--depth === 0) docs.push(JSON.parse(text.slice(start, i + 1)));
-    }
-  }
-  return docs;
-}
-
-/** Links and addresses of a netns in one process (`ip -j -d -batch`): what every check reads. */
-export function podSnapshot(netns: string): Promise<{ links: Link[]; addresses: Address[] }> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('nsenter', [`--net=${netns}`, 'ip', '-j', '-d', '-batch', '-'], { maxBuffer: 64 * 1024 * 1024 }, (err, stdout) => {
-      if (err) return reject(err);
-      try {
-        const [links, addresses] = splitJson(stdout) as [Link[] | undefined, Address[] | undefined];
-        if (!links) throw new Error(`no link list from ip in ${netns}`);
-        resolve({ links, addresses: addresses ?? [] });
-      } catch (e) {
-        reject(e as Error);
-      }
-    });
-    // a netns that is gone makes nsenter exit before reading: the error comes through the callback
-    child.stdin!.on('error', () => undefined);
-    child.stdin!.end('link show\naddr show\n');
-  });
-}
-
 /** Looks into one pod netns. Throws when the netns cannot be entered (e.g. it is gone). */
 export async function lookInto(netns: string, node: NodeView): Promise<PodLook> {
-  const { links, addresses } = await podSnapshot(netns);
-  const { shape, peers } = shapeOf(links);
+  const pod = await readNetns(netns, ['addresses', 'fdb']);
+  const { shape, peers } = shapeOf(pod.links);
   if (shape !== 'vm') return { shape, peers, ports: [] };
   try {
-    const ports = await discoverVmPorts(netns, node.ipRouteFor(netns, links, addresses));
+    const ports = await discoverVmPorts(netns, node.ipRouteFor(netns, pod));
     return { shape, peers, ports };
   } catch (e) {
     if (e instanceof NotAVmPodError) return { shape: 'partial', peers, ports: [], why: (e as Error).message };

@@ -2,7 +2,7 @@
  * Keeps the dataplane equal to what is on the node.
  *
  * Every pod netns the sources report is a Pod here, keyed by its inode. A pod
- * is checked (one `ip link` in it; discovery when it has the VM layout) when
+ * is checked (one netlink read of it; discovery when it has the VM layout) when
  * something says it may have changed:
  *   - its netns file appeared or vanished (fs.watch on the netns dirs),
  *   - a link or FDB event in the pod (a monitor per VM pod, and per new pod
@@ -126,6 +126,7 @@ export class Reconciler {
   private nodeMonitor: Monitor | null = null;
   private unwatch: (() => void) | null = null;
   private fullRunning: Promise<void> | null = null;
+  private recordsDuringResync: AttachmentRecord[] | null = null;
   private readonly missingHostDevs = new Set<string>();
   private adopted = 0;
 
@@ -235,6 +236,7 @@ export class Reconciler {
       } finally {
         this.metrics?.reconcileDuration.observe({ kind: 'full' }, (performance.now() - t0) / 1000);
         this.fullRunning = null;
+        this.recordsDuringResync = null;
       }
     })();
     return this.fullRunning;
@@ -317,7 +319,7 @@ export class Reconciler {
 
   /** Removes the attachments and endpoints that belong to a pod (but the attachments on `keepPorts`). */
   private forget(pod: Pod, reason: string, keepPorts: string[] = []): void {
-    for (const r of this.dp.attachments()) {
+    for (const r of this.records()) {
       if (!POD_PROGRAMS.includes(r.program) || r.netnsInode !== pod.inode || keepPorts.includes(r.ifname)) continue;
       this.dropPodRecord(pod, r, reason);
     }
@@ -346,6 +348,7 @@ export class Reconciler {
   private startNodeMonitor(): void {
     this.nodeMonitor = new Monitor({
       onEvent: (e) => this.onNodeEvent(e),
+      onEventsLost: () => void this.fullResync('node netlink events were lost'),
       onExit: (code, stderr) => {
         if (this.stopping) return;
         this.log.error({ code, stderr }, 'the node netlink monitor ended; restarting it in 1 s');
@@ -365,6 +368,7 @@ export class Reconciler {
     pod.monitor = new Monitor({
       netns: pod.path,
       onEvent: (e) => this.onPodEvent(pod, e),
+      onEventsLost: () => this.kick(pod, 'netlink events were lost'),
       onExit: (code, stderr) => {
         pod.monitor = null;
         if (pod.gone || this.stopping) return;
@@ -587,7 +591,7 @@ export class Reconciler {
 
     // ports that are no longer VM uplinks, or guest ports behind them
     this.forget(pod, 'the port is no longer a VM uplink or guest port', look.ports.flatMap((p) => [p.uplink.ifname, ...p.guestPorts]));
-    const records = this.dp.attachments().filter((r) => r.netnsInode === pod.inode);
+    const records = this.records().filter((r) => r.netnsInode === pod.inode);
     for (const port of look.ports) {
       const bypass = this.bypassFor(pod, port);
       await this.ensureAttached('fixup', pod, port, port.uplink.ifname, records, request);
@@ -762,6 +766,7 @@ export class Reconciler {
    * goes, with its interface).
    */
   private dropRecord(r: AttachmentRecord, podPath: string | null): void {
+    this.recordsDuringResync = null;
     try {
       if (r.netnsInode === this.sources.selfInode) {
         this.dp.removeRecord(r, undefined);
@@ -776,7 +781,18 @@ export class Reconciler {
     fs.rmSync(r.pin, { force: true });
   }
 
+  /**
+   * The attachment records. A full resync looks at every pod, and reading the
+   * records (a directory of one pin per attachment) for each would cost
+   * O(pods²): while it runs, they are read once and again after each change.
+   */
+  private records(): AttachmentRecord[] {
+    if (!this.fullRunning) return this.dp.attachments();
+    return (this.recordsDuringResync ??= this.dp.attachments());
+  }
+
   private change(action: string, fields: Record<string, unknown>, msg: string, reason: string): void {
+    this.recordsDuringResync = null;
     this.metrics?.changes.inc({ action });
     this.log.info({ change: action, ...fields, reason }, msg);
   }

@@ -1,12 +1,11 @@
 /**
- * Reading links, addresses, routes, neighbours and bridge FDBs with
- * iproute2's JSON output, inside a given netns (nsenter keeps /sys/fs/bpf and
- * /var/run/netns visible, unlike `ip netns exec`).
+ * Reading links, addresses, routes, neighbours and bridge FDBs of a netns,
+ * in the shapes iproute2 prints with `-j` (what discovery was written
+ * against). The addon reads them with rtnetlink dumps, off the JS thread,
+ * without running a process.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-
-const run = promisify(execFile);
+import { native, type NetlinkDumpKind } from '../native.js';
+import { toAddresses, toFdb, toLinks, toNeighbours, toRoutes } from './netlink-shapes.js';
 
 export interface Link {
   ifindex: number;
@@ -43,7 +42,7 @@ export interface FdbEntry {
   mac: string;
   ifname: string;
   master?: string;
-  state?: string; // 'permanent', 'static' or absent (learned)
+  state?: string; // 'permanent', 'static', '' (learned)
   flags?: string[]; // 'self' for the port's own entries
 }
 
@@ -60,18 +59,36 @@ export interface Route {
   scope?: string;
 }
 
-async function json<T>(netns: string | undefined, cmd: 'ip' | 'bridge', args: string[]): Promise<T> {
-  const argv = netns ? ['nsenter', `--net=${netns}`, cmd, '-j', ...args] : [cmd, '-j', ...args];
-  const { stdout } = await run(argv[0]!, argv.slice(1), { maxBuffer: 64 * 1024 * 1024 });
-  return (stdout.trim() ? JSON.parse(stdout) : []) as T;
+/** What one netlinkDump of a netns holds, as iproute2 would print it; links always, the rest when asked for. */
+export interface NetnsSnapshot {
+  links: Link[];
+  addresses: Address[];
+  neighbours: Neighbour[];
+  routes: Route[];
+  /** `bridge fdb show br <bridge>` */
+  fdb(bridge: string): FdbEntry[];
+}
+
+/** Reads a netns (absent: this process's) in one call: links, and the kinds asked for (else empty). */
+export async function readNetns(netns: string | undefined, kinds: Array<Exclude<NetlinkDumpKind, 'links'>> = []): Promise<NetnsSnapshot> {
+  const d = await native().netlinkDump(netns, ['links', ...kinds]);
+  const links = d.links ?? [];
+  return {
+    links: toLinks(links),
+    addresses: toAddresses(links, d.addresses ?? []),
+    neighbours: toNeighbours(links, d.neighbours ?? []),
+    routes: toRoutes(links, d.routes ?? []),
+    fdb: (bridge) => toFdb(links, d.fdb ?? [], bridge),
+  };
 }
 
 export const iproute = {
-  links: (netns?: string) => json<Link[]>(netns, 'ip', ['-d', 'link', 'show']),
-  addresses: (netns?: string) => json<Address[]>(netns, 'ip', ['addr', 'show']),
-  fdb: (netns: string | undefined, bridge: string) => json<FdbEntry[]>(netns, 'bridge', ['fdb', 'show', 'br', bridge]),
-  neighbours: (netns: string | undefined, dev: string) => json<Neighbour[]>(netns, 'ip', ['neigh', 'show', 'dev', dev]),
-  routes: (netns: string | undefined, dev: string) => json<Route[]>(netns, 'ip', ['-4', 'route', 'show', 'dev', dev]),
+  links: async (netns?: string): Promise<Link[]> => (await readNetns(netns)).links,
+  addresses: async (netns?: string): Promise<Address[]> => (await readNetns(netns, ['addresses'])).addresses,
+  fdb: async (netns: string | undefined, bridge: string): Promise<FdbEntry[]> => (await readNetns(netns, ['fdb'])).fdb(bridge),
+  neighbours: async (netns: string | undefined, dev: string): Promise<Neighbour[]> =>
+    (await readNetns(netns, ['neighbours'])).neighbours.filter((n) => n.dev === dev),
+  routes: async (netns: string | undefined, dev: string): Promise<Route[]> => (await readNetns(netns, ['routes'])).routes.filter((r) => r.dev === dev),
 };
 
 export type IpRoute = typeof iproute;

@@ -8,8 +8,8 @@
  *     process) and until /readyz answers 200;
  *   - a new pod: time from its bridge and tap existing (the guest announces
  *     itself right after) to covered, one pod at a time, with the N pods there;
- *   - idle: CPU of the daemon and of its child processes (the `ip monitor`s,
- *     and the `ip`/`bridge` runs it waits for) over a window that holds one
+ *   - idle: CPU of the daemon and of any child processes (it watches netlink
+ *     in-process, so there should be none) over a window that holds one
  *     periodic full resync, and its RSS;
  *   - churn: pods created and deleted (4 at a time) while measuring CPU and RSS.
  *
@@ -28,6 +28,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import { DEFAULT_RESYNC_INTERVAL, parseDuration } from '../../lib/daemon/config.js';
 import { Dataplane } from '../../lib/dataplane/dataplane.js';
 import { packageRoot } from '../../lib/native.js';
 import { BRIDGE_IP, CALICO_HOST_MAC, GATEWAY_IP, POD_IF, VM_BRIDGE, VM_NIC, VM_TAP, caliName, randomMac, randomTag } from '../../lib/lab/addressing.js';
@@ -63,7 +64,7 @@ export interface ColdStart {
   cpuS: number;
   /** Daemon RSS right after covered. */
   rssMb: number;
-  /** Child processes (netlink monitors) once covered. */
+  /** Child processes once covered (none expected: netlink is watched in-process). */
   children: number;
   loadavg: number[];
 }
@@ -83,7 +84,7 @@ export interface CpuWindow {
   /** Per-second % of a core (1 s samples): the median shows the floor, the max the resync. */
   perSecondMedianPct: number;
   perSecondMaxPct: number;
-  /** Of it, the share of child processes (monitors and the `ip`/`bridge` runs). */
+  /** Of it, the share of child processes. */
   childrenPct: number;
   /** Mean of the seconds that are not bursts (a burst: more than 5 points above the median second). */
   floorPct: number;
@@ -106,7 +107,7 @@ export interface ControlPlaneResult {
     idleMb: number;
     churnMaxMb: number;
     afterMb: number;
-    /** The children (one `ip monitor` per VM pod, one for the node) when idle: count, summed RSS and PSS. */
+    /** The children when idle: count, summed RSS and PSS. */
     children: { count: number; rssMb: number; pssMb: number };
   };
   cpu: { idle: CpuWindow; churn: CpuWindow & { cycles: number } };
@@ -119,10 +120,11 @@ export interface ControlPlaneResult {
 // ------------------------------------------------------------------ knobs
 
 const POLL_MS = 20;
+/** The daemon's default full resync interval: the idle window holds one. */
+const RESYNC_S = parseDuration(DEFAULT_RESYNC_INTERVAL, 'resync interval', 0, Infinity) / 1000;
 // additions are spaced so that they span more than one resync interval: some of them meet a periodic full resync
-const FULL = { pods: [50, 250], additions: 25, additionGapMs: 1200, idleS: 32, churnS: 30, churnParallel: 4 };
+const FULL = { pods: [50, 250], additions: 25, additionGapMs: Math.ceil((RESYNC_S * 1000) / 24), idleS: RESYNC_S + 2, churnS: 30, churnParallel: 4 };
 const QUICK = { pods: [10], additions: 5, additionGapMs: 200, idleS: 3, churnS: 4, churnParallel: 2 };
-const RESYNC_S = 30;
 const BRIDGE_SETTLED_MS = 20_000;
 const BUILD_BATCH = 50;
 const CONCURRENCY = 8;
@@ -820,7 +822,7 @@ export function formatControlPlane(r: ControlPlaneResult): string {
   lines.push(
     `A lab node (network namespaces) with bridged VM pods whose guests are netns; the daemon runs as the image does (Node.js ${r.machine.node}, ${r.daemon.nodeFlags.join(' ') || 'no flags'}), ` +
       `resync every ${r.daemon.resyncIntervalS} s, log level ${r.daemon.logLevel}, commit ${r.daemon.commit ?? 'unknown'}. ${r.machine.cpus} CPUs, kernel ${r.machine.kernel}, load average ${r.machine.loadavgStart.join(' ')} at the start.` +
-      ` CPU counts the daemon and every child process (its \`ip monitor\`s and the \`ip\`/\`bridge\` runs it waits for).`,
+      ` CPU counts the daemon and every child process (it should have none: netlink is read in-process).`,
   );
   lines.push('');
   lines.push('| target | goal | measured | |');
@@ -865,7 +867,7 @@ export function formatControlPlane(r: ControlPlaneResult): string {
   if (r.cpu.idle.windowS >= r.daemon.resyncIntervalS) {
     lines.push(
       `Idle CPU is a floor (${r.cpu.idle.floorPct} % of a core: the netlink monitors wait in the kernel) plus the periodic full resync, ` +
-        `≈ ${r.cpu.idle.burstCpuS} CPU-s every ${r.daemon.resyncIntervalS} s here, which looks into every pod again (an \`ip\` and a \`bridge\` process per VM pod).`,
+        `≈ ${r.cpu.idle.burstCpuS} CPU-s every ${r.daemon.resyncIntervalS} s here, which looks into every pod again (a netlink read and an attachment check per VM pod).`,
     );
     lines.push('');
   }

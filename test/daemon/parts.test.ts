@@ -1,10 +1,9 @@
 /**
  * The daemon's parts that need no kernel: configuration parsing (flags over
- * environment over defaults), netlink monitor lines, the pod shape check.
+ * environment over defaults), the pod shape check.
  */
 import test from 'ava';
 import { parseConfig, parseDuration, parseListenAddress } from '../../lib/daemon/config.js';
-import { parseMonitorLine } from '../../lib/daemon/monitor.js';
 import { shapeOf } from '../../lib/daemon/probe.js';
 import type { Link } from '../../lib/discovery/iproute.js';
 
@@ -15,7 +14,7 @@ test('defaults', (t) => {
     netnsDirs: ['/var/run/netns'],
     netnsPrefix: '',
     proc: false,
-    resyncIntervalMs: 30_000,
+    resyncIntervalMs: 120_000,
     logLevel: 'info',
     metrics: { host: '127.0.0.1', port: 9808, text: '127.0.0.1:9808' },
     accelerate: false,
@@ -88,28 +87,6 @@ test('listen addresses and durations', (t) => {
   t.is(parseDuration('30', 'x', 1, 1e9), 30_000);
   t.is(parseDuration('1.5s', 'x', 1, 1e9), 1500);
   t.is(parseDuration('1h', 'x', 1, 1e10), 3_600_000);
-});
-
-test('monitor lines: links, neighbours, FDB entries', (t) => {
-  t.deepEqual(parseMonitorLine('4: v1@v2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master br0 state UP \\    link/ether 82:1e:95:ae:33:eb'), {
-    kind: 'link',
-    deleted: false,
-    ifindex: 4,
-    ifname: 'v1',
-  });
-  t.deepEqual(parseMonitorLine('Deleted 7: cali0123456789a@if2: <BROADCAST> mtu 1500'), { kind: 'link', deleted: true, ifindex: 7, ifname: 'cali0123456789a' });
-  t.deepEqual(parseMonitorLine('198.18.1.10 dev cali0123456789a lladdr 0A:1E:96:DF:A3:77 REACHABLE'), {
-    kind: 'neigh',
-    deleted: false,
-    ip: '198.18.1.10',
-    dev: 'cali0123456789a',
-    mac: '0a:1e:96:df:a3:77',
-  });
-  t.deepEqual(parseMonitorLine('198.18.1.10 dev cali0123456789a FAILED'), { kind: 'neigh', deleted: false, ip: '198.18.1.10', dev: 'cali0123456789a', mac: undefined });
-  t.deepEqual(parseMonitorLine('dev tap0 lladdr 52:54:00:12:34:56 REACHABLE'), { kind: 'fdb', deleted: false, dev: 'tap0', mac: '52:54:00:12:34:56' });
-  t.deepEqual(parseMonitorLine('Deleted dev tap0 lladdr 52:54:00:12:34:56 REACHABLE'), { kind: 'fdb', deleted: true, dev: 'tap0', mac: '52:54:00:12:34:56' });
-  t.is(parseMonitorLine(''), null);
-  t.is(parseMonitorLine('something else'), null);
 });
 
 const link = (l: Partial<Link> & { ifname: string; ifindex: number }): Link => l;

@@ -28,7 +28,7 @@ Options (each also from the environment variable in brackets):
   --proc                      also find pods through /proc/<pid>/ns/net (hostPID) [${ENV.proc}]
   --proc-root <dir>           where the host's /proc is (default /proc) [${ENV['proc-root']}]
   --proc-interval <duration>  how often /proc is scanned (default 1s) [${ENV['proc-interval']}]
-  --resync-interval <dur>     full resync, the safety net (default 30s) [${ENV['resync-interval']}]
+  --resync-interval <dur>     full resync, the safety net (default 2m) [${ENV['resync-interval']}]
   --log-level <level>         trace, debug, info (default), warn, error, fatal, silent [${ENV['log-level']}]
   --metrics-address <h:p>     HTTP address (default ${DEFAULT_METRICS_ADDRESS}) [${ENV['metrics-address']}]
   --accelerate                also attach redirect to --host-dev interfaces; VM traffic

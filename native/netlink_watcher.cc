@@ -1,0 +1,221 @@
+#include "netlink_watcher.h"
+
+#include "errors.h"
+#include "fd.h"
+#include "netns.h"
+#include "rtnl.h"
+#include "rtnl_messages.h"
+
+#include <linux/if_link.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <fcntl.h>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace vmpeer {
+
+using namespace rtnl;
+
+namespace {
+
+// Room for bursts (a bridge flushing its FDB, many links at once) before the kernel drops events.
+constexpr int kReceiveBuffer = 4 * 1024 * 1024;
+
+} // namespace
+
+struct NetlinkWatcher::Subscription {
+  UniqueFd sock;
+  WatchSink sink;
+  std::string label;
+  std::unordered_map<uint32_t, std::string> names; // ifindex → ifname in that netns
+};
+
+struct NetlinkWatcher::State {
+  std::mutex mutex;
+  UniqueFd epoll;
+  std::map<uint32_t, std::unique_ptr<Subscription>> subs;
+  uint32_t nextId = 1;
+  std::once_flag started;
+};
+
+NetlinkWatcher::NetlinkWatcher() : state_(new State) {}
+
+NetlinkWatcher &NetlinkWatcher::Instance() {
+  // Never destroyed: the thread runs until the process ends.
+  static NetlinkWatcher *instance = new NetlinkWatcher();
+  return *instance;
+}
+
+uint32_t NetlinkWatcher::Add(const std::optional<std::string> &netns, WatchSink sink) {
+  std::call_once(state_->started, [this] {
+    state_->epoll.reset(CheckErrno(epoll_create1(EPOLL_CLOEXEC), "epoll_create1", "netlink watcher"));
+    std::thread([this] { Run(); }).detach();
+  });
+  auto sub = std::make_unique<Subscription>();
+  sub->label = netns ? *netns : "this netns";
+  sub->sink = std::move(sink);
+  InNetns(netns, [&] {
+    sub->sock = OpenSocket(RTMGRP_LINK | RTMGRP_NEIGH, sub->label);
+    // a bigger buffer than rmem_max allows needs CAP_NET_ADMIN; without it the default stays
+    if (setsockopt(sub->sock.get(), SOL_SOCKET, SO_RCVBUFFORCE, &kReceiveBuffer, sizeof kReceiveBuffer) < 0)
+      setsockopt(sub->sock.get(), SOL_SOCKET, SO_RCVBUF, &kReceiveBuffer, sizeof kReceiveBuffer);
+    // events name devices by ifindex: the names come from a dump made after subscribing
+    // (so that no link falls between the two), then follow the link events
+    UniqueFd dump = OpenSocket(0, sub->label);
+    struct {
+      ifinfomsg ifi;
+      rtattr mask;
+      uint32_t maskValue;
+    } req{};
+    req.ifi.ifi_family = AF_UNSPEC;
+    req.mask.rta_type = IFLA_EXT_MASK;
+    req.mask.rta_len = RTA_LENGTH(sizeof(uint32_t));
+    req.maskValue = RTEXT_FILTER_SKIP_STATS;
+    Dump(dump.get(), RTM_GETLINK, &req, sizeof req, "RTM_GETLINK", sub->label, [&](const nlmsghdr *nh) {
+      LinkMsg l;
+      if (ParseLink(nh, l))
+        sub->names[l.ifindex] = l.ifname;
+    });
+  });
+  CheckErrno(fcntl(sub->sock.get(), F_SETFL, O_NONBLOCK), "fcntl", sub->label);
+
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  uint32_t id = state_->nextId++;
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = id;
+  CheckErrno(epoll_ctl(state_->epoll.get(), EPOLL_CTL_ADD, sub->sock.get(), &ev), "epoll_ctl", sub->label);
+  state_->subs.emplace(id, std::move(sub));
+  return id;
+}
+
+bool NetlinkWatcher::Remove(uint32_t id) {
+  std::unique_ptr<Subscription> sub;
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    auto it = state_->subs.find(id);
+    if (it == state_->subs.end())
+      return false;
+    sub = std::move(it->second);
+    state_->subs.erase(it);
+    epoll_ctl(state_->epoll.get(), EPOLL_CTL_DEL, sub->sock.get(), nullptr);
+    sub->sock.reset();
+  }
+  sub->sink.release();
+  return true;
+}
+
+void NetlinkWatcher::RemoveOwnedBy(const void *owner) {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  for (auto it = state_->subs.begin(); it != state_->subs.end();) {
+    if (it->second->sink.owner != owner) {
+      ++it;
+      continue;
+    }
+    epoll_ctl(state_->epoll.get(), EPOLL_CTL_DEL, it->second->sock.get(), nullptr);
+    it = state_->subs.erase(it);
+  }
+}
+
+namespace {
+
+std::string NameOf(const std::unordered_map<uint32_t, std::string> &names, uint32_t ifindex) {
+  auto it = names.find(ifindex);
+  return it != names.end() ? it->second : "if" + std::to_string(ifindex);
+}
+
+} // namespace
+
+void NetlinkWatcher::Drain(Subscription &sub, WatchBatch &batch) {
+  static thread_local std::vector<char> buf(64 * 1024);
+  for (;;) {
+    ssize_t n = recv(sub.sock.get(), buf.data(), buf.size(), MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return;
+      if (errno == ENOBUFS) { // the socket stays usable; what overflowed is lost
+        batch.lost = true;
+        continue;
+      }
+      batch.ended = std::string("recv: ") + ErrnoText(errno);
+      return;
+    }
+    auto *nh = reinterpret_cast<const nlmsghdr *>(buf.data());
+    unsigned int left = static_cast<unsigned int>(n);
+    for (; NLMSG_OK(nh, left); nh = NLMSG_NEXT(nh, left)) {
+      LinkMsg link;
+      NeighMsg neigh;
+      if (ParseLink(nh, link)) {
+        // a bridge port's AF_BRIDGE "deleted" means it left its bridge, not that it is gone
+        bool gone = link.deleted && link.family != AF_BRIDGE;
+        if (!gone && !link.ifname.empty())
+          sub.names[link.ifindex] = link.ifname;
+        WatchEvent e{WatchEvent::kLink};
+        e.deleted = link.deleted;
+        e.ifindex = link.ifindex;
+        e.ifname = link.ifname.empty() ? NameOf(sub.names, link.ifindex) : link.ifname;
+        batch.events.push_back(std::move(e));
+        if (gone)
+          sub.names.erase(link.ifindex);
+      } else if (ParseNeigh(nh, neigh)) {
+        bool fdb = neigh.family == AF_BRIDGE;
+        if (!fdb && neigh.dst.empty())
+          continue;
+        WatchEvent e{fdb ? WatchEvent::kFdb : WatchEvent::kNeigh};
+        e.deleted = neigh.deleted;
+        e.ifindex = neigh.ifindex;
+        e.ifname = NameOf(sub.names, neigh.ifindex);
+        e.ip = neigh.dst;
+        e.mac = neigh.lladdr;
+        batch.events.push_back(std::move(e));
+      }
+    }
+  }
+}
+
+void NetlinkWatcher::Run() {
+  epoll_event ready[64];
+  for (;;) {
+    int n = epoll_wait(state_->epoll.get(), ready, 64, -1);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return; // the epoll fd is gone: nothing left to watch
+    }
+    for (int i = 0; i < n; i++) {
+      uint32_t id = static_cast<uint32_t>(ready[i].data.u64);
+      std::unique_ptr<Subscription> ended;
+      {
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        auto it = state_->subs.find(id);
+        if (it == state_->subs.end())
+          continue; // removed meanwhile
+        Subscription &sub = *it->second;
+        auto *batch = new WatchBatch;
+        Drain(sub, *batch);
+        bool over = !batch->ended.empty();
+        if (batch->events.empty() && !batch->lost && !over)
+          delete batch;
+        else
+          sub.sink.deliver(batch);
+        if (over) {
+          epoll_ctl(state_->epoll.get(), EPOLL_CTL_DEL, sub.sock.get(), nullptr);
+          ended = std::move(it->second);
+          state_->subs.erase(it);
+        }
+      }
+      if (ended)
+        ended->sink.release();
+    }
+  }
+}
+
+} // namespace vmpeer
