@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { HookTarget } from '../bpf/link.js';
 import type { BridgeBypass } from '../dataplane/codec.js';
-import type { AttachmentRecord, Dataplane, ProgramName } from '../dataplane/dataplane.js';
+import { POD_PROGRAMS, type AttachmentRecord, type Dataplane, type ProgramName } from '../dataplane/dataplane.js';
 import type { VmPort } from '../discovery/vm-pod.js';
 import type { Native } from '../native.js';
 import type { DaemonConfig } from './config.js';
@@ -55,8 +55,6 @@ const CONCURRENCY = 8;
 const ATTACH_CONCURRENCY = 32;
 /** Events within this window start one check. */
 const COALESCE_MS = 10;
-/** The programs vmpeer attaches inside VM pods (at the uplink port, and at the guest port with the bridge bypass). */
-const POD_PROGRAMS: readonly ProgramName[] = ['fixup', 'from_guest'];
 type PodProgram = 'fixup' | 'from_guest';
 
 interface Pod {

@@ -28,6 +28,20 @@ const BPF_FS_MAGIC = 0xcafe4a11;
 
 export type ProgramName = 'fixup' | 'redirect' | 'from_guest';
 
+/** The programs attached inside VM pods; `redirect` goes on host interfaces. */
+export const POD_PROGRAMS: readonly ProgramName[] = ['fixup', 'from_guest'];
+
+/**
+ * What mode 'auto' means for a program. In a VM pod vmpeer is alone at the
+ * hook, and a clsact filter attaches at once, where a tcx link holds the rtnl
+ * lock across an RCU grace period (tcx_link_attach(): about 13 ms each, one
+ * at a time): 250 pods are covered in 0.55 s with clsact, 3.9 s with tcx. On
+ * host interfaces, tcx orders vmpeer among the CNI's own tcx programs.
+ */
+export function autoMode(n: Native, program: ProgramName): AttachMode {
+  return POD_PROGRAMS.includes(program) ? 'clsact' : resolveMode(n, 'auto');
+}
+
 export interface AttachmentRecord {
   program: ProgramName;
   mode: AttachMode;
@@ -201,8 +215,8 @@ export class Dataplane {
     return this.attachments().find((r) => r.program === program && r.ifname === target.ifname && r.hook === target.hook && r.netnsInode === inode);
   }
 
-  private newRecord(program: ProgramName, target: HookTarget, mode: AttachOptions['mode']): AttachmentRecord {
-    const resolved = resolveMode(this.n, mode);
+  private newRecord(program: ProgramName, target: HookTarget, mode: AttachOptions['mode'] = 'auto'): AttachmentRecord {
+    const resolved = mode === 'auto' ? autoMode(this.n, program) : resolveMode(this.n, mode);
     const inode = netnsInode(target.netns);
     const pin = path.join(this.root, resolved === 'tcx' ? 'links' : 'filters', recordName(program, target, inode));
     return { program, mode: resolved, hook: target.hook, ifname: target.ifname, netnsInode: inode, pin };

@@ -103,8 +103,8 @@ test('200 VM pod create/delete cycles: nothing leaks, memory stays flat', async 
   );
   t.deepEqual(
     state.pins().filter((p) => !p.startsWith('maps/')),
-    [`links/${path.basename(state.dp.attachments()[0]!.pin)}`],
-    'one link pin, no stray or half-swapped pins',
+    [path.relative(root, state.dp.attachments()[0]!.pin)],
+    'one attachment pin, no stray or half-swapped pins',
   );
   t.is(metric(metrics, 'vmpeer_pods', { state: 'vm' }), 1);
   t.true((metric(metrics, 'vmpeer_reconcile_errors_total', { kind: 'pod' }) ?? 0) === 0, 'no failed pod check');

@@ -59,7 +59,7 @@ test('the daemon covers every VM pod of the node by itself and leaves the plain 
   t.deepEqual(state.hook(l.node.ns.path, l.node.uplink.name).map((e) => e.progName), ['cni_emulator']);
 
   const metrics = (await d.http('/metrics')).body;
-  t.is(metric(metrics, 'vmpeer_attachments', { program: 'fixup', mode: 'tcx' }), 3);
+  t.is(metric(metrics, 'vmpeer_attachments', { program: 'fixup', mode: 'clsact' }), 3);
   t.is(metric(metrics, 'vmpeer_endpoints'), 3);
   t.is(metric(metrics, 'vmpeer_ready'), 1);
   t.is(metric(metrics, 'vmpeer_pods', { state: 'vm' }), 3);

@@ -39,7 +39,9 @@ test('kill -9, restart (adopt) and upgrade (rebuilt object) under 200 pings/s pe
   await Promise.all(l.vms.map((vm) => announce(vm)));
   const root = `${bpffsDir(t)}/vmpeer`;
   const rebuilt = rebuiltObject(t);
-  const base = { nodeNs: l.node.ns.path, root, prefix: `${l.name}-` };
+  // tcx links where the kernel has them (pods get clsact filters by default: modes.test.ts covers those)
+  const mode = native().kernelFeatures().tcx ? ['--mode', 'tcx'] : [];
+  const base = { nodeNs: l.node.ns.path, root, prefix: `${l.name}-`, args: mode };
 
   const first = startDaemon(t, base);
   await first.ready();
@@ -76,7 +78,7 @@ test('kill -9, restart (adopt) and upgrade (rebuilt object) under 200 pings/s pe
 
   // 3. upgrade: a rebuilt object, swapped in without a gap
   const tags = tagsOf(rebuilt);
-  const third = startDaemon(t, { ...base, args: ['--object', rebuilt, '--cleanup-on-exit'] });
+  const third = startDaemon(t, { ...base, args: [...mode, '--object', rebuilt, '--cleanup-on-exit'] });
   await third.ready();
   const after = hooks();
   t.notDeepEqual(tags, tagsOf(OBJECT_PATH), 'the rebuilt object differs');

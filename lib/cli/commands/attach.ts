@@ -52,7 +52,8 @@ Options:
   --guest-mac <mac>    the guest's MAC (default: learned by the pod's bridge)
   --guest-ip <ip>      the guest's IP (default: the pod IP)
   --bypass-bridge      take the pod's bridge out of the guest's IP traffic
-  --mode <mode>        tcx (Linux >= 6.6), clsact, or auto (default)
+  --mode <mode>        tcx (Linux >= 6.6), clsact, or auto (default: clsact in
+                       VM pods, tcx on host interfaces where the kernel has it)
   --accelerate         attach redirect to --host-dev instead
   --host-dev <ifname>  a host interface (uplink, or another pod's host veth)
   --first              accelerate: run before the programs already at the hook

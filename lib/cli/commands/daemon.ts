@@ -35,7 +35,8 @@ Options (each also from the environment variable in brackets):
                               arriving there then bypasses host netfilter [${ENV.accelerate}]
   --host-dev <ifname>         a host interface to accelerate, repeatable [${ENV['host-dev']}]
   --first                     accelerate: run before the programs already at the hook [${ENV.first}]
-  --mode <mode>               tcx (Linux >= 6.6), clsact, or auto (default) [${ENV.mode}]
+  --mode <mode>               tcx (Linux >= 6.6), clsact, or auto (default: clsact in VM
+                              pods, tcx on host interfaces where the kernel has it) [${ENV.mode}]
   --bypass-bridge             take each VM pod's bridge out of its guest's IP traffic
                               (README "Bridge bypass") [${ENV['bypass-bridge']}]
   --cleanup-on-exit           remove every attachment, endpoint and pin on exit (uninstall) [${ENV['cleanup-on-exit']}]
