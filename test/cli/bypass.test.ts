@@ -35,6 +35,7 @@ test('attach --bypass-bridge: the guest is reached past its bridge; attach witho
   const root = bpffsDir(t);
   const node = l.node.ns.path;
 
+  await l.ping(l.client, vm.podIp, { count: 1 }); // the guest answers: the bridge learns its MAC
   const attach = await vmpeer(node, ['attach', '--netns', vm.podNs.name, '--bypass-bridge', '--bpffs', root]);
   t.is(attach.code, 0, attach.stderr);
   t.regex(attach.stdout, /attached fixup on eth0-nic .*; bridge bypassed: from_guest on tap0 \((tcx|clsact)\)/);
@@ -96,6 +97,7 @@ test('--bypass-bridge refuses a bridge with more than one guest port, and change
   const l = await lab(t, { plainPods: 0 });
   const vm = l.vms[0]!;
   const root = bpffsDir(t);
+  await l.ping(l.client, vm.podIp, { count: 1 }); // the guest answers: the bridge learns its MAC
   await runIn(vm.podNs.path, 'ip', ['link', 'add', 'vpt-extra', 'type', 'veth', 'peer', 'name', 'vpt-extra-p']);
   await runIn(vm.podNs.path, 'ip', ['link', 'set', 'vpt-extra', 'master', 'k6t-eth0']);
   const r = await vmpeer(l.node.ns.path, ['attach', '--netns', vm.podNs.name, '--bypass-bridge', '--bpffs', root]);
