@@ -55,6 +55,8 @@ const CONCURRENCY = 8;
 const ATTACH_CONCURRENCY = 32;
 /** Events within this window start one check. */
 const COALESCE_MS = 10;
+/** A failed check is retried after this, doubling each time (up to the resync interval). */
+const FIRST_RETRY_MS = 100;
 type PodProgram = 'fixup' | 'from_guest';
 
 interface Pod {
@@ -517,7 +519,8 @@ export class Reconciler {
       }
       pod.failures++;
       this.metrics?.reconcileErrors.inc({ kind: 'pod' });
-      const retry = Math.min(1000 * 2 ** Math.min(pod.failures - 1, 5), this.cfg.resyncIntervalMs);
+      // a pod being wired up fails transiently: look again soon, then back off
+      const retry = Math.min(FIRST_RETRY_MS * 2 ** Math.min(pod.failures - 1, 9), this.cfg.resyncIntervalMs);
       this.log.warn({ netns: pod.path, err: (e as Error).message, retryMs: retry }, 'pod check failed');
       pod.timer = setTimeout(() => void this.checkPod(pod, 'retry after a failure', true), retry);
     } finally {

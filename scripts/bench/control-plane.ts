@@ -727,6 +727,8 @@ export async function controlPlane(options: { quick: boolean }): Promise<Control
       await sleep(knobs.additionGapMs);
     }
     const spanS = round((performance.now() - tAdd) / 1000, 1);
+    const failed = d.logs.filter((l) => l.msg === 'pod check failed' && String(l.netns ?? '').includes('-pn'));
+    if (failed.length > 0) notes.push(`new pods: ${failed.length} check(s) of a pod being wired up failed and were retried (${[...new Set(failed.map((l) => String(l.err)))].join('; ')})`);
     // the added pods stay: the node has maxPods + additions VM pods from here on
 
     // ---- churn: pods created and deleted, several at a time, while measuring
