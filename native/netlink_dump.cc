@@ -35,16 +35,7 @@ struct Snapshot {
 };
 
 void DumpLinks(int fd, const std::string &label, Snapshot &s) {
-  struct {
-    ifinfomsg ifi;
-    rtattr mask;
-    uint32_t maskValue;
-  } req{};
-  req.ifi.ifi_family = AF_UNSPEC;
-  req.mask.rta_type = IFLA_EXT_MASK;
-  req.mask.rta_len = RTA_LENGTH(sizeof(uint32_t));
-  req.maskValue = RTEXT_FILTER_SKIP_STATS; // counters are not needed and are most of a link's message
-  Dump(fd, RTM_GETLINK, &req, sizeof req, "RTM_GETLINK", label, [&](const nlmsghdr *nh) {
+  rtnl::DumpLinks(fd, label, [&](const nlmsghdr *nh) {
     LinkMsg l;
     if (ParseLink(nh, l))
       s.links.push_back(std::move(l));

@@ -68,16 +68,7 @@ uint32_t NetlinkWatcher::Add(const std::optional<std::string> &netns, WatchSink 
     // events name devices by ifindex: the names come from a dump made after subscribing
     // (so that no link falls between the two), then follow the link events
     UniqueFd dump = OpenSocket(0, sub->label);
-    struct {
-      ifinfomsg ifi;
-      rtattr mask;
-      uint32_t maskValue;
-    } req{};
-    req.ifi.ifi_family = AF_UNSPEC;
-    req.mask.rta_type = IFLA_EXT_MASK;
-    req.mask.rta_len = RTA_LENGTH(sizeof(uint32_t));
-    req.maskValue = RTEXT_FILTER_SKIP_STATS;
-    Dump(dump.get(), RTM_GETLINK, &req, sizeof req, "RTM_GETLINK", sub->label, [&](const nlmsghdr *nh) {
+    DumpLinks(dump.get(), sub->label, [&](const nlmsghdr *nh) {
       LinkMsg l;
       if (ParseLink(nh, l))
         sub->names[l.ifindex] = l.ifname;

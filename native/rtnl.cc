@@ -43,8 +43,33 @@ std::string FormatIp(int family, const void *data, size_t len) {
   return inet_ntop(family, data, buf, sizeof buf) ? std::string(buf) : std::string();
 }
 
+namespace {
+
+// The kernel's reason from an extended ack, if it sent one.
+std::string ExtAck(const nlmsghdr *nh) {
+  if (!(nh->nlmsg_flags & NLM_F_ACK_TLVS))
+    return "";
+  auto *err = static_cast<const nlmsgerr *>(NLMSG_DATA(nh));
+  size_t offset = sizeof(nlmsgerr);
+  if (!(nh->nlmsg_flags & NLM_F_CAPPED))
+    offset += err->msg.nlmsg_len - sizeof(nlmsghdr);
+  if (NLMSG_LENGTH(offset) > nh->nlmsg_len)
+    return "";
+  std::string msg;
+  ForEachAttr(reinterpret_cast<const char *>(err) + NLMSG_ALIGN(offset), nh->nlmsg_len - NLMSG_LENGTH(offset),
+              [&](int type, const void *data, size_t len) {
+                if (type == NLMSGERR_ATTR_MSG)
+                  msg = AttrString(data, len);
+              });
+  return msg;
+}
+
+} // namespace
+
 UniqueFd OpenSocket(uint32_t groups, const std::string &label) {
   UniqueFd sock(CheckErrno(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), "socket", label));
+  int one = 1;
+  setsockopt(sock.get(), SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one); // for better messages only
   if (groups) {
     sockaddr_nl local;
     memset(&local, 0, sizeof local);
@@ -99,11 +124,24 @@ void Dump(int fd, uint16_t type, const void *header, size_t headerLen, const cha
         int err = -static_cast<const nlmsgerr *>(NLMSG_DATA(m))->error;
         if (err == 0)
           continue;
-        Fail(err, op, label);
+        Fail(err, op, label, ExtAck(m));
       }
       fn(m);
     }
   }
+}
+
+void DumpLinks(int fd, const std::string &label, const std::function<void(const nlmsghdr *)> &fn) {
+  struct {
+    ifinfomsg ifi;
+    rtattr mask;
+    uint32_t maskValue;
+  } req{};
+  req.ifi.ifi_family = AF_UNSPEC;
+  req.mask.rta_type = IFLA_EXT_MASK;
+  req.mask.rta_len = RTA_LENGTH(sizeof(uint32_t));
+  req.maskValue = RTEXT_FILTER_SKIP_STATS; // counters are not needed and are most of a link's message
+  Dump(fd, RTM_GETLINK, &req, sizeof req, "RTM_GETLINK", label, fn);
 }
 
 } // namespace vmpeer::rtnl

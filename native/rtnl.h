@@ -43,8 +43,12 @@ UniqueFd OpenSocket(uint32_t groups, const std::string &label);
 
 // Sends one NLM_F_DUMP request of `type` with the fixed header `header` (and
 // optional trailing attributes in it) and calls fn for every answer until the
-// dump ends. A failed dump throws a Failure naming `op` and `label`.
+// dump ends. A failed dump throws a Failure naming `op` and `label`, with the
+// kernel's extended-ack reason when it gave one.
 void Dump(int fd, uint16_t type, const void *header, size_t headerLen, const char *op, const std::string &label,
           const std::function<void(const nlmsghdr *)> &fn);
+
+// Dumps every link (RTM_GETLINK, without the per-link counters) and calls fn for each.
+void DumpLinks(int fd, const std::string &label, const std::function<void(const nlmsghdr *)> &fn);
 
 } // namespace vmpeer::rtnl
