@@ -21,12 +21,13 @@ import { EndpointTable } from '../../lib/dataplane/endpoint-table.js';
 import { ENDPOINT, STAT_NAMES } from '../../lib/dataplane/layout.js';
 import { killAndWait } from '../../lib/lab/exec.js';
 import { Lab } from '../../lib/lab/lab.js';
-import { native, packageRoot } from '../../lib/native.js';
+import { native } from '../../lib/native.js';
 import { cpuShare, otherCpusBusy, readCpuSnapshot, type CpuShare, type CpuSnapshot } from './cpu.js';
 import { COUNTER_NAMES, counterDelta, emptyCounters, emulatorDelta, PATHS, verify, type EndpointCounts, type Evidence, type PathId, type PathSpec, type VmpeerCounters } from './paths.js';
 import { perfAvailable, perfSelfTest, recordCpu, summarizeProfile, type Profile, type ProfileSample } from './profile.js';
 import { buildPrototypes, type Prototypes } from './prototypes.js';
 import { shuffle } from './stats.js';
+import { vmpeer as runCli } from '../../test/helpers/cli.js';
 import {
   iperf3ClientArgs,
   iperf3ServerArgs,
@@ -41,7 +42,6 @@ import {
   type ThroughputResult,
 } from './tools.js';
 
-const CLI = path.join(packageRoot, 'dist', 'lib', 'cli', 'bin.js');
 /** An iperf3 server at the default priority, on no particular CPU. */
 const UNPINNED_IPERF3_PORT = IPERF3_PORT + 1;
 
@@ -126,24 +126,8 @@ export interface E2eResult {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `vmpeer ...args --bpffs root` in the node netns, as the tests and an operator do. */
-function vmpeer(nodeNs: string, root: string, args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('nsenter', [`--net=${nodeNs}`, process.execPath, CLI, ...args, '--bpffs', root], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+/** `vmpeer ...args --bpffs root` in the node netns, as the tests and an operator run it. */
+const vmpeer = (nodeNs: string, root: string, args: string[]) => runCli(nodeNs, [...args, '--bpffs', root]);
 
 async function vmpeerOk(nodeNs: string, root: string, args: string[]): Promise<string> {
   const r = await vmpeer(nodeNs, root, args);
@@ -451,17 +435,22 @@ export class BenchLab {
   }
 }
 
-/** One path in one round: configure, warm up, request/response, then bulk, with counters around both. */
-async function measure(b: BenchLab, spec: PathSpec, round: number, slot: number): Promise<Measurement> {
+/** Puts the lab on `spec`'s path and warms it up, runs `work`, and checks with the counters that the traffic took that path. */
+async function onPath<T>(b: BenchLab, spec: PathSpec, work: (ip: string) => Promise<T>): Promise<{ result: T; evidence: Evidence }> {
   await b.apply(spec);
   const ip = b.targetIp(spec);
   await b.warmUp(ip, spec.id);
   const emu0 = b.lab.emulatorStats();
   const vp0 = await b.vmpeerCounters();
-  const rr = await b.rr(ip);
-  const tput = await b.tput(ip);
+  const result = await work(ip);
   const emu = emulatorDelta(emu0, b.lab.emulatorStats());
   const vp = counterDelta(vp0, await b.vmpeerCounters());
+  return { result, evidence: verify(spec.expect, emu, vp) };
+}
+
+/** One path in one round: configure, warm up, request/response, then bulk, with counters around both. */
+async function measure(b: BenchLab, spec: PathSpec, round: number, slot: number): Promise<Measurement> {
+  const { result: [rr, tput], evidence } = await onPath(b, spec, async (ip) => [await b.rr(ip), await b.tput(ip)] as const);
   return {
     path: spec.id,
     round,
@@ -472,20 +461,14 @@ async function measure(b: BenchLab, spec: PathSpec, round: number, slot: number)
     cpuTput: tput.cpu,
     otherBusyRr: rr.otherBusy,
     otherBusyTput: tput.otherBusy,
-    evidence: verify(spec.expect, emu, vp),
+    evidence,
   };
 }
 
 /** A bulk run with client and server where the scheduler puts them, at the default priority. */
 async function unpinned(b: BenchLab, spec: PathSpec, round: number, seconds: number): Promise<UnpinnedRun> {
-  await b.apply(spec);
-  const ip = b.targetIp(spec);
-  await b.warmUp(ip, spec.id);
-  const emu0 = b.lab.emulatorStats();
-  const vp0 = await b.vmpeerCounters();
-  const r = await b.tput(ip, { seconds, omit: 1, pinned: false });
-  const ev = verify(spec.expect, emulatorDelta(emu0, b.lab.emulatorStats()), counterDelta(vp0, await b.vmpeerCounters()));
-  return { path: spec.id, round, gbps: r.tput.bitsPerSecond / 1e9, verified: ev.verified };
+  const { result: r, evidence } = await onPath(b, spec, (ip) => b.tput(ip, { seconds, omit: 1, pinned: false }));
+  return { path: spec.id, round, gbps: r.tput.bitsPerSecond / 1e9, verified: evidence.verified };
 }
 
 /** Profiles a path: perf on the benchmark CPU in the middle of a bulk run, and over a request/response window. */

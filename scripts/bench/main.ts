@@ -39,20 +39,11 @@ import { RR_MESSAGE_BYTES } from './tools.js';
 
 const RESULTS_DIR = path.join(packageRoot, 'bench', 'results');
 
-interface Plan {
-  quick: boolean;
-  rounds: number;
-  rrSeconds: number;
-  tputSeconds: number;
-  omitSeconds: number;
-  perPacket: { repeat: number; rounds: number };
-  paths: PathId[];
-  profilePaths: PathId[];
-  profileMetrics: Array<'throughput' | 'rr'>;
-  profileSeconds: number;
-  unpinnedPaths: PathId[];
-  unpinnedSeconds: number;
-}
+/** What a run measures: the end-to-end knobs, the per-packet ones, and whether it is the smoke test. */
+type Plan = Pick<
+  E2eOptions,
+  'rounds' | 'rrSeconds' | 'tputSeconds' | 'omitSeconds' | 'paths' | 'profilePaths' | 'profileMetrics' | 'profileSeconds' | 'unpinnedPaths' | 'unpinnedSeconds'
+> & { quick: boolean; perPacket: { repeat: number; rounds: number } };
 
 const FULL: Plan = {
   quick: false,
