@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { HookTarget } from '../bpf/link.js';
 import type { BridgeBypass } from '../dataplane/codec.js';
-import { POD_PROGRAMS, type AttachmentRecord, type Dataplane, type ProgramName } from '../dataplane/dataplane.js';
+import { isPodProgram, type AttachmentRecord, type Dataplane, type PodProgram, type ProgramName } from '../dataplane/dataplane.js';
 import type { VmPort } from '../discovery/vm-pod.js';
 import type { Native } from '../native.js';
 import type { DaemonConfig } from './config.js';
@@ -57,7 +57,6 @@ const ATTACH_CONCURRENCY = 32;
 const COALESCE_MS = 10;
 /** A failed check is retried after this, doubling each time (up to the resync interval). */
 const FIRST_RETRY_MS = 100;
-type PodProgram = 'fixup' | 'from_guest';
 
 interface Pod {
   inode: number;
@@ -320,7 +319,7 @@ export class Reconciler {
   /** Removes the attachments and endpoints that belong to a pod (but the attachments on `keepPorts`). */
   private forget(pod: Pod, reason: string, keepPorts: string[] = []): void {
     for (const r of this.records()) {
-      if (!POD_PROGRAMS.includes(r.program) || r.netnsInode !== pod.inode || keepPorts.includes(r.ifname)) continue;
+      if (!isPodProgram(r.program) || r.netnsInode !== pod.inode || keepPorts.includes(r.ifname)) continue;
       this.dropPodRecord(pod, r, reason);
     }
     if (keepPorts.length === 0) {
@@ -710,7 +709,7 @@ export class Reconciler {
   private collectGarbage(): void {
     for (const r of this.dp.attachments()) {
       const pod = this.pods.get(r.netnsInode);
-      if (!POD_PROGRAMS.includes(r.program) || (pod && pod.kind !== 'plain')) continue;
+      if (!isPodProgram(r.program) || (pod && pod.kind !== 'plain')) continue;
       this.dropRecord(r, pod?.path ?? null);
       this.change('detach', { program: r.program, netns: pod?.path, netnsInode: r.netnsInode, ifname: r.ifname, mode: r.mode }, 'removed attachment', pod ? 'its pod is not a VM pod' : 'its pod no longer exists');
     }

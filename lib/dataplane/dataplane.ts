@@ -26,10 +26,11 @@ export const DEFAULT_BPFFS_ROOT = '/sys/fs/bpf/vmpeer';
 export const OBJECT_PATH = path.join(packageRoot, 'dist', 'bpf', 'vmpeer.bpf.o');
 const BPF_FS_MAGIC = 0xcafe4a11;
 
-export type ProgramName = 'fixup' | 'redirect' | 'from_guest';
-
 /** The programs attached inside VM pods; `redirect` goes on host interfaces. */
-export const POD_PROGRAMS: readonly ProgramName[] = ['fixup', 'from_guest'];
+export type PodProgram = 'fixup' | 'from_guest';
+export type ProgramName = PodProgram | 'redirect';
+
+export const isPodProgram = (name: string): name is PodProgram => name === 'fixup' || name === 'from_guest';
 
 /**
  * What mode 'auto' means for a program. In a VM pod vmpeer is alone at the
@@ -39,7 +40,7 @@ export const POD_PROGRAMS: readonly ProgramName[] = ['fixup', 'from_guest'];
  * host interfaces, tcx orders vmpeer among the CNI's own tcx programs.
  */
 export function autoMode(n: Native, program: ProgramName): AttachMode {
-  return POD_PROGRAMS.includes(program) ? 'clsact' : resolveMode(n, 'auto');
+  return isPodProgram(program) ? 'clsact' : resolveMode(n, 'auto');
 }
 
 export interface AttachmentRecord {

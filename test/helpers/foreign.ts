@@ -7,14 +7,14 @@ import type { ExecutionContext } from 'ava';
 import { native, type HookTarget } from '../../lib/native.js';
 import { TC_PRIORITY } from '../../lib/bpf/link.js';
 import type { Program } from '../../lib/bpf/program.js';
-import { POD_PROGRAMS } from '../../lib/dataplane/dataplane.js';
+import { isPodProgram } from '../../lib/dataplane/dataplane.js';
 
 let handles = 0x1100;
 
 /** In the mode of vmpeer's program at the hook (tcx runs before every clsact filter), else tcx where the kernel has it. */
 export function attachForeign(t: ExecutionContext, prog: Program, target: HookTarget, position: 'before' | 'after' = 'before'): void {
   const n = native();
-  const ours = n.listHook(target).find((e) => (POD_PROGRAMS as readonly string[]).includes(e.progName) || e.progName === 'redirect');
+  const ours = n.listHook(target).find((e) => isPodProgram(e.progName) || e.progName === 'redirect');
   if (ours ? ours.mode === 'tcx' : n.kernelFeatures().tcx) {
     const { linkFd } = n.attach({ ...target, progFd: prog.fd, mode: 'tcx', first: position === 'before' });
     t.teardown(() => n.closeFd(linkFd!));
