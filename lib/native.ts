@@ -216,8 +216,15 @@ export interface Native {
   objGet(path: string): number; // new fd
   closeFd(fd: number): void;
   progIdOf(fd: number): number;
-  /** Takes an exclusive flock() on a directory, waiting for it; closeFd() releases it. */
-  lockDir(path: string): number;
+  /**
+   * Takes a flock() on a directory (exclusive unless `shared`), waiting for it
+   * unless `wait` is false (then -1 when another holds it); closeFd() releases it.
+   */
+  lockDir(path: string, options?: { shared?: boolean; wait?: boolean }): number;
+  /** The identity and shape of a map by fd (a pinned one, from objGet()). */
+  mapInfo(fd: number): Omit<NativeMap, 'name' | 'fd' | 'pinPath'>;
+  /** A new fd for a loaded program by its id. */
+  progFdById(id: number): number;
 
   testRun(progFd: number, request: TestRunRequest): TestRunResult;
 

@@ -32,7 +32,9 @@ import { Monitor, type NetlinkEvent } from './monitor.js';
 import { lookInto, NodeView, type PodLook } from './probe.js';
 import type { NetnsSources } from './sources.js';
 import { Slots, type Release } from './slots.js';
-import { programTag, swapProgram, verifyRecord } from './upgrade.js';
+import { programTag } from '../bpf/fdinfo.js';
+import { verifyRecord } from '../dataplane/verify.js';
+import { swapProgram } from './upgrade.js';
 
 /** A new netns may still become a VM pod: watched (monitor, polls) this long. */
 const YOUNG_MS = 60_000;
@@ -215,6 +217,7 @@ export class Reconciler {
       const t0 = performance.now();
       this.metrics?.reconciles.inc({ kind: 'full' });
       try {
+        this.checkPins();
         this.syncSources();
         await Promise.all([...this.pods.values()].map((p) => this.checkPod(p, reason, true, true)));
         if (this.stopping) return;
@@ -239,6 +242,23 @@ export class Reconciler {
       }
     })();
     return this.fullRunning;
+  }
+
+  /**
+   * vmpeer's pins are the state the next process finds. When some vanished
+   * (removed by hand, or by an older vmpeer that removed state recursively),
+   * the daemon is not ready until this resync has rebuilt them: the maps are
+   * pinned again from this process's fds, and the attachments are verified
+   * pod by pod (filters without a record adopted, links attached again).
+   */
+  private checkPins(): void {
+    const repaired = this.dp.repairPins();
+    if (repaired.length === 0) return;
+    this.readyFlag = false;
+    this.metrics?.ready.set(0);
+    this.recordsDuringResync = null;
+    for (const pod of this.pods.values()) pod.verified.clear();
+    this.log.error({ root: this.cfg.bpffsRoot, missing: repaired }, "not ready: vmpeer's pinned state vanished; rebuilding it from the kernel");
   }
 
   // ------------------------------------------------------------ sources

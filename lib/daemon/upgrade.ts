@@ -24,78 +24,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { TC_HANDLE, TC_PRIORITY, TC_PRIORITY_FIRST, type HookTarget } from '../bpf/link.js';
 import type { Program } from '../bpf/program.js';
+import { pinned } from '../bpf/fdinfo.js';
 import { parseRecordName, type AttachmentRecord } from '../dataplane/dataplane.js';
 import { isNativeError } from '../errors.js';
 import type { Native } from '../native.js';
-
-export interface FdInfo {
-  progTag?: string;
-  progId?: number;
-  linkId?: number;
-}
-
-/** What the kernel says about a BPF program or link fd of this process. */
-export function fdInfo(fd: number): FdInfo {
-  const text = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
-  const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)$`, 'm').exec(text)?.[1];
-  const num = (name: string) => {
-    const v = field(name);
-    return v === undefined ? undefined : Number(v);
-  };
-  return { progTag: field('prog_tag'), progId: num('prog_id'), linkId: num('link_id') };
-}
-
-/** The tag of a loaded program: the hash of its instructions, equal for equal programs. */
-export function programTag(prog: Program): string {
-  const tag = fdInfo(prog.fd).progTag;
-  if (!tag) throw new Error(`no prog_tag for ${prog.name} in /proc/self/fdinfo`);
-  return tag;
-}
-
-/** The program (and tcx link) a record pins; null when the pin cannot be opened. */
-export function pinned(n: Native, pin: string): FdInfo | null {
-  let fd: number;
-  try {
-    fd = n.objGet(pin);
-  } catch {
-    return null;
-  }
-  try {
-    return fdInfo(fd);
-  } finally {
-    n.closeFd(fd);
-  }
-}
-
-export type Verdict =
-  | { state: 'ok'; tag: string }
-  | { state: 'outdated'; tag: string }
-  | { state: 'stale'; why: string };
-
-/**
- * Compares a record with the kernel: is it at its hook, running `tag`?
- * Throws when the hook cannot be listed (no such interface: the caller
- * decides). Extra vmpeer clsact filters at the hook (a swap that was cut
- * short) are removed.
- */
-export function verifyRecord(n: Native, record: AttachmentRecord, target: HookTarget, tag: string): Verdict {
-  const info = pinned(n, record.pin);
-  if (!info || info.progId === undefined) return { state: 'stale', why: 'its pin cannot be opened' };
-  const entries = n.listHook(target);
-  if (record.mode === 'tcx') {
-    if (info.linkId === undefined || !entries.some((e) => e.mode === 'tcx' && e.linkId === info.linkId)) {
-      return { state: 'stale', why: 'its tcx link is no longer at the hook' };
-    }
-  } else {
-    const ours = entries.filter((e) => e.mode === 'clsact' && e.handle === TC_HANDLE);
-    if (!ours.some((e) => e.progId === info.progId)) return { state: 'stale', why: 'its filter is no longer at the hook' };
-    for (const extra of ours.filter((e) => e.progId !== info.progId)) {
-      n.detach({ ...target, mode: 'clsact', handle: TC_HANDLE, priority: extra.priority, progId: extra.progId });
-    }
-  }
-  const current = info.progTag ?? '';
-  return current === tag ? { state: 'ok', tag: current } : { state: 'outdated', tag: current };
-}
 
 export function nextPin(pin: string): string {
   return path.join(path.dirname(pin), `next_${path.basename(pin)}`);

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { announce } from '../../lib/lab/dynamic.js';
-import { pinned } from '../../lib/daemon/upgrade.js';
+import { pinned } from '../../lib/bpf/fdinfo.js';
 import { native } from '../../lib/native.js';
 import { TC_HANDLE } from '../../lib/bpf/link.js';
 import { lab } from '../helpers/lab.js';

@@ -91,12 +91,13 @@ Examples:
       guestIp: values['guest-ip'] === undefined ? undefined : parseIp(values['guest-ip'] as string, '--guest-ip').text,
     };
     const bypass = values['bypass-bridge'] === true;
-    const vms = await discoverVmInterfaces(netns, overrides);
-    const lone = vms.find((vm) => bypass && !vm.guestPort);
-    if (lone) throw new UsageError(`--bypass-bridge needs a bridge with one guest port: ${lone.bridge} in ${netns} has ${lone.guestPorts.join(', ')}`);
 
+    // the node lock is held from discovery to the last record (one transaction)
     const dp = Dataplane.open({ root });
     try {
+      const vms = await discoverVmInterfaces(netns, overrides);
+      const lone = vms.find((vm) => bypass && !vm.guestPort);
+      if (lone) throw new UsageError(`--bypass-bridge needs a bridge with one guest port: ${lone.bridge} in ${netns} has ${lone.guestPorts.join(', ')}`);
       for (const vm of vms) {
         const c = coverVm(dp, vm, { mode, bypass });
         const target = { netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };

@@ -25,11 +25,12 @@ export interface StatusReport {
 }
 
 export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusReport> {
-  if (!Dataplane.exists(root)) return { root, attachments: [], endpoints: [], stats: Object.fromEntries(STAT_NAMES.map((s) => [s, 0])) };
-  const names = netnsNames();
-  const links = new Map((await iproute.links()).map((l) => [l.ifindex, l.ifname]));
-  const dp = Dataplane.open({ root });
+  // read without the lock: status works beside the daemon and never changes anything
+  const dp = Dataplane.view({ root });
+  if (!dp) return { root, attachments: [], endpoints: [], stats: Object.fromEntries(STAT_NAMES.map((s) => [s, 0])) };
   try {
+    const names = netnsNames();
+    const links = new Map((await iproute.links()).map((l) => [l.ifindex, l.ifname]));
     return {
       root,
       attachments: dp.attachments().map((r) => ({
