@@ -10,6 +10,7 @@
 import type { AttachMode } from '../native.js';
 import type { VmInterface } from '../discovery/vm-pod.js';
 import type { Endpoint } from './codec.js';
+import { killPoint } from '../kill-point.js';
 import { netnsInode, type AttachmentRecord, type Dataplane } from './dataplane.js';
 
 export interface CoverOptions {
@@ -44,6 +45,7 @@ export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = 
     bypass: bypass ? { uplinkIfindex: vm.uplink.ifindex, guestIfindex: vm.guestPort!.ifindex } : null,
   };
   const endpoint = dp.setEndpoint(wrote);
+  killPoint('endpoint');
   const undo: (() => void)[] = [];
   if (endpoint !== 'unchanged') {
     undo.push(() => {
@@ -56,6 +58,7 @@ export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = 
   try {
     const fixup = dp.attach('fixup', uplink, { mode });
     if (fixup.created) undo.push(() => dp.removeRecordIfSame(fixup.record, uplink));
+    killPoint('record');
     let fromGuest: Covered['fromGuest'] = null;
     let bypassRemoved = false;
     if (bypass) {

@@ -150,6 +150,7 @@ export class Dataplane {
   static view(options: Omit<DataplaneOptions, 'object' | 'lockWaitMs'> = {}): Dataplane | null {
     const root = options.root ?? DEFAULT_BPFFS_ROOT;
     const n = options.native ?? loadNative();
+    checkRoot(root);
     const maps = new Map<string, BpfMap>();
     try {
       for (const name of PINNED_MAPS) {

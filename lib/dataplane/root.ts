@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Native } from '../native.js';
 import { isNativeError, UsageError, VmpeerError } from '../errors.js';
+import { killPoint } from '../kill-point.js';
 
 const BPF_FS_MAGIC = 0xcafe4a11;
 /** The entries vmpeer makes in its state directory. */
@@ -121,6 +122,7 @@ export function lockHolder(root: string): { pid: number; daemon: boolean } | nul
  */
 export function pruneRoot(root: string, pins: string[]): void {
   for (const pin of pins) fs.rmSync(pin, { force: true });
+  killPoint('prune');
   for (const dir of [...ROOT_ENTRIES.map((d) => path.join(root, d)), root]) {
     try {
       fs.rmdirSync(dir);

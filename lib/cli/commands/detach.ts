@@ -8,6 +8,7 @@ import { describe } from '../../bpf/link.js';
 import { UsageError } from '../../errors.js';
 import { parseIfname } from '../../validate.js';
 import { iproute } from '../../discovery/iproute.js';
+import { killPoint } from '../../kill-point.js';
 
 export const detachCommand: Command = {
   name: 'detach',
@@ -87,10 +88,12 @@ Examples:
         dp.removeRecord(r, netns);
         io.out(`detached ${r.program} from ${describe({ netns, ifname: r.ifname, hook: r.hook })}`);
       }
+      killPoint('detach-record');
       for (const e of endpoints) {
         dp.deleteEndpoint(e.guestIp);
         io.out(`removed endpoint ${e.guestIp} (${e.guestMac})`);
       }
+      killPoint('detach-endpoint');
     } finally {
       dp.closeAndPruneIfEmpty();
     }
