@@ -84,6 +84,7 @@ export class Dataplane {
   private readonly maps: ReadonlyMap<string, BpfMap>;
   /** The node lock (root.ts); null for a view(). */
   private lockFd: number | null;
+  private closed = false;
   /** Attachments under way (attachAsync), by their record's pin. */
   private readonly attaching = new Map<string, Promise<unknown>>();
 
@@ -168,6 +169,8 @@ export class Dataplane {
 
   /** Releases the object (or the view's maps) and the node lock; attachments that are pinned stay. */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     if (this.obj) this.obj.close();
     else for (const m of this.maps.values()) this.n.closeFd(m.fd);
     if (this.lockFd !== null) this.n.closeFd(this.lockFd);

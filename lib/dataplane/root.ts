@@ -75,14 +75,17 @@ export function tryLockRoot(n: Native, root: string): number | null {
   }
 }
 
-/** Takes the node lock, waiting up to `waitMs` (Infinity: for as long as it takes). */
+/**
+ * Takes the node lock, waiting up to `waitMs` for another command to finish;
+ * refuses at once when the holder is a daemon (it holds it for its life).
+ */
 export function lockRoot(n: Native, root: string, waitMs: number): number {
   const until = Date.now() + waitMs;
   const pause = new Int32Array(new SharedArrayBuffer(4));
   for (;;) {
     const fd = tryLockRoot(n, root);
     if (fd !== null) return fd;
-    if (Date.now() >= until) throw lockedError(root);
+    if (Date.now() >= until || lockHolder(root)?.daemon) throw lockedError(root);
     Atomics.wait(pause, 0, 0, 50);
   }
 }
