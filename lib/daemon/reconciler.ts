@@ -31,6 +31,7 @@ import type { DaemonMetrics, EndpointSample } from './metrics.js';
 import { Monitor, type NetlinkEvent } from './monitor.js';
 import { lookInto, NodeView, type PodLook } from './probe.js';
 import type { NetnsSources } from './sources.js';
+import { netnsPaths } from '../dataplane/netns-paths.js';
 import { Slots, type Release } from './slots.js';
 import { programTag } from '../bpf/fdinfo.js';
 import { verifyRecord } from '../dataplane/verify.js';
@@ -725,12 +726,18 @@ export class Reconciler {
 
   // ------------------------------------------------------------ garbage, redirect
 
-  /** Attachments and endpoints of namespaces that no longer exist, or that are not VM pods. */
+  /**
+   * Attachments and endpoints of namespaces that no longer exist, or that are
+   * not VM pods (or not in the daemon's scope: a CLI's attachment elsewhere).
+   * A filter is removed in its netns, found by inode, when that still exists.
+   */
   private collectGarbage(): void {
+    let elsewhere: Map<number, string> | null = null;
     for (const r of this.dp.attachments()) {
       const pod = this.pods.get(r.netnsInode);
       if (!isPodProgram(r.program) || (pod && pod.kind !== 'plain')) continue;
-      this.dropRecord(r, pod?.path ?? null);
+      elsewhere ??= pod ? null : netnsPaths(this.cfg.netnsDirs);
+      this.dropRecord(r, pod?.path ?? elsewhere?.get(r.netnsInode) ?? null);
       this.change('detach', { program: r.program, netns: pod?.path, netnsInode: r.netnsInode, ifname: r.ifname, mode: r.mode }, 'removed attachment', pod ? 'its pod is not a VM pod' : 'its pod no longer exists');
     }
     for (const ep of this.dp.endpoints()) {

@@ -388,6 +388,22 @@ export class Dataplane {
     return true;
   }
 
+  /**
+   * Removes a stale record: a tcx link is detached through its pin (wherever
+   * it is), a clsact filter in `netns` when it still exists there (found by
+   * the record's program); then the pin goes.
+   */
+  forgetRecord(record: AttachmentRecord, netns: string | null): void {
+    this.writable();
+    try {
+      if (record.mode === 'tcx') this.n.detach({ ifname: record.ifname, hook: record.hook, mode: 'tcx', pinPath: record.pin });
+      else if (netns !== null) detach(this.n, { netns, ifname: record.ifname, hook: record.hook }, { mode: 'clsact', pinPath: record.pin });
+    } catch {
+      // the attachment is gone already
+    }
+    fs.rmSync(record.pin, { force: true });
+  }
+
   /** Removes an attachment by its record; when the netns is gone, only its pin is left to remove. */
   removeRecord(record: AttachmentRecord, netns?: string): void {
     if (!netns || fs.existsSync(netns)) {

@@ -14,6 +14,17 @@ export type Verdict =
   | { state: 'outdated'; tag: string }
   | { state: 'stale'; why: string };
 
+/** Why a record is stale (its attachment is not at its hook), or null when it is there. Changes nothing. */
+export function recordInKernel(n: Native, record: AttachmentRecord, target: HookTarget): string | null {
+  const info = pinned(n, record.pin);
+  if (!info || info.progId === undefined) return 'its pin cannot be opened';
+  const entries = n.listHook(target);
+  if (record.mode === 'tcx') {
+    return info.linkId !== undefined && entries.some((e) => e.mode === 'tcx' && e.linkId === info.linkId) ? null : 'its tcx link is no longer at the hook';
+  }
+  return entries.some((e) => e.mode === 'clsact' && e.handle === TC_HANDLE && e.progId === info.progId) ? null : 'its filter is no longer at the hook';
+}
+
 /**
  * Compares a record with the kernel: is it at its hook, running `tag`?
  * Throws when the hook cannot be listed (no such interface: the caller
@@ -21,20 +32,13 @@ export type Verdict =
  * short) are removed.
  */
 export function verifyRecord(n: Native, record: AttachmentRecord, target: HookTarget, tag: string): Verdict {
+  const why = recordInKernel(n, record, target);
+  if (why) return { state: 'stale', why };
   const info = pinned(n, record.pin);
-  if (!info || info.progId === undefined) return { state: 'stale', why: 'its pin cannot be opened' };
-  const entries = n.listHook(target);
-  if (record.mode === 'tcx') {
-    if (info.linkId === undefined || !entries.some((e) => e.mode === 'tcx' && e.linkId === info.linkId)) {
-      return { state: 'stale', why: 'its tcx link is no longer at the hook' };
-    }
-  } else {
-    const ours = entries.filter((e) => e.mode === 'clsact' && e.handle === TC_HANDLE);
-    if (!ours.some((e) => e.progId === info.progId)) return { state: 'stale', why: 'its filter is no longer at the hook' };
-    for (const extra of ours.filter((e) => e.progId !== info.progId)) {
-      n.detach({ ...target, mode: 'clsact', handle: TC_HANDLE, priority: extra.priority, progId: extra.progId });
-    }
+  if (record.mode === 'clsact') {
+    const extras = n.listHook(target).filter((e) => e.mode === 'clsact' && e.handle === TC_HANDLE && e.progId !== info?.progId);
+    for (const extra of extras) n.detach({ ...target, mode: 'clsact', handle: TC_HANDLE, priority: extra.priority, progId: extra.progId });
   }
-  const current = info.progTag ?? '';
+  const current = info?.progTag ?? '';
   return current === tag ? { state: 'ok', tag: current } : { state: 'outdated', tag: current };
 }
