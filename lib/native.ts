@@ -236,6 +236,12 @@ export interface Native {
   attachAsync(request: AttachRequest): Promise<Attachment>;
   /** Returns false when nothing (of vmpeer's) was attached there. */
   detach(request: DetachRequest): boolean;
+  /**
+   * Swaps the program of vmpeer's attachment in place, atomically: a tcx link
+   * by its pin (BPF_LINK_UPDATE), a clsact filter at its handle and priority
+   * (BPF_TC_F_REPLACE). Only when it still runs `oldProgId`. Returns the new program's id.
+   */
+  replace(request: HookTarget & { mode: AttachMode; progFd: number; oldProgId: number; pinPath?: string; handle?: number; priority?: number }): number;
   detachAsync(request: DetachRequest): Promise<boolean>;
   listHook(target: HookTarget): HookEntry[];
   /** ifindex of an interface inside a netns (0 when absent). */

@@ -57,6 +57,29 @@ Attachment ClsactAttach(uint32_t ifindex, bool ingress, int progFd, uint32_t han
   return a;
 }
 
+uint32_t ClsactReplace(uint32_t ifindex, bool ingress, int progFd, uint32_t handle, uint32_t priority,
+                       uint32_t oldProgId, const std::string &label) {
+  const TcFilter *found = nullptr;
+  std::vector<TcFilter> filters = DumpClsactFilters(ifindex, ingress, label);
+  for (const TcFilter &f : filters)
+    if (f.handle == handle && f.priority == priority && f.chain == 0)
+      found = &f;
+  if (!found)
+    Fail(ENOENT, "bpf_tc_attach", label, Where(handle, priority) + ": no filter to replace");
+  if (found->kind != "bpf" || found->progId != oldProgId)
+    Fail(EBUSY, "bpf_tc_attach", label,
+         Where(handle, priority) + " runs program " + std::to_string(found->progId) + ", not " +
+             std::to_string(oldProgId));
+  bpf_tc_hook hook = Hook(ifindex, ingress);
+  bpf_tc_opts opts = Opts();
+  opts.prog_fd = progFd;
+  opts.handle = handle;
+  opts.priority = priority;
+  opts.flags = BPF_TC_F_REPLACE;
+  Check(bpf_tc_attach(&hook, &opts), "bpf_tc_attach", label, Where(handle, priority) + " (replace)");
+  return opts.prog_id;
+}
+
 bool ClsactDetach(uint32_t ifindex, bool ingress, uint32_t handle, uint32_t priority,
                   std::optional<uint32_t> progId, const std::string &label) {
   const TcFilter *found = nullptr;

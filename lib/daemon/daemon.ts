@@ -14,7 +14,6 @@ import { createLogger, type Logger } from './log.js';
 import { DaemonMetrics } from './metrics.js';
 import { Reconciler } from './reconciler.js';
 import { NetnsSources } from './sources.js';
-import { recoverSwaps } from './upgrade.js';
 import { resolveMode } from '../bpf/link.js';
 
 export function version(): string {
@@ -79,7 +78,6 @@ export class Daemon {
       throw e;
     }
     try {
-      for (const done of recoverSwaps(n, config.bpffsRoot)) log.info({ change: 'recover', reason: 'an upgrade was cut short' }, done);
       const sources = new NetnsSources(
         { dirs: config.netnsDirs, prefix: config.netnsPrefix, proc: config.proc, procRoot: config.procRoot },
         () => reconciler?.childPids() ?? new Set(),

@@ -663,9 +663,9 @@ export class Reconciler {
         return;
       }
       if (v.state === 'outdated') {
-        swapProgram(this.n, record, target, this.dp.program(program), false);
+        swapProgram(this.n, record, target, this.dp.program(program));
         pod.verified.set(key, generation);
-        this.change('upgrade', { ...where, mode: record.mode, from: v.tag, to: this.tags[program] }, `upgraded ${program}`, 'the attached program differs from this object (new program attached before the old one was removed)');
+        this.change('upgrade', { ...where, mode: record.mode, from: v.tag, to: this.tags[program] }, `upgraded ${program}`, 'the attached program differs from this object (replaced in place)');
         return;
       }
       this.dropRecord(record, pod.path);
@@ -764,7 +764,7 @@ export class Reconciler {
           const v = verifyRecord(this.n, record, target, this.tags.redirect);
           if (v.state === 'ok') continue;
           if (v.state === 'outdated') {
-            swapProgram(this.n, record, target, this.dp.program('redirect'), this.cfg.first);
+            swapProgram(this.n, record, target, this.dp.program('redirect'));
             this.change('upgrade', { ifname, from: v.tag, to: this.tags.redirect }, 'upgraded redirect', 'the attached program differs from this object');
             continue;
           }
