@@ -103,3 +103,27 @@ test('a --bpffs root that is itself a bpffs mount point is refused with exit 2 (
   t.is(daemon.code, 2, daemon.stdout + daemon.stderr);
   t.deepEqual(fs.readdirSync(mnt), before, 'nothing created on it');
 });
+
+test("pins removed under a running daemon (an older vmpeer's recursive removal): its next resync goes unready, says why, and rebuilds them from the kernel", async (t) => {
+  const l = await lab(t, { vmPods: 1, plainPods: 0 });
+  const vm = l.vms[0]!;
+  await announce(vm);
+  const root = `${bpffsDir(t)}/vmpeer`;
+  const d = startDaemon(t, { nodeNs: l.node.ns.path, root, prefix: `${l.name}-`, args: ['--resync-interval', '1s'] });
+  await d.ready();
+  const from = d.logs.length;
+  fs.rmSync(root, { recursive: true, force: true }); // what `vmpeer detach` of earlier versions did
+  const why = await d.waitLog((x) => x.msg.startsWith('not ready: vmpeer'), 10_000, from);
+  t.true((why.missing as string[]).some((m) => m.includes('maps/endpoints')), JSON.stringify(why));
+  await d.waitLog((x) => x.msg.startsWith('ready'), 10_000, from);
+  t.is((await d.http('/readyz')).status, 200);
+  const state = new State(t, root);
+  t.true(state.covered(vm), 'record and endpoint pinned again');
+  t.deepEqual(state.hook(vm.podNs.path, vm.nic.name).map((e) => e.progName), ['fixup'], 'the filter adopted, not doubled');
+  t.is((await l.ping(l.client, vm.podIp, { count: 10, intervalMs: 10 })).received, 10);
+  t.is((await d.http('/metrics')).status, 200);
+  // and the CLI sees the daemon's lock on the new directory
+  const attach = await vmpeer(l.node.ns.path, ['attach', '--netns', vm.podNs.name, '--bpffs', root]);
+  t.is(attach.code, 1);
+  t.regex(attach.stderr, /vmpeer daemon \(pid \d+\) manages the state/);
+});
