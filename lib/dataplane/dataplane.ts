@@ -23,7 +23,7 @@ import { BpfMap } from '../bpf/map.js';
 import type { Program } from '../bpf/program.js';
 import { attach, attachAsync, detach, describe, kernelFeatures, resolveMode, TC_HANDLE, TC_PRIORITY, TC_PRIORITY_FIRST, type HookTarget } from '../bpf/link.js';
 import { pinned, programTag, tagOfProgId } from '../bpf/fdinfo.js';
-import { AlreadyAttachedError, isNativeError, KernelUnsupportedError, UsageError } from '../errors.js';
+import { AlreadyAttachedError, isNativeError, KernelUnsupportedError, UsageError, VmpeerError } from '../errors.js';
 import { checkRoot, lockedError, lockRoot, pruneRoot, ROOT_ENTRIES, tryLockRoot } from './root.js';
 import { verifyRecord } from './verify.js';
 import { decodeStats, encodeStatKey, type Endpoint, type Stats } from './codec.js';
@@ -136,7 +136,13 @@ export class Dataplane {
     try {
       checkRoot(root); // again, now that nobody else changes it
       for (const dir of ROOT_ENTRIES) fs.mkdirSync(path.join(root, dir), { recursive: true });
-      const obj = BpfObject.open(options.object ?? OBJECT_PATH, { pinMapsIn: path.join(root, 'maps') }, n);
+      const source = options.object ?? OBJECT_PATH;
+      let obj: BpfObject;
+      try {
+        obj = BpfObject.open(source, { pinMapsIn: path.join(root, 'maps') }, n);
+      } catch (e) {
+        throw mismatchedPin(n, source, root) ?? e;
+      }
       return new Dataplane(root, obj, obj.maps, lockFd, n);
     } catch (e) {
       n.closeFd(lockFd);
@@ -431,6 +437,46 @@ export class Dataplane {
     const inode = netnsInode(target.netns);
     const pin = path.join(this.root, resolved === 'tcx' ? 'links' : 'filters', recordName(program, target, inode));
     return { program, mode: resolved, hook: target.hook, ifname: target.ifname, netnsInode: inode, pin };
+  }
+}
+
+/**
+ * After a failed load: the pinned map whose shape differs from this build's
+ * (libbpf only says "parameter mismatch"), as an error that names it and
+ * says what to do; null when every pinned map fits.
+ */
+function mismatchedPin(n: Native, source: string | Buffer, root: string): VmpeerError | null {
+  let fresh: BpfObject;
+  try {
+    fresh = BpfObject.open(source, {}, n);
+  } catch {
+    return null; // the object itself does not load: its own error says why
+  }
+  try {
+    for (const name of PINNED_MAPS) {
+      const ours = fresh.maps.get(name);
+      const pin = path.join(root, 'maps', name);
+      if (!ours || !fs.existsSync(pin)) continue;
+      const want = n.mapInfo(ours.fd);
+      const fd = n.objGet(pin);
+      let have: ReturnType<Native['mapInfo']>;
+      try {
+        have = n.mapInfo(fd);
+      } finally {
+        n.closeFd(fd);
+      }
+      const shape = (m: { type: number; keySize: number; valueSize: number; maxEntries: number }) =>
+        `type ${m.type}, ${m.keySize}-byte keys, ${m.valueSize}-byte values, ${m.maxEntries} entries`;
+      if (have.type !== want.type || have.keySize !== want.keySize || have.valueSize !== want.valueSize || have.maxEntries !== want.maxEntries) {
+        return new VmpeerError(
+          `the pinned map ${pin} (${shape(have)}) does not match this build's ${name} (${shape(want)}): ` +
+            'another vmpeer version made it. Run that version, or stop every vmpeer process on this node, detach its pods and remove the pin, then attach again',
+        );
+      }
+    }
+    return null;
+  } finally {
+    fresh.close();
   }
 }
 

@@ -11,7 +11,7 @@ import { BpfObject } from '../../lib/bpf/object.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
 import { native } from '../../lib/native.js';
 import { lab } from '../helpers/lab.js';
-import { bpffsDir } from '../helpers/netns.js';
+import { bpffsDir, netns } from '../helpers/netns.js';
 import { vmpeer } from '../helpers/cli.js';
 import { startDaemon, State, until } from '../helpers/daemon.js';
 
@@ -96,10 +96,11 @@ test('a --bpffs root that is itself a bpffs mount point is refused with exit 2 (
   t.is(r.status, 0, r.stderr);
   t.teardown(() => void spawnSync('umount', [mnt]));
   const before = fs.readdirSync(mnt); // a new bpffs has the kernel's own entries (maps.debug, progs.debug)
-  const attach = await vmpeer(undefined, ['attach', '--accelerate', '--host-dev', 'lo', '--bpffs', mnt]);
+  const ns = netns(t);
+  const attach = await vmpeer(ns.path, ['attach', '--accelerate', '--host-dev', 'lo', '--bpffs', mnt]);
   t.is(attach.code, 2);
   t.regex(attach.stderr, /is a bpffs mount point/);
-  const daemon = await vmpeer(undefined, ['daemon', '--bpffs', mnt, '--metrics-address', '127.0.0.1:0', '--netns-dir', mnt]);
+  const daemon = await vmpeer(ns.path, ['daemon', '--bpffs', mnt, '--metrics-address', '127.0.0.1:0', '--netns-dir', mnt]);
   t.is(daemon.code, 2, daemon.stdout + daemon.stderr);
   t.deepEqual(fs.readdirSync(mnt), before, 'nothing created on it');
 });
@@ -126,4 +127,17 @@ test("pins removed under a running daemon (an older vmpeer's recursive removal):
   const attach = await vmpeer(l.node.ns.path, ['attach', '--netns', vm.podNs.name, '--bpffs', root]);
   t.is(attach.code, 1);
   t.regex(attach.stderr, /vmpeer daemon \(pid \d+\) manages the state/);
+});
+
+test('a pinned map of another layout is refused with exit 1, naming the map and what to do', async (t) => {
+  const root = `${bpffsDir(t)}/vmpeer`;
+  fs.mkdirSync(path.join(root, 'maps'), { recursive: true });
+  foreignPin(path.join(root, 'maps', 'endpoints')); // another shape under vmpeer's name, as another version would leave
+  const ns = netns(t);
+  const r = await vmpeer(ns.path, ['attach', '--accelerate', '--host-dev', 'lo', '--bpffs', root]);
+  t.is(r.code, 1, r.stdout + r.stderr);
+  t.regex(r.stderr, new RegExp(`the pinned map ${root}/maps/endpoints \\(.*\\) does not match this build's endpoints`));
+  t.regex(r.stderr, /another vmpeer version made it/);
+  t.notRegex(r.stderr, /too old/);
+  t.deepEqual(native().listHook({ netns: ns.path, ifname: 'lo', hook: 'ingress' }), []);
 });
