@@ -27,26 +27,11 @@ export function programTag(prog: Program): string {
   return tag;
 }
 
-/** The tag of the loaded program with this id; null when it is gone. */
-export function tagOfProgId(n: Native, id: number): string | null {
+/** fdInfo() of a new fd that `open` returns (closed again); null when it cannot be opened. */
+function infoOf(n: Native, open: () => number): FdInfo | null {
   let fd: number;
   try {
-    fd = n.progFdById(id);
-  } catch {
-    return null;
-  }
-  try {
-    return fdInfo(fd).progTag ?? null;
-  } finally {
-    n.closeFd(fd);
-  }
-}
-
-/** The program (and tcx link) a pin holds; null when the pin cannot be opened. */
-export function pinned(n: Native, pin: string): FdInfo | null {
-  let fd: number;
-  try {
-    fd = n.objGet(pin);
+    fd = open();
   } catch {
     return null;
   }
@@ -55,4 +40,14 @@ export function pinned(n: Native, pin: string): FdInfo | null {
   } finally {
     n.closeFd(fd);
   }
+}
+
+/** The tag of the loaded program with this id; null when it is gone. */
+export function tagOfProgId(n: Native, id: number): string | null {
+  return infoOf(n, () => n.progFdById(id))?.progTag ?? null;
+}
+
+/** The program (and tcx link) a pin holds; null when the pin cannot be opened. */
+export function pinned(n: Native, pin: string): FdInfo | null {
+  return infoOf(n, () => n.objGet(pin));
 }

@@ -1,6 +1,9 @@
 /** What the state tests assert after every race and every kill. */
 import type { ExecutionContext } from 'ava';
-import type { VmPod } from '../../lib/lab/index.js';
+import { announce } from '../../lib/lab/dynamic.js';
+import type { Lab, VmPod } from '../../lib/lab/index.js';
+import { lab } from './lab.js';
+import { bpffsDir } from './netns.js';
 import { native } from '../../lib/native.js';
 import { inodeOf, State } from './daemon.js';
 
@@ -15,3 +18,11 @@ export function exactlyCovered(t: ExecutionContext, root: string, vm: VmPod, wha
   state.dp.close();
 }
 
+
+/** A lab with one VM pod whose guest has announced itself, and a state root for the test. */
+export async function oneVmLab(t: ExecutionContext): Promise<{ l: Lab; vm: Lab['vms'][number]; root: string; node: string }> {
+  const l = await lab(t, { vmPods: 1, plainPods: 0 });
+  const vm = l.vms[0]!;
+  await announce(vm);
+  return { l, vm, root: `${bpffsDir(t)}/vmpeer`, node: l.node.ns.path };
+}

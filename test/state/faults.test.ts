@@ -7,12 +7,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { announce } from '../../lib/lab/dynamic.js';
 import { native } from '../../lib/native.js';
-import { lab } from '../helpers/lab.js';
-import { bpffsDir } from '../helpers/netns.js';
 import { vmpeer } from '../helpers/cli.js';
-import { exactlyCovered } from '../helpers/state.js';
+import { exactlyCovered, oneVmLab } from '../helpers/state.js';
 
 /** The steps VMPEER_TEST_KILL_AT names (lib/kill-point.ts), in the order a transaction passes them. */
 const ATTACH_STEPS = ['endpoint', 'filter', 'record'];
@@ -20,11 +17,7 @@ const DETACH_STEPS = ['detach-filter', 'detach-record', 'detach-endpoint', 'prun
 
 test('killed at each step of attach and detach, the next attach repairs the state and detach then leaves nothing', async (t) => {
   t.timeout(180_000);
-  const l = await lab(t, { vmPods: 1, plainPods: 0 });
-  const vm = l.vms[0]!;
-  await announce(vm);
-  const root = `${bpffsDir(t)}/vmpeer`;
-  const node = l.node.ns.path;
+  const { l, vm, root, node } = await oneVmLab(t);
   const attach = (env = {}) => vmpeer(node, ['attach', '--netns', vm.podNs.name, '--bpffs', root], env);
   const detach = (env = {}) => vmpeer(node, ['detach', '--netns', vm.podNs.name, '--bpffs', root], env);
   const empty = (what: string) => {

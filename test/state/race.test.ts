@@ -6,11 +6,9 @@
 import test from 'ava';
 import { announce, DynamicPods } from '../../lib/lab/dynamic.js';
 import { native } from '../../lib/native.js';
-import { lab } from '../helpers/lab.js';
-import { bpffsDir } from '../helpers/netns.js';
 import { vmpeer, type CliResult } from '../helpers/cli.js';
 import { startDaemon, State, until } from '../helpers/daemon.js';
-import { exactlyCovered } from '../helpers/state.js';
+import { exactlyCovered, oneVmLab } from '../helpers/state.js';
 
 const PAIRS = 50;
 const NEW_PODS = 3;
@@ -22,11 +20,7 @@ function lostCleanly(r: CliResult): boolean {
 
 test(`${PAIRS} pairs of concurrent attaches of one pod: both exit 0, one attachment, one record, the endpoint`, async (t) => {
   t.timeout(180_000);
-  const l = await lab(t, { vmPods: 1, plainPods: 0 });
-  const vm = l.vms[0]!;
-  await announce(vm);
-  const root = `${bpffsDir(t)}/vmpeer`;
-  const node = l.node.ns.path;
+  const { l, vm, root, node } = await oneVmLab(t);
   const t0 = Date.now();
   for (let i = 0; i < PAIRS; i++) {
     const pair = await Promise.all([0, 1].map(() => vmpeer(node, ['attach', '--netns', vm.podNs.name, '--bpffs', root])));
@@ -43,12 +37,8 @@ test(`${PAIRS} pairs of concurrent attaches of one pod: both exit 0, one attachm
 
 test('a CLI attach racing the daemon (at its start, and on a new pod): each exits 0 or says it lost; one attachment, one record, the endpoint', async (t) => {
   t.timeout(120_000);
-  const l = await lab(t, { vmPods: 1, plainPods: 0 });
-  const vm = l.vms[0]!;
-  await announce(vm);
-  const node = l.node.ns.path;
+  const { l, vm, root, node } = await oneVmLab(t);
   const pods = new DynamicPods(l);
-  const root = `${bpffsDir(t)}/vmpeer`;
   for (let round = 0; round < ROUNDS; round++) {
     // the daemon's start and the CLI's attach overlap
     const cli = vmpeer(node, ['attach', '--netns', vm.podNs.name, '--bpffs', root]);

@@ -6,13 +6,11 @@
  * second, none is lost.
  */
 import test from 'ava';
-import { announce } from '../../lib/lab/dynamic.js';
 import { TC_HANDLE } from '../../lib/bpf/link.js';
 import { pinned } from '../../lib/bpf/fdinfo.js';
 import { native, type AttachMode, type HookEntry } from '../../lib/native.js';
-import { lab } from '../helpers/lab.js';
-import { bpffsDir } from '../helpers/netns.js';
 import { rebuiltObject, sleep, startDaemon, State } from '../helpers/daemon.js';
+import { oneVmLab } from '../helpers/state.js';
 
 const RATE_INTERVAL_MS = process.env.VMTEST_KERNEL ? 50 : 5;
 const modes: AttachMode[] = native().kernelFeatures().tcx ? ['clsact', 'tcx'] : ['clsact'];
@@ -22,10 +20,7 @@ const ours = (h: HookEntry[]) => h.filter((e) => e.mode === 'tcx' || e.handle ==
 for (const mode of modes) {
   test(`${mode}: a program-only upgrade replaces fixup in place, never two at the hook, 0 of 200/s lost`, async (t) => {
     t.timeout(120_000);
-    const l = await lab(t, { vmPods: 1, plainPods: 0 });
-    const vm = l.vms[0]!;
-    await announce(vm);
-    const root = `${bpffsDir(t)}/vmpeer`;
+    const { l, vm, root } = await oneVmLab(t);
     const rebuilt = rebuiltObject(t);
     const base = { nodeNs: l.node.ns.path, root, prefix: `${l.name}-` };
     const first = startDaemon(t, { ...base, args: ['--mode', mode] });
