@@ -17,15 +17,17 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { native as loadNative, packageRoot, type AttachMode, type Hook, type Native } from '../native.js';
+import { native as loadNative, packageRoot, type AttachMode, type Native } from '../native.js';
 import { BpfObject } from '../bpf/object.js';
-import { BpfMap } from '../bpf/map.js';
+import type { BpfMap } from '../bpf/map.js';
 import type { Program } from '../bpf/program.js';
 import { attach, attachAsync, detach, describe, kernelFeatures, resolveMode, TC_HANDLE, TC_PRIORITY, TC_PRIORITY_FIRST, type HookTarget } from '../bpf/link.js';
 import { pinned, programTag, tagOfProgId } from '../bpf/fdinfo.js';
-import { AlreadyAttachedError, isNativeError, KernelUnsupportedError, UsageError, VmpeerError } from '../errors.js';
+import { AlreadyAttachedError, KernelUnsupportedError, UsageError } from '../errors.js';
 import { checkRoot, lockedError, lockRoot, pruneRoot, ROOT_ENTRIES, tryLockRoot } from './root.js';
 import { verifyRecord } from './verify.js';
+import { mismatchedPin, openPinnedMaps } from './pinned-maps.js';
+import { listRecords, netnsInode, parseRecordName, recordName, type AttachmentRecord } from './records.js';
 import { decodeStats, encodeStatKey, type Endpoint, type Stats } from './codec.js';
 import { EndpointTable, type WithCounters } from './endpoint-table.js';
 import { STAT_NAMES } from './layout.js';
@@ -52,14 +54,6 @@ export function autoMode(n: Native, program: ProgramName): AttachMode {
   return isPodProgram(program) ? 'clsact' : resolveMode(n, 'auto');
 }
 
-export interface AttachmentRecord {
-  program: ProgramName;
-  mode: AttachMode;
-  hook: Hook;
-  ifname: string;
-  netnsInode: number;
-  pin: string;
-}
 
 export interface AttachOptions {
   mode?: 'auto' | AttachMode;
@@ -74,8 +68,6 @@ export interface DataplaneOptions {
   lockWaitMs?: number;
 }
 
-/** The maps vmpeer pins under maps/. */
-const PINNED_MAPS = ['endpoints', 'stats'] as const;
 
 export class Dataplane {
   readonly root: string;
@@ -158,19 +150,8 @@ export class Dataplane {
     const root = options.root ?? DEFAULT_BPFFS_ROOT;
     const n = options.native ?? loadNative();
     checkRoot(root);
-    const maps = new Map<string, BpfMap>();
-    try {
-      for (const name of PINNED_MAPS) {
-        const pin = path.join(root, 'maps', name);
-        const fd = n.objGet(pin);
-        maps.set(name, new BpfMap(n, { name, fd, pinPath: pin, ...n.mapInfo(fd) }));
-      }
-    } catch (e) {
-      for (const m of maps.values()) n.closeFd(m.fd);
-      if (isNativeError(e) && e.code === 'ENOENT') return null;
-      throw e;
-    }
-    return new Dataplane(root, null, maps, null, n);
+    const maps = openPinnedMaps(n, root);
+    return maps && new Dataplane(root, null, maps, null, n);
   }
 
   /** Releases the object (or the view's maps) and the node lock; attachments that are pinned stay. */
@@ -197,7 +178,9 @@ export class Dataplane {
 
   /** Which of this object's programs has this tag. */
   private programWithTag(tag: string | null): ProgramName | undefined {
-    this.tagCache ??= new Map((['fixup', 'from_guest', 'redirect'] as const).map((p) => [programTag(this.program(p)), p]));
+    this.tagCache ??= new Map(
+      (['fixup', 'from_guest', 'redirect'] as const).flatMap((p) => (this.obj?.programs.has(p) ? [[programTag(this.program(p)), p] as const] : [])),
+    );
     return tag === null ? undefined : this.tagCache.get(tag);
   }
 
@@ -419,12 +402,7 @@ export class Dataplane {
   }
 
   attachments(): AttachmentRecord[] {
-    return (['links', 'filters'] as const).flatMap((dir) =>
-      readdirOrNone(path.join(this.root, dir)).flatMap((name) => {
-        const r = parseRecordName(name);
-        return r ? [{ ...r, mode: dir === 'links' ? ('tcx' as const) : ('clsact' as const), pin: path.join(this.root, dir, name) }] : [];
-      }),
-    );
+    return listRecords(this.root);
   }
 
   private findRecord(program: ProgramName, target: HookTarget): AttachmentRecord | undefined {
@@ -440,46 +418,6 @@ export class Dataplane {
   }
 }
 
-/**
- * After a failed load: the pinned map whose shape differs from this build's
- * (libbpf only says "parameter mismatch"), as an error that names it and
- * says what to do; null when every pinned map fits.
- */
-function mismatchedPin(n: Native, source: string | Buffer, root: string): VmpeerError | null {
-  let fresh: BpfObject;
-  try {
-    fresh = BpfObject.open(source, {}, n);
-  } catch {
-    return null; // the object itself does not load: its own error says why
-  }
-  try {
-    for (const name of PINNED_MAPS) {
-      const ours = fresh.maps.get(name);
-      const pin = path.join(root, 'maps', name);
-      if (!ours || !fs.existsSync(pin)) continue;
-      const want = n.mapInfo(ours.fd);
-      const fd = n.objGet(pin);
-      let have: ReturnType<Native['mapInfo']>;
-      try {
-        have = n.mapInfo(fd);
-      } finally {
-        n.closeFd(fd);
-      }
-      const shape = (m: { type: number; keySize: number; valueSize: number; maxEntries: number }) =>
-        `type ${m.type}, ${m.keySize}-byte keys, ${m.valueSize}-byte values, ${m.maxEntries} entries`;
-      if (have.type !== want.type || have.keySize !== want.keySize || have.valueSize !== want.valueSize || have.maxEntries !== want.maxEntries) {
-        return new VmpeerError(
-          `the pinned map ${pin} (${shape(have)}) does not match this build's ${name} (${shape(want)}): ` +
-            'another vmpeer version made it. Run that version, or stop every vmpeer process on this node, detach its pods and remove the pin, then attach again',
-        );
-      }
-    }
-    return null;
-  } finally {
-    fresh.close();
-  }
-}
-
 function inodeOrNull(file: string): number | null {
   try {
     return fs.statSync(file).ino;
@@ -488,34 +426,4 @@ function inodeOrNull(file: string): number | null {
   }
 }
 
-function readdirOrNone(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
-}
-
-/** The inode of a netns file identifies the namespace while it exists. */
-export function netnsInode(netns?: string): number {
-  try {
-    return fs.statSync(netns ?? '/proc/self/ns/net').ino;
-  } catch {
-    throw new UsageError(`network namespace not found: ${netns}`);
-  }
-}
-
-// bpffs names may not contain '.', so interface names are percent-encoded.
-function recordName(program: ProgramName, target: HookTarget, netnsInode: number): string {
-  const ifname = encodeURIComponent(target.ifname).replace(/\./g, '%2E');
-  return `${program}_${target.hook}_ns${netnsInode}_${ifname}`;
-}
-
-export function parseRecordName(name: string): Omit<AttachmentRecord, 'mode' | 'pin'> | null {
-  const m = /^(fixup|redirect|from_guest)_(ingress|egress)_ns(\d+)_(.+)$/.exec(name);
-  if (!m) return null;
-  return { program: m[1] as ProgramName, hook: m[2] as Hook, netnsInode: Number(m[3]), ifname: decodeURIComponent(m[4]!) };
-}
-
-export { describe };
+export { describe, netnsInode, parseRecordName, type AttachmentRecord };
