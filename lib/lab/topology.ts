@@ -1,7 +1,7 @@
 /**
  * Builds the lab's wiring: a client on "another node", the node, VM pods in
  * KubeVirt bridge binding and plain pods, the way Calico and KubeVirt set
- * them up (DESIGN.md sections 3 and 4). Only namespaces, links, addresses,
+ * them up (docs/design.md §3 and §4). Only namespaces, links, addresses,
  * routes and sysctls: processes (servers, QEMU) and BPF are other modules'.
  *
  *   client netns            node netns                      VM pod netns              guest netns

@@ -37,7 +37,7 @@ import { ipBatch, run, runIn, sysctls, killAndWait } from '../../lib/lab/exec.js
 import { Lab } from '../../lib/lab/lab.js';
 import { netnsRef, type NetnsRef } from '../../lib/lab/netns.js';
 import type { VmPod } from '../../lib/lab/topology.js';
-import { childrenOf, daemonArgv, DaemonProcess, imageNodeFlags, METRICS } from '../../test/helpers/daemon.js';
+import { childrenOf, daemonArgv, DaemonProcess, imageNodeFlags, METRICS } from '../../lib/testkit/daemon-process.js';
 import { median, percentile } from './stats.js';
 
 // ------------------------------------------------------------------ result

@@ -14,7 +14,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BpfMap } from '../../lib/bpf/map.js';
+import { BPF_MAP_TYPE_PERCPU_ARRAY, BpfMap } from '../../lib/bpf/map.js';
 import { decodeStats, encodeStatKey, type EndpointCounters } from '../../lib/dataplane/codec.js';
 import { Dataplane, netnsInode } from '../../lib/dataplane/dataplane.js';
 import { EndpointTable } from '../../lib/dataplane/endpoint-table.js';
@@ -27,7 +27,7 @@ import { COUNTER_NAMES, counterDelta, emptyCounters, emulatorDelta, PATHS, verif
 import { perfAvailable, perfSelfTest, recordCpu, summarizeProfile, type Profile, type ProfileSample } from './profile.js';
 import { buildPrototypes, type Prototypes } from './prototypes.js';
 import { shuffle } from './stats.js';
-import { vmpeer as runCli } from '../../test/helpers/cli.js';
+import { vmpeer as runCli } from '../../lib/testkit/cli.js';
 import {
   iperf3ClientArgs,
   iperf3ServerArgs,
@@ -134,8 +134,6 @@ async function vmpeerOk(nodeNs: string, root: string, args: string[]): Promise<s
   if (r.code !== 0) throw new Error(`vmpeer ${args.join(' ')}: exit ${r.code}: ${r.stderr.trim()}`);
   return r.stdout;
 }
-
-const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 
 /** An endpoint's counters (none: zero) and the per-outcome totals, as numbers. */
 function toCounters(c: EndpointCounters | undefined, totals: Record<string, bigint>): VmpeerCounters {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { Lab } from '../../lib/lab/index.js';
 import { native } from '../../lib/native.js';
 import { BPFFS_TEST_ROOT, uniqueName } from '../helpers/netns.js';
-import { vmpeer } from '../helpers/cli.js';
+import { vmpeer } from '../../lib/testkit/cli.js';
 
 type Case = [name: string, args: (lab: Lab) => string[], message: RegExp, user?: 'nobody'];
 

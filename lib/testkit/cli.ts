@@ -1,7 +1,7 @@
 /** Running the vmpeer CLI as its own process, inside a lab's node netns (its "node"). */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { packageRoot } from '../../lib/native.js';
+import { packageRoot } from '../native.js';
 
 export const CLI = path.join(packageRoot, 'dist', 'lib', 'cli', 'bin.js');
 
