@@ -1,21 +1,20 @@
 /**
- * The node daemon as a child process for tests: started in a lab's node netns
- * (nsenter keeps /sys/fs/bpf and /var/run/netns visible), its JSON log lines
- * collected, its HTTP endpoints reached from inside that netns, killed when
- * the test ends (passed or failed).
+ * The node daemon for tests: started as a child process (lib/testkit/
+ * daemon-process.ts) and killed when the test ends (passed or failed); the
+ * capabilities the DaemonSet gives it, its metrics, polling, and an object
+ * built with other code generation (an upgrade's). Its state as the kernel
+ * shows it is in state.ts.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { parse as parseYaml } from 'yaml';
-import { native, packageRoot, type HookEntry } from '../../lib/native.js';
-import { Dataplane } from '../../lib/dataplane/dataplane.js';
-import type { VmPod } from '../../lib/lab/index.js';
-
+import { packageRoot } from '../../lib/native.js';
 import { daemonArgv, DaemonProcess, sleep, type DaemonOptions } from '../../lib/testkit/daemon-process.js';
 import { compileBpf } from '../../lib/testkit/clang.js';
 
+export { inodeOf, State } from './state.js';
 export { BIN, childrenOf, daemonArgv, DaemonProcess, httpIn, imageNodeFlags, METRICS, sleep, type DaemonOptions, type LogLine } from '../../lib/testkit/daemon-process.js';
 
 /** The capabilities deploy/daemonset.yaml gives the daemon's container, lower-case for setpriv. */
@@ -74,56 +73,4 @@ export function rebuiltObject(t: ExecutionContext): string {
   const failed = compileBpf(path.join(packageRoot, 'bpf', 'vmpeer.bpf.c'), out, ['-mcpu=v3']);
   if (failed !== null) throw new Error(`clang failed: ${failed}`);
   return out;
-}
-
-/** The daemon's state as the kernel and the pins show it, read from the test process. */
-export class State {
-  readonly dp: Dataplane;
-  readonly n = native();
-
-  constructor(t: ExecutionContext, readonly root: string) {
-    this.dp = Dataplane.open({ root });
-    t.teardown(() => this.dp.close());
-  }
-
-  /** fixup attached at the pod's uplink and the guest's endpoint in place, with the MAC the guest uses. */
-  covered(vm: VmPod): boolean {
-    const inode = inodeOf(vm.podNs.path);
-    if (inode === null) return false;
-    const ep = this.dp.endpoint(vm.podIp);
-    return (
-      ep !== null &&
-      ep.podNetns === inode &&
-      ep.guestMac === vm.guestMac &&
-      ep.hostIfindex === vm.hostVeth.ifindex &&
-      this.dp.attachments().some((r) => r.program === 'fixup' && r.netnsInode === inode && r.ifname === vm.nic.name)
-    );
-  }
-
-  /** Nothing of the pod with this netns inode is left (attachment records, endpoint). */
-  gone(inode: number, guestIp: string): boolean {
-    return !this.dp.attachments().some((r) => r.netnsInode === inode) && this.dp.endpoint(guestIp)?.podNetns !== inode;
-  }
-
-  /** What is at the tc ingress hook of an interface. */
-  hook(netns: string, ifname: string): HookEntry[] {
-    return this.n.listHook({ netns, ifname, hook: 'ingress' });
-  }
-
-  /** Pins under the state root (links/, filters/, maps/). */
-  pins(): string[] {
-    if (!fs.existsSync(this.root)) return [];
-    return ['links', 'filters', 'maps'].flatMap((d) => {
-      const dir = path.join(this.root, d);
-      return fs.existsSync(dir) ? fs.readdirSync(dir).map((f) => `${d}/${f}`) : [];
-    });
-  }
-}
-
-export function inodeOf(file: string): number | null {
-  try {
-    return fs.statSync(file).ino;
-  } catch {
-    return null;
-  }
 }
