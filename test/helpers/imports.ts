@@ -78,6 +78,10 @@ export function badArrows(arrows: Arrow[]): string[] {
       bad.push(`${from} -> ${to}: lib/ imports only lib/`);
       continue;
     }
+    if (to.startsWith('lib/testkit/') && !from.startsWith('lib/testkit/')) {
+      bad.push(`${from} -> ${to}: only test/ and scripts/ use the test kit`);
+      continue;
+    }
     const a = layerOf(from);
     const b = layerOf(to);
     if (!a) bad.push(`${from}: its directory is in no layer`);

@@ -28,6 +28,8 @@ test('the layer check catches the arrows it exists for', (t) => {
   t.is(badArrows([{ from: 'lib/bpf/x.ts', to: 'lib/discovery/y.ts' }]).length, 1, 'sideways');
   t.is(badArrows([{ from: 'scripts/bench/x.ts', to: 'test/helpers/y.ts' }]).length, 1, 'scripts -> test');
   t.is(badArrows([{ from: 'lib/lab/x.ts', to: 'lib/testkit/y.ts' }]).length, 1, 'lab -> testkit');
+  t.is(badArrows([{ from: 'lib/cli/x.ts', to: 'lib/testkit/y.ts' }]).length, 1, 'cli -> testkit: product code does not use the test kit');
+  t.deepEqual(badArrows([{ from: 'scripts/bench/x.ts', to: 'lib/testkit/y.ts' }]), [], 'the bench uses the test kit');
   t.deepEqual(badArrows([{ from: 'lib/cli/x.ts', to: 'lib/daemon/y.ts' }]), [], 'cli -> daemon is down');
 });
 
