@@ -2,18 +2,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { NetnsNotFoundError, UsageError } from '../errors.js';
-import { NETNS_DIR, netnsPaths } from '../dataplane/netns-paths.js';
+import { fsType, NETNS_DIR, NSFS_MAGIC } from '../paths.js';
+import { netnsPaths } from '../dataplane/netns-paths.js';
 
-export { NETNS_DIR };
-
-const NSFS_MAGIC = 0x6e736673;
 
 export function resolveNetns(arg: string): string {
   if (arg === '') throw new UsageError('--netns needs a name under /var/run/netns or a path');
   const file = arg.includes('/') ? path.resolve(arg) : path.join(NETNS_DIR, arg);
   let type: number;
   try {
-    type = Number(fs.statfsSync(file).type);
+    type = fsType(file);
   } catch {
     throw new NetnsNotFoundError(arg);
   }

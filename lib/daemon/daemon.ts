@@ -3,11 +3,11 @@
  * what an earlier daemon left), watchers started, first full reconcile, then
  * event-driven work until stop().
  */
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import { Dataplane } from '../dataplane/dataplane.js';
 import { native as loadNative, type Native } from '../native.js';
-import { ACCELERATE_WARNING } from '../cli/commands/attach.js';
+import { ACCELERATE_WARNING } from '../accelerate.js';
+import { version } from '../version.js';
 import type { DaemonConfig } from './config.js';
 import { HttpServer } from './http.js';
 import { createLogger, type Logger } from './log.js';
@@ -15,10 +15,6 @@ import { DaemonMetrics } from './metrics.js';
 import { Reconciler } from './reconciler.js';
 import { NetnsSources } from './sources.js';
 import { resolveMode } from '../bpf/link.js';
-
-export function version(): string {
-  return (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
-}
 
 /**
  * Opens the dataplane once no other vmpeer process holds the node lock, and

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-export const NETNS_DIR = '/var/run/netns';
+import { NETNS_DIR } from '../paths.js';
 
 /** Paths of the network namespaces this process can see, by inode: named ones (in `dirs`) first, then /proc/<pid>/ns/net. */
 export function netnsPaths(dirs: readonly string[] = [NETNS_DIR]): Map<number, string> {

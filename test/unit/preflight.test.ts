@@ -1,6 +1,6 @@
 /** Checks made before anything changes: privileges and kernel support (no kernel needed). */
 import test from 'ava';
-import { effectiveCapabilities, requirePrivileges } from '../../lib/cli/privileges.js';
+import { effectiveCapabilities, requirePrivileges } from '../../lib/privileges.js';
 import { Dataplane } from '../../lib/dataplane/dataplane.js';
 import { KernelUnsupportedError, NotPermittedError } from '../../lib/errors.js';
 import type { Native } from '../../lib/native.js';

@@ -1,7 +1,7 @@
 /** vmpeer attach: cover one VM pod (fixup at its bridge uplink), or a host interface (redirect, accelerate mode). */
 import { COMMON_HELP, commonOptions, type Command, type Io, type Values } from '../command.js';
 import { resolveNetns } from '../netns.js';
-import { requirePrivileges } from '../privileges.js';
+import { requirePrivileges } from '../../privileges.js';
 import { Dataplane } from '../../dataplane/dataplane.js';
 import { coverVm } from '../../dataplane/cover-vm.js';
 import { describe } from '../../bpf/link.js';
@@ -9,9 +9,7 @@ import { discoverVmInterfaces } from '../../discovery/vm-pod.js';
 import { NoSuchInterfaceError, UsageError } from '../../errors.js';
 import { parseIfname, parseIp, parseMac } from '../../validate.js';
 import { native, type AttachMode } from '../../native.js';
-
-export const ACCELERATE_WARNING =
-  'warning: accelerate mode forwards VM traffic arriving on this interface straight into the VM pods: it bypasses host netfilter (iptables/nftables) for that traffic, and CNI programs placed after vmpeer\'s at this hook';
+import { ACCELERATE_WARNING } from '../../accelerate.js';
 
 export function parseMode(value: Values[string]): 'auto' | AttachMode {
   if (value === undefined || value === 'auto' || value === 'tcx' || value === 'clsact') return value ?? 'auto';

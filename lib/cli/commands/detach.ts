@@ -1,7 +1,7 @@
 /** vmpeer detach: remove exactly what attach added for a VM pod, or for a host interface. */
 import { COMMON_HELP, commonOptions, type Command } from '../command.js';
 import { resolveNetns } from '../netns.js';
-import { requirePrivileges } from '../privileges.js';
+import { requirePrivileges } from '../../privileges.js';
 import { Dataplane, netnsInode, type AttachmentRecord } from '../../dataplane/dataplane.js';
 import type { Endpoint } from '../../dataplane/codec.js';
 import { describe } from '../../bpf/link.js';

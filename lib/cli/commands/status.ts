@@ -1,7 +1,7 @@
 /** vmpeer status: every attachment and endpoint on this node, with counters. */
 import { COMMON_HELP, commonOptions, type Command } from '../command.js';
 import { netnsNames } from '../netns.js';
-import { requirePrivileges } from '../privileges.js';
+import { requirePrivileges } from '../../privileges.js';
 import { Dataplane, DEFAULT_BPFFS_ROOT } from '../../dataplane/dataplane.js';
 import { STAT_NAMES } from '../../dataplane/layout.js';
 import type { EndpointCounters } from '../../dataplane/codec.js';
