@@ -27,7 +27,7 @@ import { AlreadyAttachedError, KernelUnsupportedError, UsageError } from '../err
 import { checkRoot, lockedError, lockRoot, pruneRoot, ROOT_ENTRIES, tryLockRoot } from './root.js';
 import { verifyRecord } from './verify.js';
 import { mismatchedPin, openPinnedMaps } from './pinned-maps.js';
-import { listRecords, netnsInode, parseRecordName, recordName, type AttachmentRecord } from './records.js';
+import { isPodProgram, listRecords, netnsInode, parseRecordName, recordName, type AttachmentRecord, type PodProgram, type ProgramName } from './records.js';
 import { decodeStats, encodeStatKey, type Endpoint, type Stats } from './codec.js';
 import { EndpointTable, type WithCounters } from './endpoint-table.js';
 import { STAT_NAMES } from './layout.js';
@@ -37,11 +37,6 @@ export const OBJECT_PATH = path.join(packageRoot, 'dist', 'bpf', 'vmpeer.bpf.o')
 /** How long a CLI command waits for another vmpeer process to finish its change. */
 const CLI_LOCK_WAIT_MS = 10_000;
 
-/** The programs attached inside VM pods; `redirect` goes on host interfaces. */
-export type PodProgram = 'fixup' | 'from_guest';
-export type ProgramName = PodProgram | 'redirect';
-
-export const isPodProgram = (name: string): name is PodProgram => name === 'fixup' || name === 'from_guest';
 
 /**
  * What mode 'auto' means for a program. In a VM pod vmpeer is alone at the
@@ -426,4 +421,4 @@ function inodeOrNull(file: string): number | null {
   }
 }
 
-export { describe, netnsInode, parseRecordName, type AttachmentRecord };
+export { describe, isPodProgram, netnsInode, parseRecordName, type AttachmentRecord, type PodProgram, type ProgramName };

@@ -8,7 +8,12 @@ import path from 'node:path';
 import type { HookTarget } from '../bpf/link.js';
 import { UsageError } from '../errors.js';
 import type { AttachMode, Hook } from '../native.js';
-import type { ProgramName } from './dataplane.js';
+
+/** The programs attached inside VM pods; `redirect` goes on host interfaces. */
+export type PodProgram = 'fixup' | 'from_guest';
+export type ProgramName = PodProgram | 'redirect';
+
+export const isPodProgram = (name: string): name is PodProgram => name === 'fixup' || name === 'from_guest';
 
 export interface AttachmentRecord {
   program: ProgramName;

@@ -15,8 +15,8 @@ import path from 'node:path';
 import type { Native } from '../native.js';
 import { isNativeError, UsageError, VmpeerError } from '../errors.js';
 import { killPoint } from '../kill-point.js';
+import { BPF_FS_MAGIC, fsType, nearestExisting } from '../paths.js';
 
-const BPF_FS_MAGIC = 0xcafe4a11;
 /** The entries vmpeer makes in its state directory. */
 export const ROOT_ENTRIES = ['maps', 'links', 'filters'] as const;
 
@@ -46,9 +46,8 @@ export function checkRoot(root: string): void {
 
 /** The state directory must be on bpffs: checked on its nearest existing ancestor. */
 function ensureBpffs(root: string): void {
-  let dir = path.resolve(root);
-  while (!fs.existsSync(dir)) dir = path.dirname(dir);
-  if (Number(fs.statfsSync(dir).type) !== BPF_FS_MAGIC) {
+  const dir = nearestExisting(root);
+  if (fsType(dir) !== BPF_FS_MAGIC) {
     throw new UsageError(
       dir === '/sys/fs' || dir === '/sys/fs/bpf' || root.startsWith('/sys/fs/bpf/')
         ? `/sys/fs/bpf is not a bpffs mount: mount it with 'mount -t bpf bpf /sys/fs/bpf' (vmpeer keeps its state under ${root})`

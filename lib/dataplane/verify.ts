@@ -7,7 +7,7 @@
 import { TC_HANDLE, type HookTarget } from '../bpf/link.js';
 import { pinned } from '../bpf/fdinfo.js';
 import type { Native } from '../native.js';
-import type { AttachmentRecord } from './dataplane.js';
+import type { AttachmentRecord } from './records.js';
 
 export type Verdict =
   | { state: 'ok'; tag: string }

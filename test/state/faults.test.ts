@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { native } from '../../lib/native.js';
-import { vmpeer } from '../helpers/cli.js';
+import { vmpeer } from '../../lib/testkit/cli.js';
 import { exactlyCovered, oneVmLab } from '../helpers/state.js';
 
 /** The steps VMPEER_TEST_KILL_AT names (lib/kill-point.ts), in the order a transaction passes them. */

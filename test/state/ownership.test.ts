@@ -12,7 +12,7 @@ import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
 import { native } from '../../lib/native.js';
 import { lab } from '../helpers/lab.js';
 import { bpffsDir, netns } from '../helpers/netns.js';
-import { vmpeer } from '../helpers/cli.js';
+import { vmpeer } from '../../lib/testkit/cli.js';
 import { startDaemon, State, until } from '../helpers/daemon.js';
 
 /** Pins a map of a freshly loaded object at `pin`, as another agent would pin its own. */

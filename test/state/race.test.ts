@@ -6,7 +6,7 @@
 import test from 'ava';
 import { announce, DynamicPods } from '../../lib/lab/dynamic.js';
 import { native } from '../../lib/native.js';
-import { vmpeer, type CliResult } from '../helpers/cli.js';
+import { vmpeer, type CliResult } from '../../lib/testkit/cli.js';
 import { startDaemon, State, until } from '../helpers/daemon.js';
 import { exactlyCovered, oneVmLab } from '../helpers/state.js';
 

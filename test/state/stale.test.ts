@@ -13,7 +13,7 @@ import { run } from '../../lib/lab/exec.js';
 import { native } from '../../lib/native.js';
 import { lab } from '../helpers/lab.js';
 import { bpffsDir } from '../helpers/netns.js';
-import { vmpeer } from '../helpers/cli.js';
+import { vmpeer } from '../../lib/testkit/cli.js';
 import { inodeOf, startDaemon, State, until } from '../helpers/daemon.js';
 
 const PING = { count: 10, intervalMs: 10 };

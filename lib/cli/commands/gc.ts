@@ -1,6 +1,6 @@
 /** vmpeer gc: remove what `vmpeer status` shows as stale (records and endpoints the kernel no longer backs). */
 import { COMMON_HELP, commonOptions, type Command } from '../command.js';
-import { requirePrivileges } from '../privileges.js';
+import { requirePrivileges } from '../../privileges.js';
 import { Dataplane } from '../../dataplane/dataplane.js';
 import { describeStale, findStale } from '../../dataplane/stale.js';
 import { native } from '../../native.js';
