@@ -37,6 +37,7 @@ export class DaemonMetrics {
   readonly reconcileDuration: Histogram<'kind'>;
   readonly changes: Counter<'action'>;
   readonly ready: Gauge;
+  readonly conflicts: Counter;
 
   constructor(source: MetricsSource, build: BuildInfo) {
     const registers = [this.registry];
@@ -109,6 +110,11 @@ export class DaemonMetrics {
       registers,
     });
     this.changes = new Counter({ name: 'vmpeer_changes_total', help: 'Changes made to the dataplane, by action', labelNames: ['action'], registers });
+    this.conflicts = new Counter({
+      name: 'vmpeer_endpoint_conflicts_total',
+      help: 'Guest IPs refused to a pod: it claimed an address the node routes to another pod (or nowhere)',
+      registers,
+    });
     this.ready = new Gauge({ name: 'vmpeer_ready', help: '1 once the first full reconcile is done', registers });
     const info = new Gauge({
       name: 'vmpeer_build_info',

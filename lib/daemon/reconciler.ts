@@ -24,6 +24,9 @@ import type { HookTarget } from '../bpf/link.js';
 import type { BridgeBypass } from '../dataplane/codec.js';
 import { isPodProgram, type AttachmentRecord, type Dataplane, type PodProgram, type ProgramName } from '../dataplane/dataplane.js';
 import type { VmPort } from '../discovery/vm-pod.js';
+import { routedDevice, type RefusedClaim } from '../discovery/ownership.js';
+import type { Route } from '../discovery/iproute.js';
+import { Claims } from './claims.js';
 import type { Native } from '../native.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './log.js';
@@ -128,6 +131,8 @@ export class Reconciler {
   private recordsDuringResync: AttachmentRecord[] | null = null;
   private readonly missingHostDevs = new Set<string>();
   private adopted = 0;
+  /** Guest IPs refused to pods (ownership follows the node's routes). */
+  readonly claims: Claims;
 
   constructor(deps: ReconcilerDeps) {
     this.cfg = deps.config;
@@ -135,6 +140,7 @@ export class Reconciler {
     this.n = deps.native;
     this.log = deps.log;
     this.sources = deps.sources;
+    this.claims = new Claims(this.log, () => this.metrics?.conflicts.inc());
     this.tags = { fixup: programTag(this.dp.program('fixup')), redirect: programTag(this.dp.program('redirect')), from_guest: programTag(this.dp.program('from_guest')) };
   }
 
@@ -312,6 +318,7 @@ export class Reconciler {
     pod.monitor = null;
     if (pod.timer) clearTimeout(pod.timer);
     if (pod.kick) clearTimeout(pod.kick);
+    this.claims.forget(pod.inode);
     this.forget(pod, reason);
     if (pod.kind === 'vm') this.log.info({ netns: pod.path, inode: pod.inode }, `VM pod removed: ${reason}`);
   }
@@ -408,6 +415,16 @@ export class Reconciler {
         }
       }
       if (this.cfg.accelerate && this.cfg.hostDevs.includes(e.ifname) && !e.deleted) this.ensureRedirects(`host interface ${e.ifname} changed`);
+    } else if (e.kind === 'route') {
+      // ownership follows the node's routes: the pods behind the route's device, the one
+      // that held the address, and those refused it may all see another owner now
+      this.node.invalidate('route');
+      const claimants = new Set(this.claims.claimants(e.dst));
+      for (const p of this.pods.values()) {
+        if (p.peers.has(e.ifindex) || p.hostIfnames.has(e.dev) || p.ports.some((x) => x.guestIp === e.dst) || claimants.has(p.inode)) {
+          this.kick(p, `node route ${e.dst}/${e.dstLen} ${e.deleted ? 'removed' : `via ${e.dev}`}`);
+        }
+      }
     } else if (e.kind === 'neigh') {
       this.node.invalidate('neigh');
       if (e.deleted || !e.mac) return;
@@ -567,8 +584,10 @@ export class Reconciler {
     pod.peers = new Set(look.peers);
     pod.ports = look.ports;
     pod.hostIfnames = new Set(look.ports.map((p) => p.hostVeth.ifname));
+    const refused = [...look.refused];
 
     if (look.ports.length === 0) {
+      this.claims.update(pod, refused, (dev, ip) => this.ownerOf(dev, ip));
       pod.kind = 'plain';
       if (wasVm) {
         pod.ports = oldIps.map((guestIp) => ({ guestIp }) as VmPort); // what forget() removes
@@ -592,6 +611,7 @@ export class Reconciler {
     // ports that are no longer VM uplinks, or guest ports behind them
     this.forget(pod, 'the port is no longer a VM uplink or guest port', look.ports.flatMap((p) => [p.uplink.ifname, ...p.guestPorts]));
     const records = this.records().filter((r) => r.netnsInode === pod.inode);
+    const routes = await this.node.nodeRoutes();
     for (const port of look.ports) {
       const bypass = this.bypassFor(pod, port);
       await this.ensureAttached('fixup', pod, port, port.uplink.ifname, records, request);
@@ -603,8 +623,10 @@ export class Reconciler {
         const stale = records.filter((r) => r.program === 'from_guest' && port.guestPorts.includes(r.ifname));
         for (const r of stale) this.dropPodRecord(pod, r, 'the bridge bypass is off');
       }
-      this.ensureEndpoint(pod, port, request.reason, bypass ? { uplinkIfindex: port.uplink.ifindex, guestIfindex: bypass.ifindex } : null);
+      const conflict = this.ensureEndpoint(pod, port, request.reason, bypass ? { uplinkIfindex: port.uplink.ifindex, guestIfindex: bypass.ifindex } : null, routes);
+      if (conflict) refused.push(conflict);
     }
+    this.claims.update(pod, refused, (dev, ip) => this.ownerOf(dev, ip));
 
     for (const ip of oldIps) {
       if (!look.ports.some((p) => p.guestIp === ip)) this.deleteEndpointOf(pod, ip, 'the pod no longer has this guest IP');
@@ -667,15 +689,33 @@ export class Reconciler {
     this.change('attach', { ...where, mode: created.mode, guestIp: port.guestIp }, `attached ${program}`, record ? 'replacing a stale record' : reason === 'start' ? 'VM pod found at start' : `VM pod found (${reason})`);
   }
 
-  private ensureEndpoint(pod: Pod, port: VmPort, reason: string, bypass: BridgeBypass | null): void {
+  /** The live VM pod behind a host veth, or holding the endpoint of `ip`. */
+  private ownerOf(hostVeth: string | null, ip: string): Pod | null {
+    const pods = [...this.pods.values()].filter((p) => !p.gone);
+    const holder = this.dp.endpoint(ip)?.podNetns;
+    return pods.find((p) => hostVeth !== null && p.hostIfnames.has(hostVeth)) ?? pods.find((p) => p.inode === holder) ?? null;
+  }
+
+  /**
+   * Writes the port's endpoint; returns the refusal instead when the IP is
+   * held by another live pod whose route still points to it (discovery
+   * already checked the route to this pod: this catches a race between two
+   * readings of the routes, never lets a claim win over a route).
+   */
+  private ensureEndpoint(pod: Pod, port: VmPort, reason: string, bypass: BridgeBypass | null, routes: Route[]): RefusedClaim | null {
     const current = this.dp.endpoint(port.guestIp);
+    const holder = current && current.podNetns !== pod.inode ? this.pods.get(current.podNetns ?? 0) : undefined;
+    const held = holder && !holder.gone && holder.ports.find((p) => p.guestIp === port.guestIp);
+    if (held && routedDevice(port.guestIp, routes) === held.hostVeth.ifname) {
+      return { ip: port.guestIp, routedTo: held.hostVeth.ifname, claimedBy: 'pod address' };
+    }
     if (port.guestMac === null) {
       // not known right now (nothing learned yet, or several MACs): keep what is there
       if ((!current || current.podNetns !== pod.inode) && !pod.waitingLogged) {
         pod.waitingLogged = true;
         this.log.info({ netns: pod.path, guestIp: port.guestIp, why: port.guestMacUnknown }, 'waiting for the guest MAC');
       }
-      return;
+      return null;
     }
     const result = this.dp.setEndpoint({
       guestIp: port.guestIp,
@@ -686,11 +726,11 @@ export class Reconciler {
       podNetns: pod.inode,
       bypass,
     });
-    if (result === 'unchanged') return;
+    if (result === 'unchanged') return null;
     pod.waitingLogged = false;
     let why: string;
     if (!current) why = `guest MAC known (from ${port.guestMacFrom})`;
-    else if (current.podNetns !== pod.inode) why = `the guest IP moved to this pod (was netns inode ${current.podNetns})`;
+    else if (current.podNetns !== pod.inode) why = `the node now routes the guest IP to this pod (was netns inode ${current.podNetns})`;
     else if (current.guestMac !== port.guestMac) why = `guest MAC changed from ${current.guestMac} (from ${port.guestMacFrom})`;
     else if (current.hostIfindex !== port.hostVeth.ifindex || current.gatewayMac !== port.hostVeth.mac) why = 'host veth changed';
     else if (JSON.stringify(current.bypass) !== JSON.stringify(bypass)) why = bypass ? 'bridge bypass on' : 'bridge bypass off';
@@ -701,6 +741,7 @@ export class Reconciler {
       result === 'added' ? 'added endpoint' : 'updated endpoint',
       why,
     );
+    return null;
   }
 
   // ------------------------------------------------------------ garbage, redirect

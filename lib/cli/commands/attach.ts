@@ -22,7 +22,7 @@ export const attachCommand: Command = {
   name: 'attach',
   summary: 'fix a bridged VM pod, or accelerate a host interface',
   help: `Usage:
-  vmpeer attach --netns <name|path> [--dev <ifname>] [--guest-mac <mac>] [--guest-ip <ip>] [--bypass-bridge] [--mode auto|tcx|clsact]
+  vmpeer attach --netns <name|path> [--dev <ifname>] [--guest-mac <mac>] [--guest-ip <ip> [--trust-guest-ip]] [--bypass-bridge] [--mode auto|tcx|clsact]
   vmpeer attach --accelerate --host-dev <ifname> [--first] [--mode auto|tcx|clsact]
 
 The first form finds the VM interface in the pod's network namespace (the
@@ -50,7 +50,14 @@ Options:
                        path such as /proc/<pid>/ns/net or /var/run/netns/cni-…
   --dev <ifname>       the bridge uplink port (default: discovered, eth0-nic)
   --guest-mac <mac>    the guest's MAC (default: learned by the pod's bridge)
-  --guest-ip <ip>      the guest's IP (default: the pod IP)
+  --guest-ip <ip>      the guest's IP (default: the one address this node
+                       routes to the pod's host veth). Refused (exit 2) when
+                       the node routes it elsewhere
+  --trust-guest-ip     write --guest-ip even so. Risk: frames for that IP are
+                       then re-addressed into this pod (and, with accelerate
+                       mode, redirected into it), away from wherever the
+                       node's routing sends them: a pod that can make you
+                       pass it this flag can take another pod's traffic
   --bypass-bridge      take the pod's bridge out of the guest's IP traffic
   --mode <mode>        tcx (Linux >= 6.6), clsact, or auto (default: clsact in
                        VM pods, tcx on host interfaces where the kernel has it)
@@ -70,6 +77,7 @@ Examples:
     dev: { type: 'string' },
     'guest-mac': { type: 'string' },
     'guest-ip': { type: 'string' },
+    'trust-guest-ip': { type: 'boolean' },
     'bypass-bridge': { type: 'boolean' },
     mode: { type: 'string' },
     accelerate: { type: 'boolean' },
@@ -89,12 +97,17 @@ Examples:
       dev: values.dev === undefined ? undefined : parseIfname(values.dev as string, '--dev'),
       guestMac: values['guest-mac'] === undefined ? undefined : parseMac(values['guest-mac'] as string, '--guest-mac'),
       guestIp: values['guest-ip'] === undefined ? undefined : parseIp(values['guest-ip'] as string, '--guest-ip').text,
+      trustGuestIp: values['trust-guest-ip'] === true,
     };
+    if (overrides.trustGuestIp && overrides.guestIp === undefined) throw new UsageError('--trust-guest-ip goes with --guest-ip');
     const bypass = values['bypass-bridge'] === true;
     const vms = await discoverVmInterfaces(netns, overrides);
     const lone = vms.find((vm) => bypass && !vm.guestPort);
     if (lone) throw new UsageError(`--bypass-bridge needs a bridge with one guest port: ${lone.bridge} in ${netns} has ${lone.guestPorts.join(', ')}`);
 
+    for (const c of vms.flatMap((vm) => vm.refused)) {
+      io.err(`warning: refused ${c.ip}, which the pod claims (${c.claimedBy}): this node routes it ${c.routedTo ? `to ${c.routedTo}` : 'nowhere'}`);
+    }
     const dp = Dataplane.open({ root });
     try {
       for (const vm of vms) {
@@ -116,7 +129,7 @@ Examples:
 };
 
 async function accelerate(values: Values, mode: 'auto' | AttachMode, root: string | undefined, io: Io): Promise<number> {
-  if (values.netns !== undefined || values.dev !== undefined || values['guest-mac'] !== undefined || values['guest-ip'] !== undefined) {
+  if (values.netns !== undefined || values.dev !== undefined || values['guest-mac'] !== undefined || values['guest-ip'] !== undefined || values['trust-guest-ip'] !== undefined) {
     throw new UsageError('--accelerate takes --host-dev, not --netns/--dev/--guest-*: endpoints come from attaching VM pods');
   }
   if (typeof values['host-dev'] !== 'string') throw new UsageError('--accelerate needs --host-dev <ifname>');

@@ -1,4 +1,6 @@
-/** vmpeer status: every attachment and endpoint on this node, with counters. */
+/** vmpeer status: every attachment and endpoint on this node, with counters, and the guest IPs refused to pods. */
+import fs from 'node:fs';
+import path from 'node:path';
 import { COMMON_HELP, commonOptions, type Command } from '../command.js';
 import { netnsNames } from '../netns.js';
 import { requirePrivileges } from '../privileges.js';
@@ -6,6 +8,9 @@ import { Dataplane, DEFAULT_BPFFS_ROOT } from '../../dataplane/dataplane.js';
 import { STAT_NAMES } from '../../dataplane/layout.js';
 import type { EndpointCounters } from '../../dataplane/codec.js';
 import { iproute } from '../../discovery/iproute.js';
+import { routedDevice } from '../../discovery/ownership.js';
+import { lookInto, NodeView } from '../../daemon/probe.js';
+import { NETNS_DIR } from '../netns.js';
 
 export interface StatusReport {
   root: string;
@@ -19,17 +24,50 @@ export interface StatusReport {
     redirect: boolean;
     bypass: boolean;
     netns: string | null;
+    /** Whether this node routes the guest IP to the endpoint's host veth (what ownership follows). */
+    route: 'agrees' | 'disagrees';
+    routedTo: string | null;
     counters: Record<keyof EndpointCounters, number>;
   }[];
+  /** Guest IPs that pods under /var/run/netns claim and this node routes elsewhere: never written. */
+  refused: { ip: string; claimedBy: string; routedTo: string | null; netns: string; ownerNetns: string | null }[];
   stats: Record<string, number>;
 }
 
+/** Looks into the named netns for claims the node's routes refuse (what the daemon logs and counts). */
+async function refusedClaims(hostVethOwner: (dev: string) => string | null): Promise<StatusReport['refused']> {
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(NETNS_DIR);
+  } catch {
+    return [];
+  }
+  const node = new NodeView();
+  const out: StatusReport['refused'] = [];
+  for (let i = 0; i < names.length; i += 8) {
+    const looks = await Promise.all(names.slice(i, i + 8).map((n) => lookInto(path.join(NETNS_DIR, n), node).then((l) => ({ n, l }), () => null)));
+    for (const x of looks) {
+      for (const c of x?.l.refused ?? []) {
+        out.push({ ip: c.ip, claimedBy: c.claimedBy, routedTo: c.routedTo, netns: path.join(NETNS_DIR, x!.n), ownerNetns: c.routedTo ? hostVethOwner(c.routedTo) : null });
+      }
+    }
+  }
+  return out;
+}
+
 export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusReport> {
-  if (!Dataplane.exists(root)) return { root, attachments: [], endpoints: [], stats: Object.fromEntries(STAT_NAMES.map((s) => [s, 0])) };
+  if (!Dataplane.exists(root)) return { root, attachments: [], endpoints: [], refused: [], stats: Object.fromEntries(STAT_NAMES.map((s) => [s, 0])) };
   const names = netnsNames();
   const links = new Map((await iproute.links()).map((l) => [l.ifindex, l.ifname]));
+  const routes = await iproute.routes(undefined);
   const dp = Dataplane.open({ root });
   try {
+    const endpoints = dp.endpoints();
+    const ownerOf = (dev: string) => {
+      const ep = endpoints.find((e) => links.get(e.hostIfindex) === dev);
+      return ep?.podNetns ? (names.get(ep.podNetns) ?? null) : null;
+    };
+    const refused = await refusedClaims(ownerOf);
     return {
       root,
       attachments: dp.attachments().map((r) => ({
@@ -40,7 +78,7 @@ export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusRep
         netns: names.get(r.netnsInode) ?? `netns inode ${r.netnsInode} (gone)`,
         netnsInode: r.netnsInode,
       })),
-      endpoints: dp.endpoints().map((e) => ({
+      endpoints: endpoints.map((e) => ({
         guestIp: e.guestIp,
         guestMac: e.guestMac,
         gatewayMac: e.gatewayMac,
@@ -49,8 +87,11 @@ export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusRep
         redirect: e.redirect,
         bypass: e.bypass !== null,
         netns: e.podNetns ? (names.get(e.podNetns) ?? null) : null,
+        route: routedDevice(e.guestIp, routes) === links.get(e.hostIfindex) ? ('agrees' as const) : ('disagrees' as const),
+        routedTo: routedDevice(e.guestIp, routes),
         counters: Object.fromEntries(Object.entries(e.counters).map(([k, v]) => [k, Number(v)])) as StatusReport['endpoints'][number]['counters'],
       })),
+      refused,
       stats: Object.fromEntries(Object.entries(dp.stats()).map(([k, v]) => [k, Number(v)])),
     };
   } finally {
@@ -71,8 +112,11 @@ export const statusCommand: Command = {
 
 Lists every attachment vmpeer made on this node, every guest endpoint with its
 counters (frames fixed, redirected, passed to the kernel, and with the bridge
-bypass, sent past the pod's bridge to and from the guest), and the totals by
-outcome. --json prints the same as one stable JSON document.
+bypass, sent past the pod's bridge to and from the guest), whether this node
+still routes each guest IP to its endpoint's host veth (ROUTE: ownership
+follows the node's routes, never what a pod claims), the guest IPs that pods
+under /var/run/netns claim but the node routes elsewhere (REFUSED), and the
+totals by outcome. --json prints the same as one stable JSON document.
 
 Options:
   --json            machine-readable output
@@ -97,11 +141,12 @@ ${COMMON_HELP}`,
     io.out('');
     io.out('ENDPOINTS');
     for (const line of table([
-      ['GUEST IP', 'GUEST MAC', 'HOST VETH', 'FIXED', 'REDIRECTED', 'PASSED', 'BYPASSED IN/OUT', 'NETNS'],
+      ['GUEST IP', 'GUEST MAC', 'HOST VETH', 'ROUTE', 'FIXED', 'REDIRECTED', 'PASSED', 'BYPASSED IN/OUT', 'NETNS'],
       ...report.endpoints.map((e) => [
         e.guestIp,
         e.guestMac,
         e.hostVeth ?? `ifindex ${e.hostIfindex}`,
+        e.route === 'agrees' ? 'ok' : `to ${e.routedTo ?? 'nowhere'}`,
         String(e.counters.fixed),
         String(e.counters.redirected),
         String(e.counters.passed),
@@ -109,6 +154,14 @@ ${COMMON_HELP}`,
         e.netns ?? '-',
       ]),
     ])) io.out(line);
+    if (report.refused.length > 0) {
+      io.out('');
+      io.out('REFUSED (a pod claims a guest IP this node routes elsewhere; never written)');
+      for (const line of table([
+        ['GUEST IP', 'CLAIMED BY', 'ROUTED TO', 'OWNER NETNS'],
+        ...report.refused.map((r) => [r.ip, r.netns, r.routedTo ?? 'nowhere', r.ownerNetns ?? '-']),
+      ])) io.out(line);
+    }
     io.out('');
     io.out('FRAMES BY OUTCOME (all programs)');
     io.out(`  ${Object.entries(report.stats).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ') || 'none yet'}`);
