@@ -17,7 +17,7 @@ export interface MetricsSource {
   endpoints(): EndpointSample[];
   stats(): Stats;
   attachments(): Array<{ program: string; mode: string }>;
-  pods(): { vm: number; waiting: number; plain: number };
+  pods(): { vm: number; waiting: number; uncovered: number; plain: number };
 }
 
 export interface BuildInfo {
@@ -90,13 +90,14 @@ export class DaemonMetrics {
     });
     new Gauge({
       name: 'vmpeer_pods',
-      help: 'Pod network namespaces the daemon watches: covered VM pods, VM pods waiting for the guest MAC, plain pods',
+      help: 'Pod network namespaces the daemon watches: covered VM pods, VM pods waiting for the guest MAC, VM pods whose endpoint cannot be written (uncovered), plain pods',
       labelNames: ['state'],
       registers,
       collect() {
         const p = source.pods();
         this.set({ state: 'vm' }, p.vm);
         this.set({ state: 'waiting_for_guest_mac' }, p.waiting);
+        this.set({ state: 'uncovered' }, p.uncovered);
         this.set({ state: 'plain' }, p.plain);
       },
     });

@@ -27,6 +27,7 @@ import type { VmPort } from '../discovery/vm-pod.js';
 import { routedDevice, type RefusedClaim } from '../discovery/ownership.js';
 import type { Route } from '../discovery/iproute.js';
 import { Claims } from './claims.js';
+import { EndpointTableFullError } from '../dataplane/endpoint-table.js';
 import type { Native } from '../native.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './log.js';
@@ -76,6 +77,8 @@ interface Pod {
   verified: Map<string, string>;
   waitingLogged: boolean;
   bypassRefusedLogged: boolean;
+  /** Guest IPs whose endpoint cannot be written (the table has no slot for them), and why: the pod is uncovered. */
+  uncovered: Map<string, string>;
   monitor: Monitor | null;
   monitorAt: number;
   monitorRestarts: number;
@@ -294,6 +297,7 @@ export class Reconciler {
       verified: new Map(),
       waitingLogged: false,
       bypassRefusedLogged: false,
+      uncovered: new Map(),
       monitor: null,
       monitorAt: 0,
       monitorRestarts: 0,
@@ -585,6 +589,7 @@ export class Reconciler {
     pod.ports = look.ports;
     pod.hostIfnames = new Set(look.ports.map((p) => p.hostVeth.ifname));
     const refused = [...look.refused];
+    for (const ip of pod.uncovered.keys()) if (!look.ports.some((p) => p.guestIp === ip)) pod.uncovered.delete(ip);
 
     if (look.ports.length === 0) {
       this.claims.update(pod, refused, (dev, ip) => this.ownerOf(dev, ip));
@@ -717,15 +722,26 @@ export class Reconciler {
       }
       return null;
     }
-    const result = this.dp.setEndpoint({
-      guestIp: port.guestIp,
-      guestMac: port.guestMac,
-      gatewayMac: port.hostVeth.mac,
-      hostIfindex: port.hostVeth.ifindex,
-      redirect: true,
-      podNetns: pod.inode,
-      bypass,
-    });
+    let result: 'added' | 'updated' | 'unchanged';
+    try {
+      result = this.dp.setEndpoint({
+        guestIp: port.guestIp,
+        guestMac: port.guestMac,
+        gatewayMac: port.hostVeth.mac,
+        hostIfindex: port.hostVeth.ifindex,
+        redirect: true,
+        podNetns: pod.inode,
+        bypass,
+      });
+    } catch (e) {
+      if (!(e instanceof EndpointTableFullError)) throw e;
+      // fixup stays attached: with no endpoint for the guest it passes every frame unchanged
+      // (PASS_UNKNOWN); the endpoint is written when a check finds a slot (events, resync)
+      if (!pod.uncovered.has(port.guestIp)) this.log.warn({ netns: pod.path, guestIp: port.guestIp, err: e.message }, 'VM pod uncovered: its endpoint cannot be written');
+      pod.uncovered.set(port.guestIp, e.message);
+      return null;
+    }
+    if (pod.uncovered.delete(port.guestIp)) this.log.info({ netns: pod.path, guestIp: port.guestIp }, 'VM pod covered again: its endpoint found a slot');
     if (result === 'unchanged') return null;
     pod.waitingLogged = false;
     let why: string;
@@ -854,17 +870,20 @@ export class Reconciler {
     });
   }
 
-  podCounts(): { vm: number; waiting: number; plain: number } {
+  /** vm: covered; uncovered: an endpoint of it cannot be written; waiting: a guest MAC is not known yet. */
+  podCounts(): { vm: number; waiting: number; uncovered: number; plain: number } {
     let vm = 0;
     let waiting = 0;
+    let uncovered = 0;
     let plain = 0;
     for (const p of this.pods.values()) {
       if (p.kind === 'vm') {
-        if (p.ports.some((x) => x.guestMac === null)) waiting++;
+        if (p.uncovered.size > 0) uncovered++;
+        else if (p.ports.some((x) => x.guestMac === null)) waiting++;
         else vm++;
       } else if (p.kind === 'plain') plain++;
     }
-    return { vm, waiting, plain };
+    return { vm, waiting, uncovered, plain };
   }
 }
 

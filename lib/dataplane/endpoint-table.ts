@@ -35,6 +35,11 @@ function slotKey(slot: number): Buffer {
 
 export type WithCounters = Endpoint & { counters: EndpointCounters };
 
+/** Every slot a guest IP can live in is taken (by up to PROBES endpoints whose IPs share its home slot). */
+export class EndpointTableFullError extends VmpeerError {
+  override name = 'EndpointTableFullError';
+}
+
 export class EndpointTable {
   constructor(private readonly map: BpfMap) {}
 
@@ -74,7 +79,7 @@ export class EndpointTable {
     }
     const free = probes(key).find((slot) => !(this.flags(this.read(slot)) & EP_LIVE));
     if (free === undefined) {
-      throw new VmpeerError(`the endpoint table has no free slot for ${ep.guestIp} (all ${PROBES} of its slots are taken)`);
+      throw new EndpointTableFullError(`the endpoint table has no free slot for ${ep.guestIp} (all ${PROBES} of its slots are taken)`);
     }
     this.map.update(slotKey(free), fresh);
     return 'added';

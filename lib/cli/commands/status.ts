@@ -31,32 +31,54 @@ export interface StatusReport {
   }[];
   /** Guest IPs that pods under /var/run/netns claim and this node routes elsewhere: never written. */
   refused: { ip: string; claimedBy: string; routedTo: string | null; netns: string; ownerNetns: string | null }[];
+  /** VM ports found under /var/run/netns whose guest (MAC known) has no endpoint of its pod: not covered. */
+  uncovered: { netns: string; guestIp: string; guestMac: string }[];
   stats: Record<string, number>;
 }
 
-/** Looks into the named netns for claims the node's routes refuse (what the daemon logs and counts). */
-async function refusedClaims(hostVethOwner: (dev: string) => string | null): Promise<StatusReport['refused']> {
+/**
+ * Looks into the named netns: claims the node's routes refuse (what the daemon
+ * logs and counts), and VM guests without an endpoint of their pod.
+ */
+async function scanPods(
+  hostVethOwner: (dev: string) => string | null,
+  endpointPod: (ip: string) => number | null,
+): Promise<Pick<StatusReport, 'refused' | 'uncovered'>> {
   let names: string[] = [];
   try {
     names = fs.readdirSync(NETNS_DIR);
   } catch {
-    return [];
+    return { refused: [], uncovered: [] };
   }
   const node = new NodeView();
   const out: StatusReport['refused'] = [];
+  const uncovered: StatusReport['uncovered'] = [];
   for (let i = 0; i < names.length; i += 8) {
     const looks = await Promise.all(names.slice(i, i + 8).map((n) => lookInto(path.join(NETNS_DIR, n), node).then((l) => ({ n, l }), () => null)));
     for (const x of looks) {
+      const file = x && path.join(NETNS_DIR, x.n);
+      const inode = file && inodeOf(file);
+      for (const p of x?.l.ports ?? []) {
+        if (p.guestMac !== null && inode && endpointPod(p.guestIp) !== inode) uncovered.push({ netns: file, guestIp: p.guestIp, guestMac: p.guestMac });
+      }
       for (const c of x?.l.refused ?? []) {
         out.push({ ip: c.ip, claimedBy: c.claimedBy, routedTo: c.routedTo, netns: path.join(NETNS_DIR, x!.n), ownerNetns: c.routedTo ? hostVethOwner(c.routedTo) : null });
       }
     }
   }
-  return out;
+  return { refused: out, uncovered };
+}
+
+function inodeOf(file: string): number | null {
+  try {
+    return fs.statSync(file).ino;
+  } catch {
+    return null;
+  }
 }
 
 export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusReport> {
-  if (!Dataplane.exists(root)) return { root, attachments: [], endpoints: [], refused: [], stats: Object.fromEntries(STAT_NAMES.map((s) => [s, 0])) };
+  if (!Dataplane.exists(root)) return { root, attachments: [], endpoints: [], refused: [], uncovered: [], stats: Object.fromEntries(STAT_NAMES.map((s) => [s, 0])) };
   const names = netnsNames();
   const links = new Map((await iproute.links()).map((l) => [l.ifindex, l.ifname]));
   const routes = await iproute.routes(undefined);
@@ -67,7 +89,7 @@ export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusRep
       const ep = endpoints.find((e) => links.get(e.hostIfindex) === dev);
       return ep?.podNetns ? (names.get(ep.podNetns) ?? null) : null;
     };
-    const refused = await refusedClaims(ownerOf);
+    const { refused, uncovered } = await scanPods(ownerOf, (ip) => endpoints.find((e) => e.guestIp === ip)?.podNetns ?? null);
     return {
       root,
       attachments: dp.attachments().map((r) => ({
@@ -92,6 +114,7 @@ export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusRep
         counters: Object.fromEntries(Object.entries(e.counters).map(([k, v]) => [k, Number(v)])) as StatusReport['endpoints'][number]['counters'],
       })),
       refused,
+      uncovered,
       stats: Object.fromEntries(Object.entries(dp.stats()).map(([k, v]) => [k, Number(v)])),
     };
   } finally {
@@ -161,6 +184,11 @@ ${COMMON_HELP}`,
         ['GUEST IP', 'CLAIMED BY', 'ROUTED TO', 'OWNER NETNS'],
         ...report.refused.map((r) => [r.ip, r.netns, r.routedTo ?? 'nowhere', r.ownerNetns ?? '-']),
       ])) io.out(line);
+    }
+    if (report.uncovered.length > 0) {
+      io.out('');
+      io.out('UNCOVERED (a VM guest with no endpoint of its pod, e.g. the endpoint table has no slot for it)');
+      for (const line of table([['GUEST IP', 'GUEST MAC', 'NETNS'], ...report.uncovered.map((u) => [u.guestIp, u.guestMac, u.netns])])) io.out(line);
     }
     io.out('');
     io.out('FRAMES BY OUTCOME (all programs)');
