@@ -28,6 +28,7 @@ import { routedDevice, type RefusedClaim } from '../discovery/ownership.js';
 import type { Route } from '../discovery/iproute.js';
 import { Claims } from './claims.js';
 import { EndpointTableFullError } from '../dataplane/endpoint-table.js';
+import { describeEgress, egressPrograms, SKIP_EGRESS_FLAG } from '../dataplane/egress-policy.js';
 import type { Native } from '../native.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './log.js';
@@ -136,6 +137,8 @@ export class Reconciler {
   private adopted = 0;
   /** Guest IPs refused to pods (ownership follows the node's routes). */
   readonly claims: Claims;
+  /** Guest IPs accelerate mode leaves to the kernel path: their host veth has egress programs. */
+  readonly notAccelerated = new Set<string>();
 
   constructor(deps: ReconcilerDeps) {
     this.cfg = deps.config;
@@ -694,6 +697,26 @@ export class Reconciler {
     this.change('attach', { ...where, mode: created.mode, guestIp: port.guestIp }, `attached ${program}`, record ? 'replacing a stale record' : reason === 'start' ? 'VM pod found at start' : `VM pod found (${reason})`);
   }
 
+  /** Accelerate mode: whether `redirect` may skip the host veth's egress (egress-policy.ts). */
+  private mayRedirect(pod: Pod, port: VmPort): boolean {
+    if (!this.cfg.accelerate || this.cfg.skipEgressPrograms) return true;
+    const egress = egressPrograms(port.hostVeth.ifname, this.n);
+    const refused = egress.length > 0;
+    if (refused !== this.notAccelerated.has(port.guestIp)) {
+      if (refused) {
+        this.notAccelerated.add(port.guestIp);
+        this.log.warn(
+          { netns: pod.path, guestIp: port.guestIp, hostVeth: port.hostVeth.ifname, egress: egress.map((e) => e.progName) },
+          `accelerate: not for ${port.guestIp}: ${describeEgress(port.hostVeth.ifname, egress)} (its policy), which redirect would skip; its traffic takes the kernel path (--${SKIP_EGRESS_FLAG} redirects past it)`,
+        );
+      } else {
+        this.notAccelerated.delete(port.guestIp);
+        this.log.info({ netns: pod.path, guestIp: port.guestIp, hostVeth: port.hostVeth.ifname }, `accelerate: ${port.guestIp} accelerated again (no programs at its host veth's egress)`);
+      }
+    }
+    return !refused;
+  }
+
   /** The live VM pod behind a host veth, or holding the endpoint of `ip`. */
   private ownerOf(hostVeth: string | null, ip: string): Pod | null {
     const pods = [...this.pods.values()].filter((p) => !p.gone);
@@ -722,6 +745,7 @@ export class Reconciler {
       }
       return null;
     }
+    const redirect = this.mayRedirect(pod, port);
     let result: 'added' | 'updated' | 'unchanged';
     try {
       result = this.dp.setEndpoint({
@@ -729,7 +753,7 @@ export class Reconciler {
         guestMac: port.guestMac,
         gatewayMac: port.hostVeth.mac,
         hostIfindex: port.hostVeth.ifindex,
-        redirect: true,
+        redirect,
         podNetns: pod.inode,
         bypass,
       });
@@ -862,9 +886,9 @@ export class Reconciler {
       const port = pod?.ports.find((p) => p.guestIp === ep.guestIp);
       return {
         guestIp: ep.guestIp,
-        podNetns: pod?.path ?? `inode:${ep.podNetns ?? 0}`,
         ifname: port?.uplink.ifname ?? '',
         hostIfname: port?.hostVeth.ifname ?? '',
+        redirect: ep.redirect,
         ...ep.counters,
       };
     });

@@ -9,6 +9,8 @@ import { discoverVmInterfaces } from '../../discovery/vm-pod.js';
 import { NoSuchInterfaceError, UsageError } from '../../errors.js';
 import { parseIfname, parseIp, parseMac } from '../../validate.js';
 import { native, type AttachMode } from '../../native.js';
+import { describeEgress, egressPrograms, SKIP_EGRESS_FLAG, SKIP_EGRESS_HELP } from '../../dataplane/egress-policy.js';
+import { iproute } from '../../discovery/iproute.js';
 
 export const ACCELERATE_WARNING =
   'warning: accelerate mode forwards VM traffic arriving on this interface straight into the VM pods: it bypasses host netfilter (iptables/nftables) for that traffic, and CNI programs placed after vmpeer\'s at this hook';
@@ -22,8 +24,8 @@ export const attachCommand: Command = {
   name: 'attach',
   summary: 'fix a bridged VM pod, or accelerate a host interface',
   help: `Usage:
-  vmpeer attach --netns <name|path> [--dev <ifname>] [--guest-mac <mac>] [--guest-ip <ip> [--trust-guest-ip]] [--bypass-bridge] [--mode auto|tcx|clsact]
-  vmpeer attach --accelerate --host-dev <ifname> [--first] [--mode auto|tcx|clsact]
+  vmpeer attach --netns <name|path> [--dev <ifname>] [--guest-mac <mac>] [--guest-ip <ip> [--trust-guest-ip]] [--bypass-bridge] [--skip-egress-programs] [--mode auto|tcx|clsact]
+  vmpeer attach --accelerate --host-dev <ifname> [--first] [--skip-egress-programs] [--mode auto|tcx|clsact]
 
 The first form finds the VM interface in the pod's network namespace (the
 bridge uplink port, the guest's MAC and IP, the host-side veth), writes the
@@ -43,7 +45,11 @@ such rules there. ARP, DHCP and other broadcast or multicast frames still go
 through the bridge.
 
 The second form attaches the redirect program (the corrected peer-redirect
-fast path) at the ingress of a host interface of this node.
+fast path) at the ingress of a host interface of this node. It never
+redirects a TCP SYN, and never toward a guest whose host veth has programs
+at its tc egress (a CNI's policy for the workload, which a peer redirect
+skips): those take the kernel path. It refuses (exit 2) while an endpoint
+written before such a program appeared would still be redirected past it.
 
 Options:
   --netns <name|path>  the VM pod's netns: a name under /var/run/netns or a
@@ -64,6 +70,8 @@ Options:
   --accelerate         attach redirect to --host-dev instead
   --host-dev <ifname>  a host interface (uplink, or another pod's host veth)
   --first              accelerate: run before the programs already at the hook
+  --skip-egress-programs
+                       ${SKIP_EGRESS_HELP}
 ${COMMON_HELP}
 
 Examples:
@@ -83,6 +91,7 @@ Examples:
     accelerate: { type: 'boolean' },
     'host-dev': { type: 'string' },
     first: { type: 'boolean' },
+    [SKIP_EGRESS_FLAG]: { type: 'boolean' },
   },
   async run(values, io) {
     requirePrivileges(`vmpeer ${this.name}`);
@@ -108,10 +117,19 @@ Examples:
     for (const c of vms.flatMap((vm) => vm.refused)) {
       io.err(`warning: refused ${c.ip}, which the pod claims (${c.claimedBy}): this node routes it ${c.routedTo ? `to ${c.routedTo}` : 'nowhere'}`);
     }
+    const skipEgress = values[SKIP_EGRESS_FLAG] === true;
+    const redirectTo = new Map<string, boolean>();
+    for (const vm of vms) {
+      const egress = egressPrograms(vm.hostVeth.ifname);
+      redirectTo.set(vm.guestIp, egress.length === 0 || skipEgress);
+      if (egress.length > 0 && !skipEgress) {
+        io.err(`warning: ${describeEgress(vm.hostVeth.ifname, egress)}: accelerate mode leaves ${vm.guestIp} to the kernel path (and that policy); --${SKIP_EGRESS_FLAG} redirects past it`);
+      }
+    }
     const dp = Dataplane.open({ root });
     try {
       for (const vm of vms) {
-        const c = coverVm(dp, vm, { mode, bypass });
+        const c = coverVm(dp, vm, { mode, bypass, redirect: redirectTo.get(vm.guestIp) });
         const target = { netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };
         const what = `guest ${vm.guestIp} at ${vm.guestMac} (MAC from ${vm.guestMacFrom}), gateway ${vm.hostVeth.mac} via ${vm.hostVeth.ifname} (ifindex ${vm.hostVeth.ifindex})`;
         const bridge = c.fromGuest ? `; bridge bypassed: from_guest on ${vm.guestPort!.ifname} (${c.fromGuest.record.mode})` : '';
@@ -137,6 +155,18 @@ async function accelerate(values: Values, mode: 'auto' | AttachMode, root: strin
   if (native().ifindex(undefined, target.ifname) === 0) throw new NoSuchInterfaceError(target.ifname, 'this node');
   const dp = Dataplane.open({ root });
   try {
+    if (values[SKIP_EGRESS_FLAG] !== true) {
+      const names = new Map((await iproute.links()).map((l) => [l.ifindex, l.ifname]));
+      for (const ep of dp.endpoints().filter((e) => e.redirect && e.hostIfindex)) {
+        const veth = names.get(ep.hostIfindex);
+        const egress = veth ? egressPrograms(veth) : [];
+        if (egress.length > 0) {
+          throw new UsageError(
+            `refusing to accelerate: ${describeEgress(veth!, egress)}, which redirect would skip for ${ep.guestIp}; run vmpeer attach --netns for its pod again (it then takes the kernel path), or pass --${SKIP_EGRESS_FLAG}`,
+          );
+        }
+      }
+    }
     const { record, created } = dp.attach('redirect', target, { mode, first: values.first === true });
     io.err(ACCELERATE_WARNING);
     io.out(created ? `attached redirect on ${describe(target)} (${record.mode})` : `already attached: redirect on ${describe(target)} (${record.mode}); nothing changed`);
