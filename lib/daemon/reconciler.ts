@@ -28,7 +28,7 @@ import { routedDevice, type RefusedClaim } from '../discovery/ownership.js';
 import type { Route } from '../discovery/iproute.js';
 import { Claims } from './claims.js';
 import { EndpointTableFullError } from '../dataplane/endpoint-table.js';
-import { describeEgress, egressPrograms, SKIP_EGRESS_FLAG } from '../dataplane/egress-policy.js';
+import { conntrackWarning, describeEgress, egressPrograms, SKIP_EGRESS_FLAG } from '../dataplane/egress-policy.js';
 import type { Native } from '../native.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './log.js';
@@ -802,8 +802,15 @@ export class Reconciler {
     }
   }
 
+  private conntrackWarned = false;
+
   private ensureRedirects(reason: string): void {
     const want = this.cfg.accelerate ? this.cfg.hostDevs : [];
+    const conntrack = want.length > 0 && !this.conntrackWarned ? conntrackWarning() : null;
+    if (conntrack) {
+      this.conntrackWarned = true;
+      this.log.warn({}, `accelerate: ${conntrack}`);
+    }
     const records = this.dp.attachments().filter((r) => r.program === 'redirect');
     for (const r of records) {
       if (r.netnsInode === this.sources.selfInode && want.includes(r.ifname)) continue;

@@ -10,8 +10,36 @@
  * What this cannot see: netfilter rules (iptables/nftables) for the pod;
  * `redirect` skips those as well, for established flows only (it never
  * redirects a TCP SYN, so a flow netfilter refuses never gets established).
+ *
+ * Netfilter's conntrack, though, then sees a TCP flow's handshake and, after
+ * it, only the guest's replies: their ACKs cover data it never saw, which its
+ * window tracking marks INVALID (nf_conntrack_proto_tcp.c, tcp_in_window(): the
+ * ACK is above the other side's highest sequence seen), and a `ct state invalid
+ * drop` rule (kube-proxy's KUBE-FORWARD has one) then drops them and the flow
+ * stalls. With net.netfilter.nf_conntrack_tcp_be_liberal=1 conntrack keeps
+ * such packets ESTABLISHED (the setting asymmetric routing needs too): accelerate
+ * mode warns while it is 0. (A conntrack lookup from tc, bpf_skb_ct_lookup,
+ * could tell which flows netfilter admitted, but not keep its window right.)
  */
+import fs from 'node:fs';
 import { native, type HookEntry, type Native } from '../native.js';
+
+const BE_LIBERAL = '/proc/sys/net/netfilter/nf_conntrack_tcp_be_liberal';
+
+/** A warning when conntrack runs in this netns with strict TCP window tracking, else null. */
+export function conntrackWarning(): string | null {
+  let value: string;
+  try {
+    value = fs.readFileSync(BE_LIBERAL, 'utf8').trim();
+  } catch {
+    return null; // no conntrack in this kernel / netns
+  }
+  if (value !== '0') return null;
+  return (
+    'netfilter conntrack tracks TCP strictly here (net.netfilter.nf_conntrack_tcp_be_liberal=0): after the handshake it sees only the ' +
+    "guests' replies and marks them INVALID, so a `ct state invalid drop` rule (kube-proxy has one) stalls accelerated TCP flows; set it to 1"
+  );
+}
 
 /** The flag (CLI and daemon) that accelerates toward such endpoints anyway. */
 export const SKIP_EGRESS_FLAG = 'skip-egress-programs';

@@ -9,7 +9,7 @@ import { discoverVmInterfaces } from '../../discovery/vm-pod.js';
 import { NoSuchInterfaceError, UsageError } from '../../errors.js';
 import { parseIfname, parseIp, parseMac } from '../../validate.js';
 import { native, type AttachMode } from '../../native.js';
-import { describeEgress, egressPrograms, SKIP_EGRESS_FLAG, SKIP_EGRESS_HELP } from '../../dataplane/egress-policy.js';
+import { conntrackWarning, describeEgress, egressPrograms, SKIP_EGRESS_FLAG, SKIP_EGRESS_HELP } from '../../dataplane/egress-policy.js';
 import { iproute } from '../../discovery/iproute.js';
 
 export const ACCELERATE_WARNING =
@@ -169,6 +169,8 @@ async function accelerate(values: Values, mode: 'auto' | AttachMode, root: strin
     }
     const { record, created } = dp.attach('redirect', target, { mode, first: values.first === true });
     io.err(ACCELERATE_WARNING);
+    const conntrack = conntrackWarning();
+    if (conntrack) io.err(`warning: ${conntrack}`);
     io.out(created ? `attached redirect on ${describe(target)} (${record.mode})` : `already attached: redirect on ${describe(target)} (${record.mode}); nothing changed`);
   } finally {
     dp.closeAndPruneIfEmpty();
