@@ -15,7 +15,7 @@ export interface EndpointSample extends EndpointCounters {
 }
 
 /** A scrape reads the endpoint table once, and scrapes within this reuse that reading. */
-export const ENDPOINT_CACHE_MS = 1000;
+export const ENDPOINT_CACHE_MS = 250;
 
 export interface MetricsSource {
   endpoints(): EndpointSample[];

@@ -62,6 +62,15 @@ const ATTACH_CONCURRENCY = 32;
 const COALESCE_MS = 10;
 /** A failed check is retried after this, doubling each time (up to the resync interval). */
 const FIRST_RETRY_MS = 100;
+/** Checks of one pod start at most this often, whatever its events say (a tenant's events cost it, not the node). */
+const MIN_CHECK_MS = 50;
+/**
+ * A bridge that learned more MACs than this on its guest ports has a guest
+ * sending from many (a flood, or a nested network): its FDB events no longer
+ * start checks (each would re-read the whole FDB), it is polled this slowly.
+ */
+const AMBIGUOUS_MACS = 16;
+const AMBIGUOUS_POLL_MS = 5_000;
 
 interface Pod {
   inode: number;
@@ -80,6 +89,9 @@ interface Pod {
   bypassRefusedLogged: boolean;
   /** Guest IPs whose endpoint cannot be written (the table has no slot for them), and why: the pod is uncovered. */
   uncovered: Map<string, string>;
+  /** Its bridge learned more than AMBIGUOUS_MACS MACs on a guest port: polled, FDB events ignored. */
+  ambiguous: boolean;
+  lastCheckAt: number;
   monitor: Monitor | null;
   monitorAt: number;
   monitorRestarts: number;
@@ -301,6 +313,8 @@ export class Reconciler {
       waitingLogged: false,
       bypassRefusedLogged: false,
       uncovered: new Map(),
+      ambiguous: false,
+      lastCheckAt: 0,
       monitor: null,
       monitorAt: 0,
       monitorRestarts: 0,
@@ -446,7 +460,7 @@ export class Reconciler {
     if (this.stopping || pod.gone) return;
     if (e.kind === 'link') {
       this.kick(pod, `link ${e.ifname} ${e.deleted ? 'removed' : 'changed'} in the pod`);
-    } else if (e.kind === 'fdb' && !e.deleted && e.mac) {
+    } else if (e.kind === 'fdb' && !e.deleted && e.mac && !pod.ambiguous) {
       const known = pod.ports.some((p) => p.guestPorts.includes(e.dev) && p.guestMac === e.mac);
       if (!known && (pod.kind !== 'plain' || pod.ports.length > 0)) this.kick(pod, `the bridge learned ${e.mac} on ${e.dev}`);
     }
@@ -456,10 +470,13 @@ export class Reconciler {
 
   private kick(pod: Pod, reason: string): void {
     if (pod.gone || this.stopping || pod.kick) return;
-    pod.kick = setTimeout(() => {
-      pod.kick = null;
-      void this.checkPod(pod, reason, false);
-    }, COALESCE_MS);
+    pod.kick = setTimeout(
+      () => {
+        pod.kick = null;
+        void this.checkPod(pod, reason, false);
+      },
+      Math.max(COALESCE_MS, pod.lastCheckAt + MIN_CHECK_MS - Date.now()),
+    );
   }
 
   /**
@@ -512,6 +529,7 @@ export class Reconciler {
     const { reason, verify } = request;
     if (pod.timer) clearTimeout(pod.timer);
     pod.timer = null;
+    pod.lastCheckAt = Date.now();
     const t0 = performance.now();
     this.metrics?.reconciles.inc({ kind: 'pod' });
     try {
@@ -576,6 +594,7 @@ export class Reconciler {
       if (pod.monitor) delay = now - pod.monitorAt < MONITOR_SETTLE_MS ? FAST_POLL_MS : MONITORED_POLL_MS;
       else delay = age < FAST_MS ? FAST_POLL_MS : SLOW_POLL_MS;
     }
+    if (pod.ambiguous) delay = AMBIGUOUS_POLL_MS;
     if (delay !== null) {
       pod.timer = setTimeout(() => void this.checkPod(pod, 'poll', false), delay);
     }
@@ -592,6 +611,12 @@ export class Reconciler {
     pod.ports = look.ports;
     pod.hostIfnames = new Set(look.ports.map((p) => p.hostVeth.ifname));
     const refused = [...look.refused];
+    const ambiguous = look.ports.some((p) => (p.learnedMacs ?? 0) > AMBIGUOUS_MACS);
+    if (ambiguous !== pod.ambiguous) {
+      pod.ambiguous = ambiguous;
+      if (ambiguous) this.log.warn({ netns: pod.path, macs: Math.max(...look.ports.map((p) => p.learnedMacs ?? 0)) }, `the pod's bridge learned more than ${AMBIGUOUS_MACS} MACs on a guest port: polled every ${AMBIGUOUS_POLL_MS / 1000} s, its FDB events ignored`);
+      else this.log.info({ netns: pod.path }, "the pod's bridge is down to a few MACs on its guest ports: its FDB events count again");
+    }
     for (const ip of pod.uncovered.keys()) if (!look.ports.some((p) => p.guestIp === ip)) pod.uncovered.delete(ip);
 
     if (look.ports.length === 0) {

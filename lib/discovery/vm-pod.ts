@@ -62,6 +62,8 @@ export class ClaimRefusedError extends NotAVmPodError {
 /** The pod is a VM pod, but the guest has not shown its MAC yet (it has sent nothing). */
 export class GuestMacUnknownError extends VmpeerError {
   override name = 'GuestMacUnknownError';
+  /** MACs the bridge learned on the guest ports (several: the guest is not telling which is its own). */
+  learnedMacs = 0;
 }
 
 const isVeth = (l: Link) => l.linkinfo?.info_kind === 'veth';
@@ -72,6 +74,8 @@ export interface VmPort extends Omit<VmInterface, 'guestMac' | 'guestMacFrom'> {
   guestMacFrom: VmInterface['guestMacFrom'] | null;
   /** Why the guest MAC is unknown, when it is. */
   guestMacUnknown?: string;
+  /** MACs the bridge learned on the guest ports: many means a guest sending from many (a flood). */
+  learnedMacs?: number;
 }
 
 export async function discoverVmInterfaces(netns: string, overrides: Overrides = {}, ip: IpRoute = defaultIproute): Promise<VmInterface[]> {
@@ -110,13 +114,13 @@ async function discover(netns: string, overrides: Overrides, ip: IpRoute, tolera
     }
     const port = { netns, bridge: bridge.ifname, uplink: { ifname: uplink.ifname, ifindex: uplink.ifindex }, guestPorts, guestPort, hostVeth, guestIp, refused };
     try {
-      const { mac: guestMac, from: guestMacFrom } = overrides.guestMac
-        ? { mac: overrides.guestMac, from: 'override' as const }
+      const { mac: guestMac, from: guestMacFrom, learned } = overrides.guestMac
+        ? { mac: overrides.guestMac, from: 'override' as const, learned: 0 }
         : await guestMacOf(netns, bridge.ifname, guestPorts, guestIp, hostVeth.ifname, ip);
-      found.push({ ...port, guestMac, guestMacFrom });
+      found.push({ ...port, guestMac, guestMacFrom, ...(learned > 1 ? { learnedMacs: learned } : {}) });
     } catch (e) {
       if (!tolerateUnknownMac || !(e instanceof GuestMacUnknownError)) throw e;
-      found.push({ ...port, guestMac: null, guestMacFrom: null, guestMacUnknown: e.message });
+      found.push({ ...port, guestMac: null, guestMacFrom: null, guestMacUnknown: e.message, learnedMacs: e.learnedMacs });
     }
   }
 
@@ -184,7 +188,7 @@ async function guestMacOf(
   guestIp: string,
   hostVeth: string,
   ip: IpRoute,
-): Promise<{ mac: Mac; from: 'fdb' | 'neighbour' }> {
+): Promise<{ mac: Mac; from: 'fdb' | 'neighbour'; learned: number }> {
   const [fdb, neighbours] = await Promise.all([ip.fdb(netns, bridge), ip.neighbours(undefined, hostVeth)]);
   const learned = [
     ...new Set(
@@ -193,11 +197,13 @@ async function guestMacOf(
   ];
   const neighbour = neighbours.find((n) => n.dst === guestIp && n.lladdr && !n.state?.some((s) => s === 'FAILED' || s === 'INCOMPLETE'))?.lladdr?.toLowerCase();
 
-  if (learned.length === 1) return { mac: parseMac(learned[0]!), from: 'fdb' };
-  if (neighbour && (learned.length === 0 || learned.includes(neighbour))) return { mac: parseMac(neighbour), from: 'neighbour' };
-  throw new GuestMacUnknownError(
+  if (learned.length === 1) return { mac: parseMac(learned[0]!), from: 'fdb', learned: 1 };
+  if (neighbour && (learned.length === 0 || learned.includes(neighbour))) return { mac: parseMac(neighbour), from: 'neighbour', learned: learned.length };
+  const e = new GuestMacUnknownError(
     learned.length === 0
       ? `the guest behind ${bridge} in ${netns} has not sent a frame yet, so its MAC is unknown: start it, or pass --guest-mac`
-      : `the bridge ${bridge} in ${netns} learned several MACs on the guest port (${learned.join(', ')}): pass --guest-mac`,
+      : `the bridge ${bridge} in ${netns} learned ${learned.length} MACs on the guest port (${learned.slice(0, 4).join(', ')}${learned.length > 4 ? ', …' : ''}): pass --guest-mac`,
   );
+  e.learnedMacs = learned.length;
+  throw e;
 }

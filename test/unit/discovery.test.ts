@@ -97,7 +97,7 @@ test('a guest that has sent nothing: its MAC is unknown (not guessed from the du
 test('several learned MACs: the neighbour entry picks one, else the user must', async (t) => {
   const w = kubevirtPod();
   w.fdb.push({ mac: '02:00:00:00:00:77', ifname: 'tap0', master: 'k6t-eth0' });
-  await t.throwsAsync(discoverVmInterfaces(NETNS, {}, iproute(w)), { instanceOf: GuestMacUnknownError, message: /several MACs .* pass --guest-mac/ });
+  await t.throwsAsync(discoverVmInterfaces(NETNS, {}, iproute(w)), { instanceOf: GuestMacUnknownError, message: /learned 2 MACs .* pass --guest-mac/ });
   w.neighbours = [{ dst: POD_IP, dev: 'cali1b864d60622', lladdr: GUEST_MAC, state: ['STALE'] }];
   t.like((await discoverVmInterfaces(NETNS, {}, iproute(w)))[0], { guestMac: GUEST_MAC, guestMacFrom: 'neighbour' });
 });
