@@ -161,7 +161,8 @@ export function parseConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env):
   const hostDevs = (many('host-dev') ?? []).map((d) => parseIfname(d, '--host-dev'));
   const first = bool('first');
   const skipEgressPrograms = bool('skip-egress-programs');
-  if (!accelerate && (hostDevs.length > 0 || first || skipEgressPrograms)) throw new UsageError('--host-dev, --first and --skip-egress-programs go with --accelerate');
+  if (!accelerate && (hostDevs.length > 0 || first)) throw new UsageError('--host-dev and --first go with --accelerate');
+  if (!accelerate && skipEgressPrograms) throw new UsageError('--skip-egress-programs goes with --accelerate');
   if (accelerate && hostDevs.length === 0) throw new UsageError('--accelerate needs at least one --host-dev <ifname> (the node interfaces to accelerate)');
 
   const object = str('object');
