@@ -214,6 +214,8 @@ export interface Native {
   mapUpdate(mapFd: number, key: Buffer, value: Buffer, flags?: number): void;
   mapDelete(mapFd: number, key: Buffer): boolean; // false when the key was absent
   mapKeys(mapFd: number, keySize: number): Buffer[];
+  /** Every slot of an array map (BPF_MAP_LOOKUP_BATCH): each slot's value (all CPUs), slot 0 first, in one buffer. */
+  mapLookupAll(mapFd: number): Buffer;
 
   objPin(fd: number, path: string): void;
   objGet(path: string): number; // new fd
