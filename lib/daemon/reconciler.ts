@@ -451,7 +451,8 @@ export class Reconciler {
       if (e.deleted || !e.mac) return;
       for (const p of this.pods.values()) {
         const port = p.ports.find((x) => x.hostVeth.ifname === e.dev && x.guestIp === e.ip);
-        if (port && port.guestMac !== e.mac) this.kick(p, `the node sees ${e.ip} at ${e.mac}`);
+        // the node's own reading of a guest's MAC: one per guest IP, not rate-limited
+        if (port && port.guestMac !== e.mac) this.kick(p, `the node sees ${e.ip} at ${e.mac}`, true);
       }
     }
   }
@@ -468,14 +469,14 @@ export class Reconciler {
 
   // ------------------------------------------------------------ checking a pod
 
-  private kick(pod: Pod, reason: string): void {
+  private kick(pod: Pod, reason: string, urgent = false): void {
     if (pod.gone || this.stopping || pod.kick) return;
     pod.kick = setTimeout(
       () => {
         pod.kick = null;
         void this.checkPod(pod, reason, false);
       },
-      Math.max(COALESCE_MS, pod.lastCheckAt + MIN_CHECK_MS - Date.now()),
+      urgent ? COALESCE_MS : Math.max(COALESCE_MS, pod.lastCheckAt + MIN_CHECK_MS - Date.now()),
     );
   }
 
