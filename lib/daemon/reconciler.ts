@@ -340,6 +340,7 @@ export class Reconciler {
     if (pod.timer) clearTimeout(pod.timer);
     if (pod.kick) clearTimeout(pod.kick);
     this.claims.forget(pod.inode);
+    for (const p of pod.ports) this.notAccelerated.delete(p.guestIp);
     this.forget(pod, reason);
     if (pod.kind === 'vm') this.log.info({ netns: pod.path, inode: pod.inode }, `VM pod removed: ${reason}`);
   }
