@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import type { AttachMode, Attachment, AttachRequest, Hook, KernelFeatures, Native } from '../native.js';
 import { AlreadyAttachedError, fromNative, NoSuchInterfaceError, isNativeError, KernelUnsupportedError } from '../errors.js';
 import type { Program } from './program.js';
+import { killPoint } from '../kill-point.js';
 
 export interface HookTarget {
   netns?: string; // netns file path; absent: the caller's netns
@@ -144,6 +145,7 @@ function attachError(e: unknown, prog: Program, target: HookTarget): Error {
 function finishAttach(n: Native, prog: Program, target: HookTarget, plan: AttachPlan, attachment: Attachment): Link {
   const { mode } = attachment;
   if (mode === 'clsact' && plan.pinPath) {
+    killPoint('filter'); // attached, not yet recorded
     try {
       n.objPin(prog.fd, plan.pinPath);
     } catch (e) {
@@ -179,6 +181,7 @@ export function detach(n: Native, target: HookTarget, options: { mode: AttachMod
     for (const entry of ours) {
       removed = n.detach({ ...target, mode: 'clsact', handle: TC_HANDLE, priority: entry.priority, progId: entry.progId }) || removed;
     }
+    killPoint('detach-filter'); // detached, the record still there
     if (options.pinPath) fs.rmSync(options.pinPath, { force: true });
     return removed;
   } catch (e) {

@@ -15,7 +15,7 @@ export class BpfMap {
   readonly valueSize: number;
   readonly perCpu: boolean;
   readonly pinPath: string | null;
-  private readonly fd: number;
+  readonly fd: number;
   private readonly cpus: number;
 
   constructor(private readonly n: Native, info: NativeMap) {

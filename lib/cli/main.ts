@@ -11,9 +11,10 @@ import { detachCommand } from './commands/detach.js';
 import { statusCommand } from './commands/status.js';
 import { demoCommand } from './commands/demo.js';
 import { daemonCommand } from './commands/daemon.js';
+import { gcCommand } from './commands/gc.js';
 import { VmpeerError } from '../errors.js';
 
-const commands: Command[] = [attachCommand, detachCommand, statusCommand, demoCommand, daemonCommand];
+const commands: Command[] = [attachCommand, detachCommand, statusCommand, gcCommand, demoCommand, daemonCommand];
 
 export function registerCommand(command: Command): void {
   commands.push(command);

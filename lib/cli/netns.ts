@@ -2,8 +2,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { NetnsNotFoundError, UsageError } from '../errors.js';
+import { NETNS_DIR, netnsPaths } from '../dataplane/netns-paths.js';
 
-export const NETNS_DIR = '/var/run/netns';
+export { NETNS_DIR };
+
 const NSFS_MAGIC = 0x6e736673;
 
 export function resolveNetns(arg: string): string {
@@ -19,24 +21,9 @@ export function resolveNetns(arg: string): string {
   return file;
 }
 
-/** Names for netns inodes, for display: /var/run/netns entries first, then /proc/<pid>/ns/net. */
+/** Names for netns inodes, for display: /var/run/netns entries first, then /proc/<pid>/ns/net; this one is "node". */
 export function netnsNames(): Map<number, string> {
-  const names = new Map<number, string>();
-  const add = (file: string) => {
-    try {
-      const ino = fs.statSync(file).ino;
-      if (!names.has(ino)) names.set(ino, file);
-    } catch {
-      // raced with its removal
-    }
-  };
-  try {
-    for (const name of fs.readdirSync(NETNS_DIR)) add(path.join(NETNS_DIR, name));
-  } catch {
-    // no named namespaces
-  }
-  add('/proc/self/ns/net');
+  const names = netnsPaths([NETNS_DIR]);
   names.set(fs.statSync('/proc/self/ns/net').ino, 'node');
-  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) add(`/proc/${pid}/ns/net`);
   return names;
 }

@@ -557,7 +557,8 @@ async function coldStart(
   const root = `/sys/fs/bpf/${lab.name}-cp${randomTag(2)}/vmpeer`;
   fs.mkdirSync(root, { recursive: true });
   // the maps are created here, before the clock starts, so that reading them costs the daemon nothing
-  const dp = Dataplane.open({ root });
+  Dataplane.open({ root }).close(); // the daemon takes the node lock: this process only reads
+  const dp = Dataplane.view({ root })!;
   const cov = new Coverage(dp);
   const prober = new Prober(lab.node.ns.path);
   let running: Running | null = null;

@@ -279,12 +279,18 @@ export function rebuiltObject(t: ExecutionContext): string {
 
 /** The daemon's state as the kernel and the pins show it, read from the test process. */
 export class State {
-  readonly dp: Dataplane;
   readonly n = native();
+  private opened: Dataplane | null = null;
 
   constructor(t: ExecutionContext, readonly root: string) {
-    this.dp = Dataplane.open({ root });
-    t.teardown(() => this.dp.close());
+    t.teardown(() => this.opened?.close());
+  }
+
+  /** A view (no lock: the daemon holds it) of the state, opened on first use. */
+  get dp(): Dataplane {
+    this.opened ??= Dataplane.view({ root: this.root });
+    if (!this.opened) throw new Error(`no vmpeer state under ${this.root}`);
+    return this.opened;
   }
 
   /** fixup attached at the pod's uplink and the guest's endpoint in place, with the MAC the guest uses. */

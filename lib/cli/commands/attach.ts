@@ -110,24 +110,25 @@ Examples:
     };
     if (overrides.trustGuestIp && overrides.guestIp === undefined) throw new UsageError('--trust-guest-ip goes with --guest-ip');
     const bypass = values['bypass-bridge'] === true;
-    const vms = await discoverVmInterfaces(netns, overrides);
-    const lone = vms.find((vm) => bypass && !vm.guestPort);
-    if (lone) throw new UsageError(`--bypass-bridge needs a bridge with one guest port: ${lone.bridge} in ${netns} has ${lone.guestPorts.join(', ')}`);
 
-    for (const c of vms.flatMap((vm) => vm.refused)) {
-      io.err(`warning: refused ${c.ip}, which the pod claims (${c.claimedBy}): this node routes it ${c.routedTo ? `to ${c.routedTo}` : 'nowhere'}`);
-    }
-    const skipEgress = values[SKIP_EGRESS_FLAG] === true;
-    const redirectTo = new Map<string, boolean>();
-    for (const vm of vms) {
-      const egress = egressPrograms(vm.hostVeth.ifname);
-      redirectTo.set(vm.guestIp, egress.length === 0 || skipEgress);
-      if (egress.length > 0 && !skipEgress) {
-        io.err(`warning: ${describeEgress(vm.hostVeth.ifname, egress)}: accelerate mode leaves ${vm.guestIp} to the kernel path (and that policy); --${SKIP_EGRESS_FLAG} redirects past it`);
-      }
-    }
+    // the node lock is held from discovery to the last record (one transaction)
     const dp = Dataplane.open({ root });
     try {
+      const vms = await discoverVmInterfaces(netns, overrides);
+      const lone = vms.find((vm) => bypass && !vm.guestPort);
+      if (lone) throw new UsageError(`--bypass-bridge needs a bridge with one guest port: ${lone.bridge} in ${netns} has ${lone.guestPorts.join(', ')}`);
+      for (const c of vms.flatMap((vm) => vm.refused)) {
+        io.err(`warning: refused ${c.ip}, which the pod claims (${c.claimedBy}): this node routes it ${c.routedTo ? `to ${c.routedTo}` : 'nowhere'}`);
+      }
+      const skipEgress = values[SKIP_EGRESS_FLAG] === true;
+      const redirectTo = new Map<string, boolean>();
+      for (const vm of vms) {
+        const egress = egressPrograms(vm.hostVeth.ifname);
+        redirectTo.set(vm.guestIp, egress.length === 0 || skipEgress);
+        if (egress.length > 0 && !skipEgress) {
+          io.err(`warning: ${describeEgress(vm.hostVeth.ifname, egress)}: accelerate mode leaves ${vm.guestIp} to the kernel path (and that policy); --${SKIP_EGRESS_FLAG} redirects past it`);
+        }
+      }
       for (const vm of vms) {
         const c = coverVm(dp, vm, { mode, bypass, redirect: redirectTo.get(vm.guestIp) });
         const target = { netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };

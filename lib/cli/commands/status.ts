@@ -11,6 +11,8 @@ import { iproute } from '../../discovery/iproute.js';
 import { routedDevice } from '../../discovery/ownership.js';
 import { lookInto, NodeView } from '../../daemon/probe.js';
 import { NETNS_DIR } from '../netns.js';
+import { findStale } from '../../dataplane/stale.js';
+import { native } from '../../native.js';
 
 export interface StatusReport {
   root: string;
@@ -34,6 +36,8 @@ export interface StatusReport {
   /** VM ports found under /var/run/netns whose guest (MAC known) has no endpoint of its pod: not covered. */
   uncovered: { netns: string; guestIp: string; guestMac: string }[];
   stats: Record<string, number>;
+  /** State the kernel no longer backs (`vmpeer gc` removes it). */
+  stale: { kind: 'record' | 'endpoint'; what: string; why: string }[];
 }
 
 /**
@@ -78,12 +82,13 @@ function inodeOf(file: string): number | null {
 }
 
 export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusReport> {
-  if (!Dataplane.exists(root)) return { root, attachments: [], endpoints: [], refused: [], uncovered: [], stats: Object.fromEntries(STAT_NAMES.map((s) => [s, 0])) };
-  const names = netnsNames();
-  const links = new Map((await iproute.links()).map((l) => [l.ifindex, l.ifname]));
-  const routes = await iproute.routes(undefined);
-  const dp = Dataplane.open({ root });
+  // read without the lock: status works beside the daemon and never changes anything
+  const dp = Dataplane.view({ root });
+  if (!dp) return { root, attachments: [], endpoints: [], refused: [], uncovered: [], stats: Object.fromEntries(STAT_NAMES.map((s) => [s, 0])), stale: [] };
   try {
+    const names = netnsNames();
+    const links = new Map((await iproute.links()).map((l) => [l.ifindex, l.ifname]));
+    const routes = await iproute.routes(undefined);
     const endpoints = dp.endpoints();
     const ownerOf = (dev: string) => {
       const ep = endpoints.find((e) => links.get(e.hostIfindex) === dev);
@@ -116,6 +121,11 @@ export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusRep
       refused,
       uncovered,
       stats: Object.fromEntries(Object.entries(dp.stats()).map(([k, v]) => [k, Number(v)])),
+      stale: (await findStale(dp, native())).map((s) => ({
+        kind: s.kind,
+        what: s.kind === 'record' ? `${s.record.program} on ${s.record.ifname} (${s.record.pin})` : `endpoint ${s.guestIp}`,
+        why: s.why,
+      })),
     };
   } finally {
     dp.close();
@@ -138,8 +148,11 @@ counters (frames fixed, redirected, passed to the kernel, and with the bridge
 bypass, sent past the pod's bridge to and from the guest), whether this node
 still routes each guest IP to its endpoint's host veth (ROUTE: ownership
 follows the node's routes, never what a pod claims), the guest IPs that pods
-under /var/run/netns claim but the node routes elsewhere (REFUSED), and the
-totals by outcome. --json prints the same as one stable JSON document.
+under /var/run/netns claim but the node routes elsewhere (REFUSED), VM guests
+with no endpoint (UNCOVERED), the totals by outcome, and stale state (records
+and endpoints of pods deleted without detach, which \`vmpeer gc\` removes).
+--json prints the same as one stable JSON document. status reads without the
+node lock: it works beside the daemon and changes nothing.
 
 Options:
   --json            machine-readable output
@@ -193,6 +206,11 @@ ${COMMON_HELP}`,
     io.out('');
     io.out('FRAMES BY OUTCOME (all programs)');
     io.out(`  ${Object.entries(report.stats).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ') || 'none yet'}`);
+    if (report.stale.length > 0) {
+      io.out('');
+      io.out("STALE (the kernel no longer backs it; 'vmpeer gc' removes it)");
+      for (const s of report.stale) io.out(`  ${s.what}: ${s.why}`);
+    }
     return 0;
   },
 };
