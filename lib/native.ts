@@ -179,6 +179,7 @@ export interface RtRoute {
   type: number; // RTN_*
   flags: number; // RTM_F_*
   oif?: number;
+  priority?: number; // the metric; absent when 0
 }
 
 export interface NetlinkDump {
@@ -193,7 +194,9 @@ export interface NetlinkDump {
 export type NetlinkEvent =
   | { kind: 'link'; deleted: boolean; ifindex: number; ifname: string }
   | { kind: 'neigh'; deleted: boolean; ip: string; dev: string; mac?: string }
-  | { kind: 'fdb'; deleted: boolean; dev: string; mac?: string };
+  | { kind: 'fdb'; deleted: boolean; dev: string; mac?: string }
+  /** The node's own netns only: a main-table IPv4 route added, changed or removed. */
+  | { kind: 'route'; deleted: boolean; dst: string; dstLen: number; ifindex: number; dev: string };
 
 export interface NetlinkBatch {
   events: NetlinkEvent[];
@@ -211,6 +214,8 @@ export interface Native {
   mapUpdate(mapFd: number, key: Buffer, value: Buffer, flags?: number): void;
   mapDelete(mapFd: number, key: Buffer): boolean; // false when the key was absent
   mapKeys(mapFd: number, keySize: number): Buffer[];
+  /** Every slot of an array map (BPF_MAP_LOOKUP_BATCH): each slot's value (all CPUs), slot 0 first, in one buffer. */
+  mapLookupAll(mapFd: number): Buffer;
 
   objPin(fd: number, path: string): void;
   objGet(path: string): number; // new fd
