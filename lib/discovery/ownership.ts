@@ -2,7 +2,7 @@
  * Who owns a guest IP: the pod whose host veth the node's own routing sends
  * that IP to. The CNI writes that route in the node netns (Calico: POD_IP/32
  * dev cali… scope link), and no pod can forge it; what a pod holds in its own
- * netns (the dummy eth0's address, link names) is only a claim (DESIGN.md §11).
+ * netns (the dummy eth0's address, link names) is only a claim (README, Security model).
  *
  * The lookup is the kernel's for the main table: the longest prefix wins,
  * then the lowest metric (a live-migration target gets a route of higher

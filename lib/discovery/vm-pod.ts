@@ -1,6 +1,6 @@
 /**
  * Finding the bridged VM interfaces of a pod, as KubeVirt's bridge binding
- * lays them out (DESIGN.md §3):
+ * lays them out (docs/design.md §3):
  *
  *   node netns          pod netns
  *   cali… (veth) <====> eth0-nic ─┐ bridge k6t-eth0 ┌─ tap0 ── guest

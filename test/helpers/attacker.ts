@@ -1,5 +1,5 @@
 /**
- * A hostile pod, as DESIGN.md §11 allows one: an ordinary pod holding
+ * A hostile pod, as the README's Security model allows one: an ordinary pod holding
  * CAP_NET_ADMIN in its own netns dresses up as a KubeVirt VM pod to take a
  * VM's guest IP. It builds a bridge over its own eth0 (the CNI veth), a veth
  * port on it, and a DOWN link named after the bridge's suffix that holds the

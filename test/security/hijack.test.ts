@@ -1,5 +1,5 @@
 /**
- * The hijack (DESIGN.md §11): an ordinary pod with CAP_NET_ADMIN in its own
+ * The hijack (README, Security model): an ordinary pod with CAP_NET_ADMIN in its own
  * netns dresses up as a VM pod whose dummy holds a VM's IP. Ownership comes
  * from the node's routes, so the VM keeps its endpoint, the look-alike is
  * reported as refused (log, vmpeer_endpoint_conflicts_total, `status`), and
