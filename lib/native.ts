@@ -10,6 +10,8 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { UsageError } from './errors.js';
+import { explainLoadFailure } from './support.js';
 
 export type Hook = 'ingress' | 'egress';
 export type AttachMode = 'tcx' | 'clsact';
@@ -257,7 +259,11 @@ export function native(): Native {
   if (!loaded) {
     const require = createRequire(import.meta.url);
     const load = require('node-gyp-build') as (dir: string) => Native;
-    loaded = load(packageRoot);
+    try {
+      loaded = load(packageRoot);
+    } catch (e) {
+      throw new UsageError(explainLoadFailure(e));
+    }
   }
   return loaded;
 }

@@ -38,6 +38,7 @@ const tiers = kernelSuites
       ['cli', ['cli'], [20]],
       ['daemon', ['daemon'], [20]],
       ['package', ['package'], [20]],
+      ['deploy', ['deploy'], [20]], // the image built, the DaemonSet's own pod spec run under podman, monitoring
       ['bench', ['bench'], [20]],
     ];
 const avaArgs = kernelSuites ? ['--timeout=10m', '--concurrency=1'] : [];

@@ -16,7 +16,6 @@ import type { AttachMode } from '../native.js';
 
 export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:9808';
 export const DEFAULT_NETNS_DIR = '/var/run/netns';
-export const DEFAULT_RESYNC_MS = 30_000;
 export const DEFAULT_PROC_INTERVAL_MS = 1_000;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -187,9 +186,15 @@ export function parseConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env):
  * privileges, readable netns directories, a bpffs under the state root.
  * Returns warnings (logged once the logger exists).
  */
-export function checkEnvironment(config: DaemonConfig): string[] {
+export function checkEnvironment(config: DaemonConfig, env: NodeJS.ProcessEnv = process.env): string[] {
   const warnings: string[] = [];
   requirePrivileges('vmpeer daemon');
+  // the kubelet sets KUBERNETES_SERVICE_HOST in every container, hostNetwork or not
+  if (config.netnsPrefix === '' && env.KUBERNETES_SERVICE_HOST === undefined) {
+    warnings.push(
+      `not on a Kubernetes node (no KUBERNETES_SERVICE_HOST) and no --netns-prefix: every network namespace under ${config.netnsDirs.join(', ')}${config.proc ? ' and of every process' : ''} is in scope, and each one that looks like a bridged VM pod gets vmpeer's programs; pass --netns-prefix to narrow it`,
+    );
+  }
   if (config.proc && (effectiveCapabilities() & (1n << BigInt(CAP_SYS_PTRACE))) === 0n) {
     warnings.push('--proc without CAP_SYS_PTRACE: namespaces of processes owned by other users cannot be opened');
   }
