@@ -5,19 +5,34 @@
  * node-gyp trace. The floor is the prebuild's own: built on Debian 12, it
  * links glibc symbols up to GLIBC_2.34 and the soname libbpf.so.1.
  */
-export const SUPPORT_FLOOR =
-  'vmpeer supports Linux x86_64 with glibc >= 2.34 and libbpf 1.x (libbpf.so.1), e.g. Debian 12 or newer, Ubuntu 24.04 or newer, RHEL 9 or newer; kernel >= 5.10';
+export const MIN_GLIBC = '2.34';
+
+export const SUPPORT_FLOOR = `vmpeer supports Linux x86_64 with glibc >= ${MIN_GLIBC} and libbpf 1.x (libbpf.so.1), e.g. Debian 12 or newer, Ubuntu 24.04 or newer, RHEL 9 or newer; kernel >= 5.10`;
+
+/** The running C library's version ('' when not glibc). */
+export function glibcVersion(): string {
+  const header = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+  return header?.glibcVersionRuntime ?? '';
+}
+
+const older = (a: string, b: string) => {
+  const [x, y] = [a.split('.').map(Number), b.split('.').map(Number)];
+  return x[0]! < y[0]! || (x[0] === y[0] && x[1]! < y[1]!);
+};
 
 /** One line: what failed, what to install or do, and the support floor. */
-export function explainLoadFailure(error: unknown): string {
+export function explainLoadFailure(error: unknown, glibc = glibcVersion()): string {
   const text = String((error as Error)?.message ?? error);
   const first = text.split('\n')[0]!;
   let what: string;
-  const glibc = /version [`']GLIBC_([\d.]+)' not found/.exec(text);
-  if (/libbpf\.so\.1/.test(text)) {
+  const needs = /version [`']GLIBC_([\d.]+)' not found/.exec(text);
+  if (glibc !== '' && older(glibc, MIN_GLIBC)) {
+    // checked first: the loader reports whichever library it misses first, often libbpf.so.1
+    what = `this system's glibc is ${glibc}, older than the ${MIN_GLIBC} the addon needs (${first})`;
+  } else if (/libbpf\.so\.1/.test(text)) {
     what = 'libbpf.so.1 is missing: install libbpf1 (Debian/Ubuntu: apt-get install libbpf1; Fedora/RHEL: dnf install libbpf)';
-  } else if (glibc) {
-    what = `this system's C library is too old: the addon needs glibc ${glibc[1]} (ldd --version shows yours)`;
+  } else if (needs) {
+    what = `this system's C library is too old: the addon needs glibc ${needs[1]} (ldd --version shows yours)`;
   } else if (/GLIBCXX_[\d.]+' not found/.test(text)) {
     what = "this system's libstdc++ is too old (the addon needs the one of GCC 11 or newer)";
   } else if (/No native build was found/.test(text)) {

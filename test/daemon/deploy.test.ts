@@ -90,7 +90,7 @@ test('the DaemonSet: node-wide, minimal privileges, probes, mounts, metrics', (t
   const sc = main!.securityContext;
   t.not(sc.privileged, true, 'the daemon is not privileged');
   t.deepEqual(sc.capabilities.drop, ['ALL']);
-  t.deepEqual([...sc.capabilities.add].sort(), ['BPF', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_RESOURCE']);
+  t.deepEqual([...sc.capabilities.add].sort(), ['NET_ADMIN', 'SYS_ADMIN', 'SYS_RESOURCE'], 'least privilege: test/deploy/pod.test.ts measures each');
   t.not(sc.allowPrivilegeEscalation, false, 'Kubernetes rejects allowPrivilegeEscalation: false together with CAP_SYS_ADMIN');
   t.is(sc.runAsUser, 0);
   t.true(sc.readOnlyRootFilesystem);

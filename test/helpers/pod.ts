@@ -4,6 +4,7 @@
  * what the kubelet would do that podman does not, done here field by field:
  *   - env valueFrom.fieldRef: spec.nodeName and status.podIP (the node's IP:
  *     hostNetwork) become values; any other valueFrom is an error;
+ *   - $(VAR) in command and args expanded from the container's env;
  *   - hostNetwork ports: the node's own (hostPort == containerPort, asserted);
  *     podman refuses port mappings without a bridge, so they are dropped;
  *   - probes: podman would turn them into curl healthchecks (no curl in the
@@ -54,6 +55,10 @@ export function podFromDaemonSet(ds: Obj, p: PodEnv): Obj {
       if (Object.keys(e.valueFrom).length !== 1 || !value) throw new Error(`${c.name}: env ${e.name}: cannot map valueFrom ${JSON.stringify(e.valueFrom)}`);
       return { name: e.name, value: value(p) };
     });
+    // the kubelet expands $(VAR) in command and args from the container's env ($$ escapes); podman does not
+    const vars = Object.fromEntries((c.env as Obj[]).map((e) => [e.name as string, String(e.value)]));
+    const expand = (a: string) => a.replace(/\$\$|\$\((\w+)\)/g, (m, v?: string) => (v === undefined ? '$' : (vars[v] ?? m)));
+    for (const key of ['command', 'args']) if (c[key]) c[key] = (c[key] as string[]).map(expand);
     for (const port of (c.ports as Obj[]) ?? []) {
       if (!spec.hostNetwork || port.hostPort !== port.containerPort) throw new Error(`${c.name}: port ${port.name}: only hostNetwork ports with hostPort == containerPort can be mapped`);
     }
@@ -65,7 +70,10 @@ export function podFromDaemonSet(ds: Obj, p: PodEnv): Obj {
   for (const [name, value] of Object.entries(p.env ?? {})) main.env.push({ name, value });
   p.edit?.(main);
   spec.restartPolicy = p.restartPolicy ?? spec.restartPolicy ?? 'Always';
-  return { apiVersion: 'v1', kind: 'Pod', metadata: { name: p.name, labels: ds.spec.template.metadata.labels }, spec };
+  // podman 4.3 removes a "once" init container as it exits and races with it
+  // ("cannot remove container ... as it is running"): keep it instead
+  const annotations = { ...ds.spec.template.metadata.annotations, 'io.podman.annotations.init.container.type': 'always' };
+  return { apiVersion: 'v1', kind: 'Pod', metadata: { name: p.name, labels: ds.spec.template.metadata.labels, annotations }, spec };
 }
 
 /** What the kubelet's probes would GET: path → URL on the pod's IP and the named port. */
@@ -108,7 +116,7 @@ export function playPod(t: ExecutionContext, pod: Obj, netns: string): void {
   t.teardown(() => {
     podman(['pod', 'rm', '-f', '-t', '0', name]);
   });
-  const r = podman(['kube', 'play', '--replace', '-'], { netns, input: stringify(pod) });
+  const r = podman(['kube', 'play', '-'], { netns, input: stringify(pod) });
   if (r.status !== 0) throw new Error(`podman kube play: ${r.stderr}`);
 }
 
