@@ -6,11 +6,10 @@
  *   - Debian 11 (bullseye, glibc 2.31).
  * Its install step (scripts/install.mjs, what npm runs) and the first load of
  * the addon each print one line that says what is missing, what to install
- * and which systems are supported; no node-gyp, no stack. And `npm pack
- * --json` prints JSON alone on stdout.
+ * and which systems are supported; no node-gyp, no stack. (`npm pack --json`
+ * is parsed in test/package.)
  */
 import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { packageRoot } from '../../lib/native.js';
@@ -59,7 +58,7 @@ for (const [suite, what] of [
     t.is(lines.length, 1, install.stderr);
     t.regex(lines[0]!, what);
     t.regex(lines[0]!, /vmpeer supports Linux x86_64 with glibc >= 2\.34 and libbpf 1\.x/);
-    t.notRegex(install.stderr, /gyp|python|    at /i, 'no node-gyp, no stack');
+    t.notRegex(install.stderr, /gyp (ERR|info)|node-gyp rebuild|Traceback|\n\s+at /, 'no node-gyp, no stack');
 
     const load = onSystem(image, FIRST_LOAD);
     t.is(load.status, 2);
@@ -73,20 +72,4 @@ test('the image itself: the install step passes (the prebuilt addon loads)', (t)
   const r = podman(['run', '--rm', '--network', 'none', '--entrypoint', 'node', TEST_IMAGE, `${PKG}/scripts/install.mjs`]);
   t.is(r.status, 0, r.stderr);
   t.is(`${r.stdout}${r.stderr}`, '');
-});
-
-test('npm pack --json prints JSON alone: the tarball has the glibc-tagged prebuild, the BPF object, the install step', (t) => {
-  t.timeout(180_000);
-  const r = spawnSync('npm', ['pack', '--json', '--dry-run'], { cwd: packageRoot, encoding: 'utf8', timeout: 170_000 });
-  t.is(r.status, 0, r.stderr);
-  const [pack] = JSON.parse(r.stdout) as Array<{ name: string; files: Array<{ path: string }> }>;
-  const files = pack!.files.map((f) => f.path);
-  t.true(files.includes('prebuilds/linux-x64/vmpeer.glibc.node'), files.filter((f) => f.startsWith('prebuilds')).join(', '));
-  t.false(files.some((f) => /^prebuilds\/.*\/vmpeer\.node$/.test(f)), 'no untagged prebuild');
-  t.true(files.includes('dist/bpf/vmpeer.bpf.o'));
-  t.true(files.includes('scripts/install.mjs'));
-  t.true(files.includes('dist/lib/support.js'));
-  t.false(files.some((f) => f.startsWith('test/') || f.startsWith('dist/test/')));
-  const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
-  t.is(pkg.scripts.install, 'node scripts/install.mjs');
 });
