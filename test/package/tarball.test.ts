@@ -29,7 +29,7 @@ test('npm pack → install into an empty directory without build tools → load 
   const [pack] = JSON.parse(packed) as Array<{ filename: string; files: Array<{ path: string }> }>;
   const tarball = fs.readdirSync(work).find((f) => f.endsWith('.tgz'));
   t.truthy(tarball, 'npm pack made a tarball');
-  t.is(pack!.filename, tarball);
+  t.is(pack!.filename, tarball!);
   const files = pack!.files.map((f) => f.path);
   t.true(files.includes('prebuilds/linux-x64/vmpeer.glibc.node'), 'the prebuild carries its libc tag');
   t.false(files.some((f) => /^prebuilds\/[^/]+\/vmpeer\.node$/.test(f)), 'and there is no untagged one');
