@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * A CNI's peer-redirect fast path, reduced to what breaks bridged VMs.
- * Lab and tests only: never shipped, never attached outside a lab netns.
+ * Lab only (vmpeer demo, the tests, the benchmark): shipped in the package for
+ * the demo, never attached outside a lab netns.
  *
  * Attached at tc ingress of a node's uplink and of local pods' host veths,
  * like Calico's programs with bpfRedirectToPeer enabled. For an IPv4 packet to

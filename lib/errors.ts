@@ -1,6 +1,6 @@
 /**
  * Typed errors. Each carries the process exit code the CLI uses for it
- * (DESIGN.md §8): 2 for bad usage or bad input, 1 for failures at run time.
+ * (docs/design.md §8): 2 for bad usage or bad input, 1 for failures at run time.
  */
 import type { NativeError } from './native.js';
 

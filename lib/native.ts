@@ -218,8 +218,15 @@ export interface Native {
   objGet(path: string): number; // new fd
   closeFd(fd: number): void;
   progIdOf(fd: number): number;
-  /** Takes an exclusive flock() on a directory, waiting for it; closeFd() releases it. */
-  lockDir(path: string): number;
+  /**
+   * Takes a flock() on a directory (exclusive unless `shared`), waiting for it
+   * unless `wait` is false (then -1 when another holds it); closeFd() releases it.
+   */
+  lockDir(path: string, options?: { shared?: boolean; wait?: boolean }): number;
+  /** The identity and shape of a map by fd (a pinned one, from objGet()). */
+  mapInfo(fd: number): Omit<NativeMap, 'name' | 'fd' | 'pinPath'>;
+  /** A new fd for a loaded program by its id. */
+  progFdById(id: number): number;
 
   testRun(progFd: number, request: TestRunRequest): TestRunResult;
 
@@ -231,6 +238,12 @@ export interface Native {
   attachAsync(request: AttachRequest): Promise<Attachment>;
   /** Returns false when nothing (of vmpeer's) was attached there. */
   detach(request: DetachRequest): boolean;
+  /**
+   * Swaps the program of vmpeer's attachment in place, atomically: a tcx link
+   * by its pin (BPF_LINK_UPDATE), a clsact filter at its handle and priority
+   * (BPF_TC_F_REPLACE). Only when it still runs `oldProgId`. Returns the new program's id.
+   */
+  replace(request: HookTarget & { mode: AttachMode; progFd: number; oldProgId: number; pinPath?: string; handle?: number; priority?: number }): number;
   detachAsync(request: DetachRequest): Promise<boolean>;
   listHook(target: HookTarget): HookEntry[];
   /** ifindex of an interface inside a netns (0 when absent). */

@@ -1,4 +1,4 @@
-// Pins and plain fds: objPin, objGet, closeFd, progIdOf, lockDir.
+// Pins and plain fds: objPin, objGet, closeFd, progIdOf, lockDir, mapInfo, progFdById.
 #include "args.h"
 #include "errors.h"
 #include "exports.h"
@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace vmpeer {
@@ -40,20 +41,53 @@ Napi::Value ProgIdOf(const Napi::CallbackInfo &info) {
 }
 
 // flock() works on directories, also on bpffs, where the CLI and the daemon
-// (in its container) both see vmpeer's state directory.
+// (in its container) both see vmpeer's state directory. A lock taken on a
+// directory that another process removed meanwhile (rmdir while we waited)
+// guards nothing: the path must still name the inode we hold, else we retry.
+// Returns -1 when `wait` is false and another process holds the lock.
 Napi::Value LockDir(const Napi::CallbackInfo &info) {
-  std::string path = Args(info, "lockDir").string(0, "path");
-  int fd = CheckErrno(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), "open", path);
-  int rc;
-  do
-    rc = ::flock(fd, LOCK_EX);
-  while (rc < 0 && errno == EINTR);
-  if (rc < 0) {
-    int err = errno;
-    ::close(fd);
-    Fail(err, "flock", path);
+  Args args(info, "lockDir");
+  std::string path = args.string(0, "path");
+  auto options = args.optObject(1, "options");
+  bool shared = options ? Fields(*options, "lockDir").optBool("shared", false) : false;
+  bool wait = options ? Fields(*options, "lockDir").optBool("wait", true) : true;
+  for (;;) {
+    int fd = CheckErrno(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC), "open", path);
+    int rc;
+    do
+      rc = ::flock(fd, (shared ? LOCK_SH : LOCK_EX) | (wait ? 0 : LOCK_NB));
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+      int err = errno;
+      ::close(fd);
+      if (err == EWOULDBLOCK) return Napi::Number::New(info.Env(), -1);
+      Fail(err, "flock", path);
+    }
+    struct stat held, now;
+    if (::fstat(fd, &held) == 0 && ::stat(path.c_str(), &now) == 0 && held.st_ino == now.st_ino && held.st_dev == now.st_dev) {
+      return Napi::Number::New(info.Env(), fd);
+    }
+    ::close(fd); // removed (or replaced) while we waited: lock what is there now
   }
-  return Napi::Number::New(info.Env(), fd);
+}
+
+// A pinned map's identity and shape (for opening pinned state without loading an object).
+Napi::Value MapInfoOf(const Napi::CallbackInfo &info) {
+  int fd = Args(info, "mapInfo").fd(0, "fd");
+  MapInfo m = GetMapInfo(fd, "fd " + std::to_string(fd));
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("id", m.id);
+  o.Set("type", m.type);
+  o.Set("keySize", m.keySize);
+  o.Set("valueSize", m.valueSize);
+  o.Set("maxEntries", m.maxEntries);
+  return o;
+}
+
+// A new fd for a loaded program, by its id (adopting a filter whose record was lost).
+Napi::Value ProgFdById(const Napi::CallbackInfo &info) {
+  uint32_t id = Args(info, "progFdById").uint32(0, "id");
+  return Napi::Number::New(info.Env(), Check(bpf_prog_get_fd_by_id(id), "bpf_prog_get_fd_by_id", "program " + std::to_string(id)));
 }
 
 } // namespace
@@ -64,6 +98,8 @@ void InitFds(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New<Guard<CloseFd>>(env, "closeFd"));
   exports.Set("progIdOf", Napi::Function::New<Guard<ProgIdOf>>(env, "progIdOf"));
   exports.Set("lockDir", Napi::Function::New<Guard<LockDir>>(env, "lockDir"));
+  exports.Set("mapInfo", Napi::Function::New<Guard<MapInfoOf>>(env, "mapInfo"));
+  exports.Set("progFdById", Napi::Function::New<Guard<ProgFdById>>(env, "progFdById"));
 }
 
 } // namespace vmpeer

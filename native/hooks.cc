@@ -1,4 +1,4 @@
-// attach, detach (and their async forms), listHook, ifindex, kernelFeatures: the JS side of tcx.cc
+// attach, detach (and their async forms), replace, listHook, ifindex, kernelFeatures: the JS side of tcx.cc
 // and tc.cc. Requests are read on the JS thread, the work runs in the
 // target's netns (netns.h), the results become JS values back here.
 #include "args.h"
@@ -190,6 +190,34 @@ Napi::Value DetachAsync(const Napi::CallbackInfo &info) {
   return InNetnsAsync(info.Env(), p.netns(), [p] { return DetachHere(p); }, ToJsBool);
 }
 
+// replace(request: ReplaceRequest): number (the new program's id). tcx: the
+// pinned link's program is swapped (no netns needed); clsact: the filter at
+// vmpeer's handle and priority, in the target's netns.
+Napi::Value Replace(const Napi::CallbackInfo &info) {
+  Args args(info, "replace");
+  Fields f(args.object(0, "request"), "replace");
+  Target t = ReadTarget(f);
+  int progFd = f.fd("progFd");
+  std::optional<uint32_t> oldProgId = f.optUint32("oldProgId");
+  if (!oldProgId)
+    f.bad("replace needs oldProgId");
+  if (f.choice("mode", {"tcx", "clsact"}) == kTcx) {
+    std::optional<std::string> pinPath = f.optString("pinPath");
+    if (!pinPath)
+      f.bad("mode 'tcx' needs pinPath");
+    TcxReplace(*pinPath, progFd, *oldProgId, t.label());
+    return Napi::Number::New(info.Env(), GetProgInfo(progFd, t.label()).id);
+  }
+  std::optional<uint32_t> handle = f.optUint32("handle");
+  std::optional<uint32_t> priority = Priority(f);
+  if (!handle || !priority || !*handle || !*priority)
+    f.bad("mode 'clsact' needs a non-zero handle and priority");
+  uint32_t id = InNetns(t.netns, [&] {
+    return ClsactReplace(RequireIfindex(t), t.ingress, progFd, *handle, *priority, *oldProgId, t.label());
+  });
+  return Napi::Number::New(info.Env(), id);
+}
+
 struct Entry {
   bool tcx;
   uint32_t progId;
@@ -258,6 +286,7 @@ void InitHooks(Napi::Env env, Napi::Object exports) {
   exports.Set("attach", Napi::Function::New<Guard<Attach>>(env, "attach"));
   exports.Set("attachAsync", Napi::Function::New<GuardAsync<AttachAsync>>(env, "attachAsync"));
   exports.Set("detach", Napi::Function::New<Guard<Detach>>(env, "detach"));
+  exports.Set("replace", Napi::Function::New<Guard<Replace>>(env, "replace"));
   exports.Set("detachAsync", Napi::Function::New<GuardAsync<DetachAsync>>(env, "detachAsync"));
   exports.Set("listHook", Napi::Function::New<Guard<ListHook>>(env, "listHook"));
   exports.Set("ifindex", Napi::Function::New<Guard<Ifindex>>(env, "ifindex"));

@@ -1,8 +1,10 @@
 // netlinkDump(netns, kinds): links, addresses, neighbours, bridge FDB entries
 // and IPv4 routes of a netns, read with rtnetlink dumps over one socket. The
-// dumps run off the JS thread: a libuv pool thread hands them to a thread
-// that enters the netns (netns.h) and waits for it.
+// dumps run on a thread of their own that enters the netns, the promise
+// settled from there (async.h): neither the JS thread nor a libuv pool
+// thread waits for the kernel.
 #include "args.h"
+#include "async.h"
 #include "errors.h"
 #include "exports.h"
 #include "netns.h"
@@ -147,71 +149,47 @@ template <typename T> Napi::Array ToJsArray(Napi::Env env, const std::vector<T> 
   return a;
 }
 
-class DumpWorker : public Napi::AsyncWorker {
-public:
-  DumpWorker(Napi::Env env, std::optional<std::string> netns, std::vector<bool> kinds)
-      : Napi::AsyncWorker(env, "vmpeer.netlinkDump"), deferred_(Napi::Promise::Deferred::New(env)),
-        netns_(std::move(netns)), kinds_(std::move(kinds)) {}
-
-  Napi::Promise Promise() const { return deferred_.Promise(); }
-
-protected:
-  void Execute() override {
-    try {
-      const std::string label = netns_ ? *netns_ : "this netns";
-      InNetns(netns_, [&] {
-        UniqueFd sock = OpenSocket(0, label);
-        if (kinds_[kLinks])
-          DumpLinks(sock.get(), label, snapshot_);
-        if (kinds_[kAddresses])
-          DumpAddresses(sock.get(), label, snapshot_);
-        if (kinds_[kNeighbours])
-          DumpNeighbours(sock.get(), label, AF_UNSPEC, snapshot_.neighbours);
-        if (kinds_[kFdb])
-          DumpNeighbours(sock.get(), label, AF_BRIDGE, snapshot_.fdb);
-        if (kinds_[kRoutes])
-          DumpRoutes(sock.get(), label, snapshot_);
-      });
-    } catch (const Failure &f) {
-      failure_ = f;
-    } catch (const std::exception &e) {
-      failure_ = Failure{};
-      failure_->err = EIO;
-      failure_->op = "netlinkDump";
-      failure_->detail = e.what();
-    }
+// Reads the kinds wanted, on the calling thread (a netns thread).
+Snapshot DumpHere(const std::string &label, const std::vector<bool> &kinds) {
+  Snapshot snapshot;
+  try {
+    UniqueFd sock = OpenSocket(0, label);
+    if (kinds[kLinks])
+      DumpLinks(sock.get(), label, snapshot);
+    if (kinds[kAddresses])
+      DumpAddresses(sock.get(), label, snapshot);
+    if (kinds[kNeighbours])
+      DumpNeighbours(sock.get(), label, AF_UNSPEC, snapshot.neighbours);
+    if (kinds[kFdb])
+      DumpNeighbours(sock.get(), label, AF_BRIDGE, snapshot.fdb);
+    if (kinds[kRoutes])
+      DumpRoutes(sock.get(), label, snapshot);
+  } catch (const Failure &) {
+    throw;
+  } catch (const std::exception &e) {
+    Failure f;
+    f.err = EIO;
+    f.op = "netlinkDump";
+    f.detail = e.what();
+    throw f;
   }
+  return snapshot;
+}
 
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (failure_) {
-      deferred_.Reject(ToJsError(env, *failure_).Value());
-      return;
-    }
-    Napi::Object o = Napi::Object::New(env);
-    if (kinds_[kLinks])
-      o.Set("links", ToJsArray(env, snapshot_.links));
-    if (kinds_[kAddresses])
-      o.Set("addresses", ToJsArray(env, snapshot_.addresses));
-    if (kinds_[kNeighbours])
-      o.Set("neighbours", ToJsArray(env, snapshot_.neighbours));
-    if (kinds_[kFdb])
-      o.Set("fdb", ToJsArray(env, snapshot_.fdb));
-    if (kinds_[kRoutes])
-      o.Set("routes", ToJsArray(env, snapshot_.routes));
-    deferred_.Resolve(o);
-  }
-
-  void OnError(const Napi::Error &e) override { deferred_.Reject(e.Value()); }
-
-private:
-  Napi::Promise::Deferred deferred_;
-  std::optional<std::string> netns_;
-  std::vector<bool> kinds_;
-  Snapshot snapshot_;
-  std::optional<Failure> failure_;
-};
+Napi::Value ToJsSnapshot(Napi::Env env, const std::vector<bool> &kinds, const Snapshot &snapshot) {
+  Napi::Object o = Napi::Object::New(env);
+  if (kinds[kLinks])
+    o.Set("links", ToJsArray(env, snapshot.links));
+  if (kinds[kAddresses])
+    o.Set("addresses", ToJsArray(env, snapshot.addresses));
+  if (kinds[kNeighbours])
+    o.Set("neighbours", ToJsArray(env, snapshot.neighbours));
+  if (kinds[kFdb])
+    o.Set("fdb", ToJsArray(env, snapshot.fdb));
+  if (kinds[kRoutes])
+    o.Set("routes", ToJsArray(env, snapshot.routes));
+  return o;
+}
 
 // netlinkDump(netns: string | undefined, kinds: NetlinkDumpKind[]): Promise<NetlinkDump>
 Napi::Value NetlinkDump(const Napi::CallbackInfo &info) {
@@ -232,10 +210,10 @@ Napi::Value NetlinkDump(const Napi::CallbackInfo &info) {
     if (!known)
       args.bad("kinds: each is one of links, addresses, neighbours, fdb, routes");
   }
-  auto *worker = new DumpWorker(info.Env(), std::move(netns), std::move(wanted));
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  const std::string label = netns ? *netns : "this netns";
+  return InNetnsAsync(
+      info.Env(), netns, [label, wanted] { return DumpHere(label, wanted); },
+      [wanted](Napi::Env env, const Snapshot &snapshot) { return ToJsSnapshot(env, wanted, snapshot); });
 }
 
 } // namespace

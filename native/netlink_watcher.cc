@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <unistd.h>
 #include <fcntl.h>
 #include <map>
 #include <mutex>
@@ -31,14 +32,21 @@ constexpr int kReceiveBuffer = 4 * 1024 * 1024;
 
 struct NetlinkWatcher::Subscription {
   UniqueFd sock;
+  // Opened in the netns with `sock`; the link dump that names its devices
+  // runs on the watcher thread (never the JS thread), then this is closed.
+  UniqueFd dump;
   WatchSink sink;
   std::string label;
   std::unordered_map<uint32_t, std::string> names; // ifindex → ifname in that netns
 };
 
+// The epoll data of the wake-up eventfd (subscription ids start at 1).
+constexpr uint64_t kWake = 0;
+
 struct NetlinkWatcher::State {
   std::mutex mutex;
   UniqueFd epoll;
+  UniqueFd wake; // Add() signals a subscription whose link dump is due
   std::map<uint32_t, std::unique_ptr<Subscription>> subs;
   uint32_t nextId = 1;
   std::once_flag started;
@@ -55,6 +63,11 @@ NetlinkWatcher &NetlinkWatcher::Instance() {
 uint32_t NetlinkWatcher::Add(const std::optional<std::string> &netns, WatchSink sink) {
   std::call_once(state_->started, [this] {
     state_->epoll.reset(CheckErrno(epoll_create1(EPOLL_CLOEXEC), "epoll_create1", "netlink watcher"));
+    state_->wake.reset(CheckErrno(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd", "netlink watcher"));
+    epoll_event wake{};
+    wake.events = EPOLLIN;
+    wake.data.u64 = kWake;
+    CheckErrno(epoll_ctl(state_->epoll.get(), EPOLL_CTL_ADD, state_->wake.get(), &wake), "epoll_ctl", "netlink watcher");
     std::thread([this] { Run(); }).detach();
   });
   auto sub = std::make_unique<Subscription>();
@@ -66,13 +79,9 @@ uint32_t NetlinkWatcher::Add(const std::optional<std::string> &netns, WatchSink 
     if (setsockopt(sub->sock.get(), SOL_SOCKET, SO_RCVBUFFORCE, &kReceiveBuffer, sizeof kReceiveBuffer) < 0)
       setsockopt(sub->sock.get(), SOL_SOCKET, SO_RCVBUF, &kReceiveBuffer, sizeof kReceiveBuffer);
     // events name devices by ifindex: the names come from a dump made after subscribing
-    // (so that no link falls between the two), then follow the link events
-    UniqueFd dump = OpenSocket(0, sub->label);
-    DumpLinks(dump.get(), sub->label, [&](const nlmsghdr *nh) {
-      LinkMsg l;
-      if (ParseLink(nh, l))
-        sub->names[l.ifindex] = l.ifname;
-    });
+    // (so that no link falls between the two), then follow the link events; the dump
+    // itself runs on the watcher thread (DumpNames), before it reads any event
+    sub->dump = OpenSocket(0, sub->label);
   });
   CheckErrno(fcntl(sub->sock.get(), F_SETFL, O_NONBLOCK), "fcntl", sub->label);
 
@@ -83,6 +92,10 @@ uint32_t NetlinkWatcher::Add(const std::optional<std::string> &netns, WatchSink 
   ev.data.u64 = id;
   CheckErrno(epoll_ctl(state_->epoll.get(), EPOLL_CTL_ADD, sub->sock.get(), &ev), "epoll_ctl", sub->label);
   state_->subs.emplace(id, std::move(sub));
+  uint64_t one = 1;
+  if (write(state_->wake.get(), &one, sizeof one) < 0) {
+    // the counter is saturated, so a wake-up is pending anyway
+  }
   return id;
 }
 
@@ -122,6 +135,25 @@ std::string NameOf(const std::unordered_map<uint32_t, std::string> &names, uint3
 }
 
 } // namespace
+
+// The link dump of a new subscription, on the watcher thread: what names its
+// events' devices. A failure ends the subscription like a failed socket.
+void NetlinkWatcher::DumpNames(Subscription &sub, WatchBatch &batch) {
+  if (sub.dump.get() < 0)
+    return;
+  try {
+    DumpLinks(sub.dump.get(), sub.label, [&](const nlmsghdr *nh) {
+      LinkMsg l;
+      if (ParseLink(nh, l))
+        sub.names[l.ifindex] = l.ifname;
+    });
+  } catch (const Failure &f) {
+    batch.ended = f.message();
+  } catch (const std::exception &e) {
+    batch.ended = std::string("link dump: ") + e.what();
+  }
+  sub.dump.reset();
+}
 
 void NetlinkWatcher::Drain(Subscription &sub, WatchBatch &batch) {
   static thread_local std::vector<char> buf(64 * 1024);
@@ -172,6 +204,33 @@ void NetlinkWatcher::Drain(Subscription &sub, WatchBatch &batch) {
   }
 }
 
+// Every subscription whose link dump is due: dumped now; one that fails ends.
+void NetlinkWatcher::DumpDue() {
+  std::vector<std::unique_ptr<Subscription>> ended;
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    for (auto it = state_->subs.begin(); it != state_->subs.end();) {
+      Subscription &sub = *it->second;
+      if (sub.dump.get() < 0) {
+        ++it;
+        continue;
+      }
+      WatchBatch failed;
+      DumpNames(sub, failed);
+      if (failed.ended.empty()) {
+        ++it;
+        continue;
+      }
+      sub.sink.deliver(new WatchBatch(std::move(failed)));
+      epoll_ctl(state_->epoll.get(), EPOLL_CTL_DEL, sub.sock.get(), nullptr);
+      ended.push_back(std::move(it->second));
+      it = state_->subs.erase(it);
+    }
+  }
+  for (auto &sub : ended)
+    sub->sink.release();
+}
+
 void NetlinkWatcher::Run() {
   epoll_event ready[64];
   for (;;) {
@@ -182,6 +241,14 @@ void NetlinkWatcher::Run() {
       return; // the epoll fd is gone: nothing left to watch
     }
     for (int i = 0; i < n; i++) {
+      if (ready[i].data.u64 == kWake) {
+        uint64_t count;
+        if (read(state_->wake.get(), &count, sizeof count) < 0) {
+          // EAGAIN: another wake-up read it first
+        }
+        DumpDue();
+        continue;
+      }
       uint32_t id = static_cast<uint32_t>(ready[i].data.u64);
       std::unique_ptr<Subscription> ended;
       {
@@ -191,7 +258,9 @@ void NetlinkWatcher::Run() {
           continue; // removed meanwhile
         Subscription &sub = *it->second;
         auto *batch = new WatchBatch;
-        Drain(sub, *batch);
+        DumpNames(sub, *batch); // when the events came before the wake-up
+        if (batch->ended.empty())
+          Drain(sub, *batch);
         bool over = !batch->ended.empty();
         if (batch->events.empty() && !batch->lost && !over)
           delete batch;

@@ -2,7 +2,9 @@
 // read by one thread: a NETLINK_ROUTE socket per namespace, subscribed to
 // RTNLGRP_LINK and RTNLGRP_NEIGH, all in one epoll set. A netlink socket stays
 // bound to the netns it was created in, so only its creation needs setns();
-// the watching thread itself never changes namespace.
+// the watching thread itself never changes namespace. It also runs the link
+// dump that names each new subscription's devices: watchNetlink() only opens
+// the sockets (on a netns thread) and returns.
 //
 // The socket holds a reference on its netns: a subscription keeps the
 // namespace (and its interfaces) alive until it is removed.
@@ -57,6 +59,8 @@ private:
   struct Subscription;
   NetlinkWatcher();
   void Run();
+  void DumpDue();
+  void DumpNames(Subscription &sub, WatchBatch &batch);
   void Drain(Subscription &sub, WatchBatch &batch);
   struct State;
   std::unique_ptr<State> state_;

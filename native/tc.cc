@@ -32,6 +32,25 @@ std::string Where(uint32_t handle, uint32_t priority) {
   return "handle " + std::to_string(handle) + " priority " + std::to_string(priority);
 }
 
+// The filter at `handle` / `priority` (chain 0), if any.
+std::optional<TcFilter> FilterAt(uint32_t ifindex, bool ingress, uint32_t handle, uint32_t priority,
+                                 const std::string &label) {
+  for (const TcFilter &f : DumpClsactFilters(ifindex, ingress, label))
+    if (f.handle == handle && f.priority == priority && f.chain == 0)
+      return f;
+  return std::nullopt;
+}
+
+// A filter there that is not a bpf filter, or runs another program than `progId`, is foreign: EBUSY.
+void RequireOurs(const TcFilter &f, std::optional<uint32_t> progId, const char *op, const std::string &label) {
+  if (f.kind != "bpf")
+    Fail(EBUSY, op, label, Where(f.handle, f.priority) + " holds a foreign " + f.kind + " filter");
+  if (progId && f.progId != *progId)
+    Fail(EBUSY, op, label,
+         Where(f.handle, f.priority) + " holds a foreign filter: program " + std::to_string(f.progId) + ", not " +
+             std::to_string(*progId));
+}
+
 } // namespace
 
 Attachment ClsactAttach(uint32_t ifindex, bool ingress, int progFd, uint32_t handle, uint32_t priority,
@@ -57,22 +76,28 @@ Attachment ClsactAttach(uint32_t ifindex, bool ingress, int progFd, uint32_t han
   return a;
 }
 
+uint32_t ClsactReplace(uint32_t ifindex, bool ingress, int progFd, uint32_t handle, uint32_t priority,
+                       uint32_t oldProgId, const std::string &label) {
+  std::optional<TcFilter> found = FilterAt(ifindex, ingress, handle, priority, label);
+  if (!found)
+    Fail(ENOENT, "bpf_tc_attach", label, Where(handle, priority) + ": no filter to replace");
+  RequireOurs(*found, oldProgId, "bpf_tc_attach", label);
+  bpf_tc_hook hook = Hook(ifindex, ingress);
+  bpf_tc_opts opts = Opts();
+  opts.prog_fd = progFd;
+  opts.handle = handle;
+  opts.priority = priority;
+  opts.flags = BPF_TC_F_REPLACE;
+  Check(bpf_tc_attach(&hook, &opts), "bpf_tc_attach", label, Where(handle, priority) + " (replace)");
+  return opts.prog_id;
+}
+
 bool ClsactDetach(uint32_t ifindex, bool ingress, uint32_t handle, uint32_t priority,
                   std::optional<uint32_t> progId, const std::string &label) {
-  const TcFilter *found = nullptr;
-  std::vector<TcFilter> filters = DumpClsactFilters(ifindex, ingress, label);
-  for (const TcFilter &f : filters)
-    if (f.handle == handle && f.priority == priority && f.chain == 0)
-      found = &f;
+  std::optional<TcFilter> found = FilterAt(ifindex, ingress, handle, priority, label);
   if (!found)
     return false;
-  if (found->kind != "bpf")
-    Fail(EBUSY, "bpf_tc_detach", label,
-         Where(handle, priority) + " holds a foreign " + found->kind + " filter");
-  if (progId && found->progId != *progId)
-    Fail(EBUSY, "bpf_tc_detach", label,
-         Where(handle, priority) + " holds a foreign filter: program " + std::to_string(found->progId) +
-             ", not " + std::to_string(*progId));
+  RequireOurs(*found, progId, "bpf_tc_detach", label);
 
   bpf_tc_hook hook = Hook(ifindex, ingress);
   bpf_tc_opts opts = Opts();

@@ -14,6 +14,14 @@ namespace vmpeer {
 Attachment ClsactAttach(uint32_t ifindex, bool ingress, int progFd, uint32_t handle, uint32_t priority,
                         const std::string &label);
 
+// Replaces the program of vmpeer's bpf filter at `handle` / `priority` in
+// place (BPF_TC_F_REPLACE: one RCU pointer swap in cls_bpf_change(), so every
+// frame runs either program, and never both). The filter there must run
+// `oldProgId`: anything else is EBUSY, no filter there ENOENT. Returns the
+// new program's id.
+uint32_t ClsactReplace(uint32_t ifindex, bool ingress, int progFd, uint32_t handle, uint32_t priority,
+                       uint32_t oldProgId, const std::string &label);
+
 // Deletes the bpf filter at `handle` / `priority`; false when there is none.
 // A filter there that is not a bpf filter, or runs another program than
 // `progId`, is foreign: EBUSY, and it stays.

@@ -86,6 +86,21 @@ bool TcxDetach(const std::string &pinPath, bool ingress, std::optional<uint32_t>
   return true;
 }
 
+void TcxReplace(const std::string &pinPath, int progFd, uint32_t oldProgId, const std::string &label) {
+  UniqueFd link(Check(bpf_obj_get(pinPath.c_str()), "bpf_obj_get", label, pinPath));
+  uapi::TcxLinkInfo info = LinkInfo(link.get(), label);
+  if (info.type != uapi::kLinkTypeTcx)
+    Fail(EINVAL, "bpf_link_update", label, pinPath + " is not a tcx link");
+  UniqueFd old(Check(bpf_prog_get_fd_by_id(oldProgId), "bpf_prog_get_fd_by_id", label,
+                     "program " + std::to_string(oldProgId)));
+  bpf_link_update_opts opts;
+  memset(&opts, 0, sizeof opts);
+  opts.sz = sizeof opts;
+  opts.flags = BPF_F_REPLACE; // the kernel compares: EPERM when the link runs another program by now
+  opts.old_prog_fd = old.get();
+  Check(bpf_link_update(link.get(), progFd, &opts), "bpf_link_update", label, pinPath);
+}
+
 std::vector<TcxProg> TcxQuery(uint32_t ifindex, bool ingress, const std::string &label) {
   std::vector<__u32> progIds, linkIds;
   // The count can grow between two calls: ask again while it does.

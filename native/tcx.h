@@ -25,6 +25,11 @@ Attachment TcxAttach(uint32_t ifindex, bool ingress, int progFd, const std::opti
 bool TcxDetach(const std::string &pinPath, bool ingress, std::optional<uint32_t> progId,
                const std::string &label);
 
+// Swaps the program of the link pinned at `pinPath` (BPF_LINK_UPDATE, with
+// BPF_F_REPLACE: only when it still runs `oldProgId`): the link keeps its id
+// and its place among the hook's programs. Needs no netns.
+void TcxReplace(const std::string &pinPath, int progFd, uint32_t oldProgId, const std::string &label);
+
 // The programs at the hook in run order; empty on kernels without tcx.
 std::vector<TcxProg> TcxQuery(uint32_t ifindex, bool ingress, const std::string &label);
 

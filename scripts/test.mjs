@@ -37,6 +37,7 @@ const tiers = kernelSuites
       ['lab', ['lab'], [20]],
       ['cli', ['cli'], [20]],
       ['daemon', ['daemon'], [20]],
+      ['state', ['state'], [20]],
       ['package', ['package'], [20]],
       // the image built (minutes on a cold cache: a longer timeout), the DaemonSet's own pod spec
       // under podman, install failures, monitoring; one file at a time (they share the image)

@@ -9,15 +9,15 @@
  * reordered.
  */
 import fs from 'node:fs';
-import type { AttachMode, Attachment, AttachRequest, Hook, KernelFeatures, Native } from '../native.js';
+import type { AttachMode, Attachment, AttachRequest, HookTarget, KernelFeatures, Native, NativeProgram } from '../native.js';
 import { AlreadyAttachedError, fromNative, NoSuchInterfaceError, isNativeError, KernelUnsupportedError } from '../errors.js';
-import type { Program } from './program.js';
+import { killPoint } from '../kill-point.js';
 
-export interface HookTarget {
-  netns?: string; // netns file path; absent: the caller's netns
-  ifname: string;
-  hook: Hook;
-}
+/** A tc hook: the interface and direction, in a netns (native.ts defines it; the one definition). */
+export type { HookTarget };
+
+/** What attaching needs of a program (a Program, or the addon's record of one). */
+type Attachable = Pick<NativeProgram, 'name' | 'fd'>;
 
 export interface AttachOptions {
   mode?: 'auto' | AttachMode;
@@ -86,7 +86,7 @@ export class Link {
   }
 }
 
-export function attach(n: Native, prog: Program, target: HookTarget, options: AttachOptions = {}): Link {
+export function attach(n: Native, prog: Attachable, target: HookTarget, options: AttachOptions = {}): Link {
   const plan = planAttach(n, prog, target, options);
   let attachment: Attachment;
   try {
@@ -102,7 +102,7 @@ export function attach(n: Native, prog: Program, target: HookTarget, options: At
  * RCU grace period, and the JS thread goes on meanwhile. The same errors, and
  * the same guarantee: when it rejects, nothing is attached and nothing pinned.
  */
-export async function attachAsync(n: Native, prog: Program, target: HookTarget, options: AttachOptions = {}): Promise<Link> {
+export async function attachAsync(n: Native, prog: Attachable, target: HookTarget, options: AttachOptions = {}): Promise<Link> {
   const plan = planAttach(n, prog, target, options);
   let attachment: Attachment;
   try {
@@ -119,7 +119,7 @@ interface AttachPlan {
   priority: number;
 }
 
-function planAttach(n: Native, prog: Program, target: HookTarget, options: AttachOptions): AttachPlan {
+function planAttach(n: Native, prog: Attachable, target: HookTarget, options: AttachOptions): AttachPlan {
   const mode = resolveMode(n, options.mode);
   const { pinPath, first = false } = options;
   if (pinPath && fs.existsSync(pinPath)) throw new AlreadyAttachedError(`${prog.name} on ${describe(target)} (${pinPath} exists)`);
@@ -134,16 +134,17 @@ function planAttach(n: Native, prog: Program, target: HookTarget, options: Attac
   return { request, pinPath, priority };
 }
 
-function attachError(e: unknown, prog: Program, target: HookTarget): Error {
+function attachError(e: unknown, prog: Attachable, target: HookTarget): Error {
   if (isNativeError(e) && e.code === 'EEXIST') return new AlreadyAttachedError(`${prog.name} on ${describe(target)}`);
   if (isNativeError(e) && e.code === 'ENODEV') return new NoSuchInterfaceError(target.ifname, target.netns ?? 'this network namespace');
   return fromNative(e, `attaching ${prog.name} to ${describe(target)}`);
 }
 
 /** A clsact filter gets its record (the pinned program) here; without one, the filter is removed again. */
-function finishAttach(n: Native, prog: Program, target: HookTarget, plan: AttachPlan, attachment: Attachment): Link {
+function finishAttach(n: Native, prog: Attachable, target: HookTarget, plan: AttachPlan, attachment: Attachment): Link {
   const { mode } = attachment;
   if (mode === 'clsact' && plan.pinPath) {
+    killPoint('filter'); // attached, not yet recorded
     try {
       n.objPin(prog.fd, plan.pinPath);
     } catch (e) {
@@ -179,6 +180,7 @@ export function detach(n: Native, target: HookTarget, options: { mode: AttachMod
     for (const entry of ours) {
       removed = n.detach({ ...target, mode: 'clsact', handle: TC_HANDLE, priority: entry.priority, progId: entry.progId }) || removed;
     }
+    killPoint('detach-filter'); // detached, the record still there
     if (options.pinPath) fs.rmSync(options.pinPath, { force: true });
     return removed;
   } catch (e) {

@@ -2,7 +2,16 @@
 import type { Native, NativeMap } from '../native.js';
 import { fromNative } from '../errors.js';
 
-const PERCPU_TYPES = new Set([5 /* PERCPU_HASH */, 6 /* PERCPU_ARRAY */, 10 /* LRU_PERCPU_HASH */]);
+/** enum bpf_map_type values (include/uapi/linux/bpf.h) vmpeer meets. */
+export const BPF_MAP_TYPE_HASH = 1;
+export const BPF_MAP_TYPE_ARRAY = 2;
+export const BPF_MAP_TYPE_PERCPU_HASH = 5;
+export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
+export const BPF_MAP_TYPE_LRU_HASH = 9;
+export const BPF_MAP_TYPE_LRU_PERCPU_HASH = 10;
+
+/** The map types whose values the kernel keeps once per possible CPU. */
+export const PERCPU_MAP_TYPES: ReadonlySet<number> = new Set([BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH]);
 
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
@@ -15,7 +24,7 @@ export class BpfMap {
   readonly valueSize: number;
   readonly perCpu: boolean;
   readonly pinPath: string | null;
-  private readonly fd: number;
+  readonly fd: number;
   private readonly cpus: number;
 
   constructor(private readonly n: Native, info: NativeMap) {
@@ -25,7 +34,7 @@ export class BpfMap {
     this.keySize = info.keySize;
     this.valueSize = info.valueSize;
     this.pinPath = info.pinPath;
-    this.perCpu = PERCPU_TYPES.has(info.type);
+    this.perCpu = PERCPU_MAP_TYPES.has(info.type);
     this.cpus = this.perCpu ? n.possibleCpus() : 1;
   }
 

@@ -1,23 +1,20 @@
 /**
- * The vmpeer command line. Exit codes (DESIGN.md §8): 0 done, 1 failed at run
+ * The vmpeer command line. Exit codes (docs/design.md §8): 0 done, 1 failed at run
  * time (nothing half-applied), 2 bad usage or bad input. Errors are one line
  * on stderr; VMPEER_DEBUG=1 adds the stack.
  */
 import { parseArgs } from 'node:util';
-import { createRequire } from 'node:module';
+import { version } from '../version.js';
 import type { Command, Io, Values } from './command.js';
 import { attachCommand } from './commands/attach.js';
 import { detachCommand } from './commands/detach.js';
 import { statusCommand } from './commands/status.js';
 import { demoCommand } from './commands/demo.js';
 import { daemonCommand } from './commands/daemon.js';
+import { gcCommand } from './commands/gc.js';
 import { VmpeerError } from '../errors.js';
 
-const commands: Command[] = [attachCommand, detachCommand, statusCommand, demoCommand, daemonCommand];
-
-export function registerCommand(command: Command): void {
-  commands.push(command);
-}
+const commands: Command[] = [attachCommand, detachCommand, statusCommand, gcCommand, demoCommand, daemonCommand];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -39,7 +36,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-V') {
-    io.out((createRequire(import.meta.url)('../../../package.json') as { version: string }).version);
+    io.out(version());
     return 0;
   }
   const command = commands.find((c) => c.name === name);

@@ -11,16 +11,14 @@ import path from 'node:path';
 import { NotPermittedError, UsageError } from '../errors.js';
 import { DEFAULT_BPFFS_ROOT } from '../dataplane/dataplane.js';
 import { parseIfname } from '../validate.js';
-import { requirePrivileges, effectiveCapabilities } from '../cli/privileges.js';
+import { requirePrivileges, effectiveCapabilities } from '../privileges.js';
 import type { AttachMode } from '../native.js';
+import { BPF_FS_MAGIC, fsType, nearestExisting, NETNS_DIR } from '../paths.js';
 
 export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:9808';
-export const DEFAULT_NETNS_DIR = '/var/run/netns';
-export const DEFAULT_PROC_INTERVAL_MS = 1_000;
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-const BPF_FS_MAGIC = 0xcafe4a11;
 const CAP_SYS_PTRACE = 19;
 
 export interface DaemonConfig {
@@ -149,7 +147,7 @@ export function parseConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env):
   if (mode !== 'auto' && mode !== 'tcx' && mode !== 'clsact') throw new UsageError(`invalid --mode '${mode}': expected auto, tcx or clsact`);
 
   const bpffsRoot = path.resolve(str('bpffs') ?? DEFAULT_BPFFS_ROOT);
-  const netnsDirs = (many('netns-dir') ?? [DEFAULT_NETNS_DIR]).map((d) => path.resolve(d));
+  const netnsDirs = (many('netns-dir') ?? [NETNS_DIR]).map((d) => path.resolve(d));
   const netnsPrefix = str('netns-prefix') ?? '';
   if (netnsPrefix.includes('/')) throw new UsageError(`invalid --netns-prefix '${netnsPrefix}': a file name prefix, without '/'`);
 
@@ -210,7 +208,7 @@ export function checkEnvironment(config: DaemonConfig, env: NodeJS.ProcessEnv = 
     try {
       st = fs.statSync(dir);
     } catch (e) {
-      throw new UsageError(`netns directory ${dir} cannot be read (${(e as NodeJS.ErrnoException).code}): create it or mount the host's ${DEFAULT_NETNS_DIR} there`);
+      throw new UsageError(`netns directory ${dir} cannot be read (${(e as NodeJS.ErrnoException).code}): create it or mount the host's ${NETNS_DIR} there`);
     }
     if (!st.isDirectory()) throw new UsageError(`netns directory ${dir} is not a directory`);
     try {
@@ -228,11 +226,10 @@ export function checkEnvironment(config: DaemonConfig, env: NodeJS.ProcessEnv = 
   }
 
   // the state root, or its nearest existing ancestor, must be on a bpffs
-  let dir = config.bpffsRoot;
-  while (!fs.existsSync(dir)) dir = path.dirname(dir);
+  const dir = nearestExisting(config.bpffsRoot);
   let type: number;
   try {
-    type = Number(fs.statfsSync(dir).type);
+    type = fsType(dir);
   } catch (e) {
     throw new UsageError(`cannot inspect ${dir} (${(e as NodeJS.ErrnoException).code}) for the state root ${config.bpffsRoot}`);
   }

@@ -3,22 +3,38 @@
  * what an earlier daemon left), watchers started, first full reconcile, then
  * event-driven work until stop().
  */
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import { Dataplane } from '../dataplane/dataplane.js';
 import { native as loadNative, type Native } from '../native.js';
-import { ACCELERATE_WARNING } from '../cli/commands/attach.js';
+import { ACCELERATE_WARNING } from '../accelerate.js';
+import { version } from '../version.js';
 import type { DaemonConfig } from './config.js';
 import { HttpServer } from './http.js';
 import { createLogger, type Logger } from './log.js';
 import { DaemonMetrics } from './metrics.js';
 import { Reconciler } from './reconciler.js';
 import { NetnsSources } from './sources.js';
-import { recoverSwaps } from './upgrade.js';
 import { resolveMode } from '../bpf/link.js';
 
-export function version(): string {
-  return (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
+/**
+ * Opens the dataplane once no other vmpeer process holds the node lock, and
+ * keeps it (and the lock) for the daemon's life: while the daemon runs it is
+ * the only writer of vmpeer's state on this node, and a CLI change is refused
+ * (README: the CLI and the daemon). A daemon replacing another waits here
+ * until the other has stopped.
+ */
+async function openWhenFree(config: DaemonConfig, n: Native, log: Logger): Promise<Dataplane> {
+  let waiting = false;
+  for (;;) {
+    const dp = Dataplane.tryOpen({ root: config.bpffsRoot, object: config.object, native: n });
+    if (dp) {
+      if (waiting) log.info({ root: config.bpffsRoot }, 'took the node lock');
+      return dp;
+    }
+    if (!waiting) log.warn({ root: config.bpffsRoot, holder: Dataplane.lockedMessage(config.bpffsRoot) }, 'waiting for the node lock: another vmpeer process holds it');
+    waiting = true;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 export interface DaemonOptions {
@@ -52,13 +68,12 @@ export class Daemon {
     });
     let dp: Dataplane;
     try {
-      dp = Dataplane.open({ root: config.bpffsRoot, object: config.object, native: n });
+      dp = await openWhenFree(config, n, log);
     } catch (e) {
       await http.close();
       throw e;
     }
     try {
-      for (const done of recoverSwaps(n, config.bpffsRoot)) log.info({ change: 'recover', reason: 'an upgrade was cut short' }, done);
       const sources = new NetnsSources(
         { dirs: config.netnsDirs, prefix: config.netnsPrefix, proc: config.proc, procRoot: config.procRoot },
         () => reconciler?.childPids() ?? new Set(),

@@ -31,8 +31,11 @@ import type { DaemonMetrics, EndpointSample } from './metrics.js';
 import { Monitor, type NetlinkEvent } from './monitor.js';
 import { lookInto, NodeView, type PodLook } from './probe.js';
 import type { NetnsSources } from './sources.js';
+import { netnsPaths } from '../dataplane/netns-paths.js';
 import { Slots, type Release } from './slots.js';
-import { programTag, swapProgram, verifyRecord } from './upgrade.js';
+import { programTag } from '../bpf/fdinfo.js';
+import { verifyRecord } from '../dataplane/verify.js';
+import { swapProgram } from './upgrade.js';
 
 /** A new netns may still become a VM pod: watched (monitor, polls) this long. */
 const YOUNG_MS = 60_000;
@@ -215,6 +218,7 @@ export class Reconciler {
       const t0 = performance.now();
       this.metrics?.reconciles.inc({ kind: 'full' });
       try {
+        this.checkPins();
         this.syncSources();
         await Promise.all([...this.pods.values()].map((p) => this.checkPod(p, reason, true, true)));
         if (this.stopping) return;
@@ -239,6 +243,23 @@ export class Reconciler {
       }
     })();
     return this.fullRunning;
+  }
+
+  /**
+   * vmpeer's pins are the state the next process finds. When some vanished
+   * (removed by hand, or by an older vmpeer that removed state recursively),
+   * the daemon is not ready until this resync has rebuilt them: the maps are
+   * pinned again from this process's fds, and the attachments are verified
+   * pod by pod (filters without a record adopted, links attached again).
+   */
+  private checkPins(): void {
+    const repaired = this.dp.repairPins();
+    if (repaired.length === 0) return;
+    this.readyFlag = false;
+    this.metrics?.ready.set(0);
+    this.recordsDuringResync = null;
+    for (const pod of this.pods.values()) pod.verified.clear();
+    this.log.error({ root: this.cfg.bpffsRoot, missing: repaired }, "not ready: vmpeer's pinned state vanished; rebuilding it from the kernel");
   }
 
   // ------------------------------------------------------------ sources
@@ -642,9 +663,9 @@ export class Reconciler {
         return;
       }
       if (v.state === 'outdated') {
-        swapProgram(this.n, record, target, this.dp.program(program), false);
+        swapProgram(this.n, record, target, this.dp.program(program));
         pod.verified.set(key, generation);
-        this.change('upgrade', { ...where, mode: record.mode, from: v.tag, to: this.tags[program] }, `upgraded ${program}`, 'the attached program differs from this object (new program attached before the old one was removed)');
+        this.change('upgrade', { ...where, mode: record.mode, from: v.tag, to: this.tags[program] }, `upgraded ${program}`, 'the attached program differs from this object (replaced in place)');
         return;
       }
       this.dropRecord(record, pod.path);
@@ -705,12 +726,18 @@ export class Reconciler {
 
   // ------------------------------------------------------------ garbage, redirect
 
-  /** Attachments and endpoints of namespaces that no longer exist, or that are not VM pods. */
+  /**
+   * Attachments and endpoints of namespaces that no longer exist, or that are
+   * not VM pods (or not in the daemon's scope: a CLI's attachment elsewhere).
+   * A filter is removed in its netns, found by inode, when that still exists.
+   */
   private collectGarbage(): void {
+    let elsewhere: Map<number, string> | null = null;
     for (const r of this.dp.attachments()) {
       const pod = this.pods.get(r.netnsInode);
       if (!isPodProgram(r.program) || (pod && pod.kind !== 'plain')) continue;
-      this.dropRecord(r, pod?.path ?? null);
+      elsewhere ??= pod ? null : netnsPaths(this.cfg.netnsDirs);
+      this.dropRecord(r, pod?.path ?? elsewhere?.get(r.netnsInode) ?? null);
       this.change('detach', { program: r.program, netns: pod?.path, netnsInode: r.netnsInode, ifname: r.ifname, mode: r.mode }, 'removed attachment', pod ? 'its pod is not a VM pod' : 'its pod no longer exists');
     }
     for (const ep of this.dp.endpoints()) {
@@ -737,7 +764,7 @@ export class Reconciler {
           const v = verifyRecord(this.n, record, target, this.tags.redirect);
           if (v.state === 'ok') continue;
           if (v.state === 'outdated') {
-            swapProgram(this.n, record, target, this.dp.program('redirect'), this.cfg.first);
+            swapProgram(this.n, record, target, this.dp.program('redirect'));
             this.change('upgrade', { ifname, from: v.tag, to: this.tags.redirect }, 'upgraded redirect', 'the attached program differs from this object');
             continue;
           }

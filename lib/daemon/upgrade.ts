@@ -1,169 +1,41 @@
 /**
- * Adopting attachments left by an earlier daemon, and swapping in a changed
- * BPF object without a gap in coverage.
+ * Swapping in a changed BPF object without a gap in coverage.
  *
  * A record (the pin under links/ or filters/) is adopted as it is when the
  * kernel still has it at that hook and runs the same program (same tag, read
- * from /proc/self/fdinfo). Nothing is detached and attached again for that:
- * the frames keep flowing through the instance that was there.
- *
- * A record whose program differs (an upgrade) is swapped: the new program is
- * attached next to the old one first, then the old one is removed. For the
- * moment both run, fixup leaves a frame that is already correct alone and
- * returns "next", so every frame is handled exactly as by either version.
- * tcx: a second link pinned as next_<record>, then the old link detached and
- * the new pin renamed over the record. clsact: a second filter with vmpeer's
- * handle at the neighbouring priority, the record re-pinned to the new
- * program, then the old filter deleted.
+ * from /proc/self/fdinfo): the frames keep flowing through the instance that
+ * was there. A record whose program differs (an upgrade) has its program
+ * replaced in place, atomically: a tcx link by BPF_LINK_UPDATE (the link
+ * keeps its id and its place at the hook), a clsact filter by
+ * BPF_TC_F_REPLACE at vmpeer's own handle and priority. Every frame runs
+ * either the old or the new program, never both and never neither. A kill
+ * between the clsact replace and the new record leaves a filter without a
+ * record, which the next run adopts (its tag is this build's).
  *
  * A record the kernel no longer has at its hook (the interface or its netns
  * was recreated, and the namespace inode reused) is stale: its pin is dropped
  * and the program attached afresh.
  */
 import fs from 'node:fs';
-import path from 'node:path';
-import { TC_HANDLE, TC_PRIORITY, TC_PRIORITY_FIRST, type HookTarget } from '../bpf/link.js';
+import { TC_HANDLE, type HookTarget } from '../bpf/link.js';
 import type { Program } from '../bpf/program.js';
-import { parseRecordName, type AttachmentRecord } from '../dataplane/dataplane.js';
-import { isNativeError } from '../errors.js';
+import { pinned } from '../bpf/fdinfo.js';
+import type { AttachmentRecord } from '../dataplane/dataplane.js';
+import { killPoint } from '../kill-point.js';
 import type { Native } from '../native.js';
 
-export interface FdInfo {
-  progTag?: string;
-  progId?: number;
-  linkId?: number;
-}
-
-/** What the kernel says about a BPF program or link fd of this process. */
-export function fdInfo(fd: number): FdInfo {
-  const text = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
-  const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)$`, 'm').exec(text)?.[1];
-  const num = (name: string) => {
-    const v = field(name);
-    return v === undefined ? undefined : Number(v);
-  };
-  return { progTag: field('prog_tag'), progId: num('prog_id'), linkId: num('link_id') };
-}
-
-/** The tag of a loaded program: the hash of its instructions, equal for equal programs. */
-export function programTag(prog: Program): string {
-  const tag = fdInfo(prog.fd).progTag;
-  if (!tag) throw new Error(`no prog_tag for ${prog.name} in /proc/self/fdinfo`);
-  return tag;
-}
-
-/** The program (and tcx link) a record pins; null when the pin cannot be opened. */
-export function pinned(n: Native, pin: string): FdInfo | null {
-  let fd: number;
-  try {
-    fd = n.objGet(pin);
-  } catch {
-    return null;
-  }
-  try {
-    return fdInfo(fd);
-  } finally {
-    n.closeFd(fd);
-  }
-}
-
-export type Verdict =
-  | { state: 'ok'; tag: string }
-  | { state: 'outdated'; tag: string }
-  | { state: 'stale'; why: string };
-
-/**
- * Compares a record with the kernel: is it at its hook, running `tag`?
- * Throws when the hook cannot be listed (no such interface: the caller
- * decides). Extra vmpeer clsact filters at the hook (a swap that was cut
- * short) are removed.
- */
-export function verifyRecord(n: Native, record: AttachmentRecord, target: HookTarget, tag: string): Verdict {
-  const info = pinned(n, record.pin);
-  if (!info || info.progId === undefined) return { state: 'stale', why: 'its pin cannot be opened' };
-  const entries = n.listHook(target);
+/** Replaces the program of a record with `prog`, in place and atomically (see above). */
+export function swapProgram(n: Native, record: AttachmentRecord, target: HookTarget, prog: Program): void {
+  const old = pinned(n, record.pin)?.progId;
+  if (old === undefined) throw new Error(`${record.pin} cannot be opened`);
   if (record.mode === 'tcx') {
-    if (info.linkId === undefined || !entries.some((e) => e.mode === 'tcx' && e.linkId === info.linkId)) {
-      return { state: 'stale', why: 'its tcx link is no longer at the hook' };
-    }
-  } else {
-    const ours = entries.filter((e) => e.mode === 'clsact' && e.handle === TC_HANDLE);
-    if (!ours.some((e) => e.progId === info.progId)) return { state: 'stale', why: 'its filter is no longer at the hook' };
-    for (const extra of ours.filter((e) => e.progId !== info.progId)) {
-      n.detach({ ...target, mode: 'clsact', handle: TC_HANDLE, priority: extra.priority, progId: extra.progId });
-    }
-  }
-  const current = info.progTag ?? '';
-  return current === tag ? { state: 'ok', tag: current } : { state: 'outdated', tag: current };
-}
-
-export function nextPin(pin: string): string {
-  return path.join(path.dirname(pin), `next_${path.basename(pin)}`);
-}
-
-/** Replaces the program of a record with `prog`, attaching the new one before removing the old one. */
-export function swapProgram(n: Native, record: AttachmentRecord, target: HookTarget, prog: Program, first: boolean): void {
-  const tmp = nextPin(record.pin);
-  if (record.mode === 'tcx') {
-    if (fs.existsSync(tmp)) n.detach({ ...target, mode: 'tcx', pinPath: tmp });
-    n.attach({ ...target, progFd: prog.fd, mode: 'tcx', pinPath: tmp, first });
-    try {
-      n.detach({ ...target, mode: 'tcx', pinPath: record.pin });
-    } catch (e) {
-      n.detach({ ...target, mode: 'tcx', pinPath: tmp });
-      throw e;
-    }
-    fs.renameSync(tmp, record.pin);
+    n.replace({ ...target, mode: 'tcx', pinPath: record.pin, progFd: prog.fd, oldProgId: old });
     return;
   }
-  const old = pinned(n, record.pin)?.progId;
-  const ours = n.listHook(target).filter((e) => e.mode === 'clsact' && e.handle === TC_HANDLE && e.progId === old);
-  const base = first ? TC_PRIORITY_FIRST : TC_PRIORITY;
-  const current = ours[0]?.priority ?? base;
-  const priority = current === base ? base + 1 : base;
-  n.attach({ ...target, progFd: prog.fd, mode: 'clsact', handle: TC_HANDLE, priority });
-  fs.rmSync(tmp, { force: true });
-  n.objPin(prog.fd, tmp);
-  fs.renameSync(tmp, record.pin);
-  for (const e of ours) n.detach({ ...target, mode: 'clsact', handle: TC_HANDLE, priority: e.priority, progId: old });
-}
-
-/**
- * Finishes swaps that a crash cut short: a next_ link next to its record is
- * detached again (the record's program still runs and is checked as usual);
- * a next_ link whose record is gone becomes the record. Returns what it did.
- */
-export function recoverSwaps(n: Native, root: string): string[] {
-  const done: string[] = [];
-  for (const dir of ['links', 'filters']) {
-    let names: string[];
-    try {
-      names = fs.readdirSync(path.join(root, dir));
-    } catch {
-      continue;
-    }
-    for (const name of names.filter((x) => x.startsWith('next_'))) {
-      const tmp = path.join(root, dir, name);
-      const record = path.join(root, dir, name.slice('next_'.length));
-      const m = parseRecordName(name.slice('next_'.length));
-      try {
-        if (dir === 'filters') {
-          fs.rmSync(tmp, { force: true });
-          done.push(`removed ${tmp}`);
-        } else if (fs.existsSync(record) || !m) {
-          n.detach({ ifname: m?.ifname ?? 'unknown', hook: m?.hook ?? 'ingress', mode: 'tcx', pinPath: tmp });
-          fs.rmSync(tmp, { force: true });
-          done.push(`detached ${tmp}`);
-        } else {
-          fs.renameSync(tmp, record);
-          done.push(`renamed ${tmp} to ${record}`);
-        }
-      } catch (e) {
-        if (!isNativeError(e)) throw e;
-        fs.rmSync(tmp, { force: true });
-        done.push(`removed ${tmp} (${e.code})`);
-      }
-    }
-  }
-  return done;
+  const entry = n.listHook(target).find((e) => e.mode === 'clsact' && e.handle === TC_HANDLE && e.progId === old);
+  if (!entry?.priority) throw new Error(`vmpeer's filter for ${record.pin} is no longer at ${target.ifname}`);
+  n.replace({ ...target, mode: 'clsact', handle: TC_HANDLE, priority: entry.priority, progFd: prog.fd, oldProgId: old });
+  killPoint('replaced'); // the new program runs, the record still names the old one
+  fs.rmSync(record.pin, { force: true });
+  n.objPin(prog.fd, record.pin);
 }

@@ -2,10 +2,15 @@
  * Covering one bridged VM interface: its guest's endpoint, `fixup` at the
  * bridge uplink port and, with the bridge bypass, `from_guest` at the guest
  * port. All of it or, when a step fails, none of it: what this call changed
- * is undone before the error goes on.
+ * is undone before the error goes on. The caller holds the node lock (an
+ * open Dataplane) across the whole of it; still, the undo restores only what
+ * this call wrote and finds unchanged (compare-and-restore), so it never
+ * undoes another writer's change.
  */
 import type { AttachMode } from '../native.js';
 import type { VmInterface } from '../discovery/vm-pod.js';
+import type { Endpoint } from './codec.js';
+import { killPoint } from '../kill-point.js';
 import { netnsInode, type AttachmentRecord, type Dataplane } from './dataplane.js';
 
 export interface CoverOptions {
@@ -30,7 +35,7 @@ export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = 
   const uplink = { netns: vm.netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };
   const previous = dp.endpoint(vm.guestIp);
 
-  const endpoint = dp.setEndpoint({
+  const wrote: Endpoint = {
     guestIp: vm.guestIp,
     guestMac: vm.guestMac,
     gatewayMac: vm.hostVeth.mac,
@@ -38,11 +43,22 @@ export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = 
     redirect: true,
     podNetns: netnsInode(vm.netns),
     bypass: bypass ? { uplinkIfindex: vm.uplink.ifindex, guestIfindex: vm.guestPort!.ifindex } : null,
-  });
-  const undo: (() => void)[] = [() => (previous ? dp.setEndpoint(previous) : dp.deleteEndpoint(vm.guestIp))];
+  };
+  const endpoint = dp.setEndpoint(wrote);
+  killPoint('endpoint');
+  const undo: (() => void)[] = [];
+  if (endpoint !== 'unchanged') {
+    undo.push(() => {
+      const now = dp.endpoint(vm.guestIp);
+      if (!now || !sameEndpoint(now, wrote)) return; // another writer's since
+      if (previous) dp.setEndpoint(previous);
+      else dp.deleteEndpoint(vm.guestIp);
+    });
+  }
   try {
     const fixup = dp.attach('fixup', uplink, { mode });
-    if (fixup.created) undo.push(() => dp.detach('fixup', uplink));
+    if (fixup.created) undo.push(() => dp.removeRecordIfSame(fixup.record, uplink));
+    killPoint('record');
     let fromGuest: Covered['fromGuest'] = null;
     let bypassRemoved = false;
     if (bypass) {
@@ -63,4 +79,10 @@ export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = 
     }
     throw e;
   }
+}
+
+/** The fields a writer sets (whatever the codec has; not the counters the programs keep). */
+function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  const field = (e: Endpoint, k: string) => JSON.stringify((e as unknown as Record<string, unknown>)[k] ?? null);
+  return Object.keys(b).every((k) => field(a, k) === field(b, k));
 }

@@ -9,28 +9,34 @@
  *
  * so the CLI and the daemon see the same state, and stopping either never
  * interrupts traffic.
+ *
+ * An open Dataplane holds the node lock (root.ts): one writer at a time, for
+ * the whole of its transaction (a CLI command) or its life (the daemon).
+ * Dataplane.view() reads the same state without the lock and changes nothing.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { native as loadNative, packageRoot, type AttachMode, type Hook, type Native } from '../native.js';
+import { native as loadNative, packageRoot, type AttachMode, type Native } from '../native.js';
 import { BpfObject } from '../bpf/object.js';
+import type { BpfMap } from '../bpf/map.js';
 import type { Program } from '../bpf/program.js';
-import { attach, attachAsync, detach, describe, kernelFeatures, resolveMode, type HookTarget } from '../bpf/link.js';
-import { KernelUnsupportedError, UsageError } from '../errors.js';
+import { attach, attachAsync, detach, describe, kernelFeatures, resolveMode, TC_HANDLE, TC_PRIORITY, TC_PRIORITY_FIRST, type HookTarget } from '../bpf/link.js';
+import { pinned, programTag, tagOfProgId } from '../bpf/fdinfo.js';
+import { AlreadyAttachedError, KernelUnsupportedError, UsageError } from '../errors.js';
+import { checkRoot, lockedError, lockRoot, pruneRoot, ROOT_ENTRIES, tryLockRoot } from './root.js';
+import { verifyRecord } from './verify.js';
+import { mismatchedPin, openPinnedMaps } from './pinned-maps.js';
+import { isPodProgram, listRecords, netnsInode, parseRecordName, recordName, type AttachmentRecord, type PodProgram, type ProgramName } from './records.js';
 import { decodeStats, encodeStatKey, type Endpoint, type Stats } from './codec.js';
 import { EndpointTable, type WithCounters } from './endpoint-table.js';
 import { STAT_NAMES } from './layout.js';
 
 export const DEFAULT_BPFFS_ROOT = '/sys/fs/bpf/vmpeer';
 export const OBJECT_PATH = path.join(packageRoot, 'dist', 'bpf', 'vmpeer.bpf.o');
-const BPF_FS_MAGIC = 0xcafe4a11;
+/** How long a CLI command waits for another vmpeer process to finish its change. */
+const CLI_LOCK_WAIT_MS = 10_000;
 
-/** The programs attached inside VM pods; `redirect` goes on host interfaces. */
-export type PodProgram = 'fixup' | 'from_guest';
-export type ProgramName = PodProgram | 'redirect';
-
-export const isPodProgram = (name: string): name is PodProgram => name === 'fixup' || name === 'from_guest';
 
 /**
  * What mode 'auto' means for a program. In a VM pod vmpeer is alone at the
@@ -43,14 +49,6 @@ export function autoMode(n: Native, program: ProgramName): AttachMode {
   return isPodProgram(program) ? 'clsact' : resolveMode(n, 'auto');
 }
 
-export interface AttachmentRecord {
-  program: ProgramName;
-  mode: AttachMode;
-  hook: Hook;
-  ifname: string;
-  netnsInode: number;
-  pin: string;
-}
 
 export interface AttachOptions {
   mode?: 'auto' | AttachMode;
@@ -61,17 +59,27 @@ export interface DataplaneOptions {
   root?: string;
   object?: string | Buffer;
   native?: Native;
+  /** How long to wait for the node lock (default: 10 s, as a CLI command does). */
+  lockWaitMs?: number;
 }
+
 
 export class Dataplane {
   readonly root: string;
-  private readonly obj: BpfObject;
+  /** The loaded object; null for a view(). */
+  private readonly obj: BpfObject | null;
+  private readonly maps: ReadonlyMap<string, BpfMap>;
+  /** The node lock (root.ts); null for a view(). */
+  private lockFd: number | null;
+  private closed = false;
   /** Attachments under way (attachAsync), by their record's pin. */
   private readonly attaching = new Map<string, Promise<unknown>>();
 
-  private constructor(root: string, obj: BpfObject, private readonly n: Native) {
+  private constructor(root: string, obj: BpfObject | null, maps: ReadonlyMap<string, BpfMap>, lockFd: number | null, private readonly n: Native) {
     this.root = root;
     this.obj = obj;
+    this.maps = maps;
+    this.lockFd = lockFd;
   }
 
   /** Whether vmpeer has state under `root` (without creating any). */
@@ -79,49 +87,176 @@ export class Dataplane {
     return fs.existsSync(path.join(root, 'maps', 'endpoints'));
   }
 
-  /** Loads the object, reusing the maps pinned under `root` (creating them on first use). */
+  /**
+   * Takes the node lock (waiting up to lockWaitMs for another vmpeer process),
+   * then loads the object, reusing the maps pinned under `root` (creating
+   * them on first use). The lock is held until close().
+   */
   static open(options: DataplaneOptions = {}): Dataplane {
+    const { root, n } = Dataplane.preflight(options);
+    return Dataplane.load(options, root, n, lockRoot(n, root, options.lockWaitMs ?? CLI_LOCK_WAIT_MS));
+  }
+
+  /** open() without waiting: null when another vmpeer process holds the node lock. */
+  static tryOpen(options: DataplaneOptions = {}): Dataplane | null {
+    const { root, n } = Dataplane.preflight(options);
+    const fd = tryLockRoot(n, root);
+    return fd === null ? null : Dataplane.load(options, root, n, fd);
+  }
+
+  /** The process that holds the node lock on `root`, as a sentence. */
+  static lockedMessage(root: string): string {
+    return lockedError(root).message;
+  }
+
+  private static preflight(options: DataplaneOptions): { root: string; n: Native } {
     const root = options.root ?? DEFAULT_BPFFS_ROOT;
     const n = options.native ?? loadNative();
     if (!kernelFeatures(n).redirectPeer) {
       throw new KernelUnsupportedError(`this kernel (${os.release()}) lacks bpf_redirect_peer: vmpeer needs Linux 5.10 or later`);
     }
-    ensureBpffs(root);
-    for (const dir of ['maps', 'links', 'filters']) fs.mkdirSync(path.join(root, dir), { recursive: true });
-    const obj = BpfObject.open(options.object ?? OBJECT_PATH, { pinMapsIn: path.join(root, 'maps') }, n);
-    return new Dataplane(root, obj, n);
+    checkRoot(root);
+    return { root, n };
   }
 
+  private static load(options: DataplaneOptions, root: string, n: Native, lockFd: number): Dataplane {
+    try {
+      checkRoot(root); // again, now that nobody else changes it
+      for (const dir of ROOT_ENTRIES) fs.mkdirSync(path.join(root, dir), { recursive: true });
+      const source = options.object ?? OBJECT_PATH;
+      let obj: BpfObject;
+      try {
+        obj = BpfObject.open(source, { pinMapsIn: path.join(root, 'maps') }, n);
+      } catch (e) {
+        throw mismatchedPin(n, source, root) ?? e;
+      }
+      return new Dataplane(root, obj, obj.maps, lockFd, n);
+    } catch (e) {
+      n.closeFd(lockFd);
+      throw e;
+    }
+  }
+
+  /**
+   * The pinned state, read without the lock and without loading programs
+   * (`vmpeer status`, tests beside a running daemon); null when there is none.
+   */
+  static view(options: Omit<DataplaneOptions, 'object' | 'lockWaitMs'> = {}): Dataplane | null {
+    const root = options.root ?? DEFAULT_BPFFS_ROOT;
+    const n = options.native ?? loadNative();
+    checkRoot(root);
+    const maps = openPinnedMaps(n, root);
+    return maps && new Dataplane(root, null, maps, null, n);
+  }
+
+  /** Releases the object (or the view's maps) and the node lock; attachments that are pinned stay. */
   close(): void {
-    this.obj.close();
+    if (this.closed) return;
+    this.closed = true;
+    if (this.obj) this.obj.close();
+    else for (const m of this.maps.values()) this.n.closeFd(m.fd);
+    if (this.lockFd !== null) this.n.closeFd(this.lockFd);
+    this.lockFd = null;
+  }
+
+  private writable(): this {
+    if (!this.obj || this.lockFd === null) throw new Error('a Dataplane.view() (or a closed one) cannot change the dataplane');
+    return this;
   }
 
   /** A program of the loaded object: its fd, id and instruction count (the daemon compares it with what is attached). */
   program(name: ProgramName): Program {
-    return this.obj.program(name);
+    return this.writable().obj!.program(name);
   }
 
-  /** Closes, and removes all of vmpeer's state when nothing is attached and no endpoint is left. */
+  private tagCache: Map<string, ProgramName> | null = null;
+
+  /** Which of this object's programs has this tag. */
+  private programWithTag(tag: string | null): ProgramName | undefined {
+    this.tagCache ??= new Map(
+      (['fixup', 'from_guest', 'redirect'] as const).flatMap((p) => (this.obj?.programs.has(p) ? [[programTag(this.program(p)), p] as const] : [])),
+    );
+    return tag === null ? undefined : this.tagCache.get(tag);
+  }
+
+  /**
+   * Closes; when nothing is attached and no endpoint is left, first removes
+   * vmpeer's own pins and folders (never anything else, never recursively).
+   * Returns whether the state directory is gone.
+   */
   closeAndPruneIfEmpty(): boolean {
-    const empty = this.attachments().length === 0 && this.endpoints().length === 0;
-    this.close();
-    if (empty) fs.rmSync(this.root, { recursive: true, force: true });
-    return empty;
+    const empty = this.lockFd !== null && this.attachments().length === 0 && this.endpoints().length === 0;
+    try {
+      if (empty) pruneRoot(this.root, this.ourMapPins());
+    } finally {
+      this.close();
+    }
+    return empty && !fs.existsSync(this.root);
+  }
+
+  /** The map pins this object made (or reused): the only map pins vmpeer ever removes. */
+  private ourMapPins(): string[] {
+    return [...this.maps.values()].flatMap((m) => (m.pinPath && m.pinPath.startsWith(path.join(this.root, 'maps') + '/') ? [m.pinPath] : []));
+  }
+
+  /**
+   * Whether the pins that hold vmpeer's state are still there and still this
+   * process's maps; when not (someone removed them), says what is missing and
+   * pins them again from the maps this process holds (the kernel's truth).
+   */
+  repairPins(): string[] {
+    const repaired: string[] = [];
+    if (this.lockFd !== null && fs.fstatSync(this.lockFd).ino !== inodeOrNull(this.root)) {
+      // the directory itself was removed: the lock held guards nothing, take it on the new one
+      const fd = tryLockRoot(this.n, this.root);
+      if (fd === null) throw lockedError(this.root);
+      this.n.closeFd(this.lockFd);
+      this.lockFd = fd;
+      repaired.push(`${this.root} was removed`);
+    }
+    for (const dir of ROOT_ENTRIES) {
+      const p = path.join(this.root, dir);
+      if (!fs.existsSync(p)) {
+        fs.mkdirSync(p, { recursive: true });
+        repaired.push(`${p} was missing`);
+      }
+    }
+    for (const m of this.maps.values()) {
+      if (!m.pinPath) continue;
+      let id: number | null = null;
+      try {
+        const fd = this.n.objGet(m.pinPath);
+        try {
+          id = this.n.mapInfo(fd).id;
+        } finally {
+          this.n.closeFd(fd);
+        }
+      } catch {
+        // missing: pinned again below
+      }
+      if (id === m.id) continue;
+      if (id !== null) fs.rmSync(m.pinPath, { force: true }); // another map under our name: ours is the one the programs use
+      this.n.objPin(m.fd, m.pinPath);
+      repaired.push(`${m.pinPath} was ${id === null ? 'missing' : `map ${id}, not ${m.id}`}`);
+    }
+    return repaired;
   }
 
   // ---- endpoints
 
   private get table(): EndpointTable {
-    return new EndpointTable(this.obj.map('endpoints'));
+    const map = this.maps.get('endpoints');
+    if (!map) throw new UsageError(`the object has no map 'endpoints'`);
+    return new EndpointTable(map);
   }
 
   /** Adds or updates the endpoint for a guest IP; its counters are kept. */
   setEndpoint(ep: Endpoint): 'added' | 'updated' | 'unchanged' {
-    return this.locked(() => this.table.set(ep));
+    return this.writable().table.set(ep);
   }
 
   deleteEndpoint(guestIp: string): boolean {
-    return this.locked(() => this.table.delete(guestIp));
+    return this.writable().table.delete(guestIp);
   }
 
   endpoint(guestIp: string): WithCounters | null {
@@ -132,18 +267,8 @@ export class Dataplane {
     return this.table.all();
   }
 
-  /** Runs `fn` holding the lock on the state directory: writers of the endpoint table take turns. */
-  private locked<T>(fn: () => T): T {
-    const fd = this.n.lockDir(this.root);
-    try {
-      return fn();
-    } finally {
-      this.n.closeFd(fd);
-    }
-  }
-
   stats(): Stats {
-    const map = this.obj.map('stats');
+    const map = this.maps.get('stats')!;
     return decodeStats(STAT_NAMES.map((_, slot) => map.lookup(encodeStatKey(slot)) ?? []));
   }
 
@@ -152,12 +277,23 @@ export class Dataplane {
   /**
    * Attaches a program at a hook. Idempotent: when vmpeer's attachment of the
    * same program is already there, nothing changes and `created` is false.
+   * A record is believed only when the kernel still has its attachment at
+   * the hook (a netns inode is reused by the next namespace); a stale one is
+   * dropped and the program attached for real.
    */
   attach(program: ProgramName, target: HookTarget, options: AttachOptions = {}): { record: AttachmentRecord; created: boolean } {
     const existing = this.findRecord(program, target);
-    if (existing) return { record: existing, created: false };
+    if (existing) {
+      if (verifyRecord(this.n, existing, target, programTag(this.program(program))).state !== 'stale') return { record: existing, created: false };
+      this.removeRecord(existing, target.netns);
+    }
     const record = this.newRecord(program, target, options.mode);
-    attach(this.n, this.obj.program(program), target, { ...options, mode: record.mode, pinPath: record.pin });
+    try {
+      attach(this.n, this.program(program), target, { ...options, mode: record.mode, pinPath: record.pin });
+    } catch (e) {
+      if (!this.adoptOrphan(e, program, target, record, options)) throw e;
+      return this.attach(program, target, options); // the adopted record is verified, or attached again
+    }
     return { record, created: true };
   }
 
@@ -165,6 +301,7 @@ export class Dataplane {
    * attach() with the kernel work off the JS thread, so that attachments to
    * many pods can be under way at once. When it rejects, no record was made.
    * A second call for the same hook while one is under way waits for it.
+   * (The daemon verifies records itself before it calls this.)
    */
   async attachAsync(program: ProgramName, target: HookTarget, options: AttachOptions = {}): Promise<{ record: AttachmentRecord; created: boolean }> {
     const existing = this.findRecord(program, target);
@@ -176,14 +313,48 @@ export class Dataplane {
       await underway.catch(() => undefined);
       return this.attachAsync(program, target, options);
     }
-    const attaching = attachAsync(this.n, this.obj.program(program), target, { ...options, mode: record.mode, pinPath: record.pin });
+    const attaching = attachAsync(this.n, this.program(program), target, { ...options, mode: record.mode, pinPath: record.pin });
     this.attaching.set(record.pin, attaching);
+    let outcome: 'attached' | 'adopted' | 'removed' = 'attached';
     try {
       await attaching;
+    } catch (e) {
+      const recovered = this.adoptOrphan(e, program, target, record, options);
+      if (!recovered) throw e;
+      outcome = recovered;
     } finally {
       this.attaching.delete(record.pin);
     }
+    if (outcome === 'removed') return this.attachAsync(program, target, options);
     return { record, created: true };
+  }
+
+  /**
+   * After EEXIST at vmpeer's clsact handle and priority: a filter there
+   * without a record is one a vmpeer process attached and was killed before
+   * it pinned the record, when its program's tag is one of vmpeer's. The same
+   * program is adopted (its record pinned); another of vmpeer's programs is
+   * removed (attach again). A filter whose tag is not vmpeer's is left alone
+   * and the error stands (null).
+   */
+  private adoptOrphan(e: unknown, program: ProgramName, target: HookTarget, record: AttachmentRecord, options: AttachOptions): 'adopted' | 'removed' | null {
+    if (!(e instanceof AlreadyAttachedError) || record.mode !== 'clsact' || fs.existsSync(record.pin)) return null;
+    const priority = options.first ? TC_PRIORITY_FIRST : TC_PRIORITY;
+    const entry = this.n.listHook(target).find((x) => x.mode === 'clsact' && x.handle === TC_HANDLE && x.priority === priority);
+    if (!entry?.progId) return null;
+    const theirs = this.programWithTag(tagOfProgId(this.n, entry.progId));
+    if (theirs === undefined) return null;
+    if (theirs === program) {
+      const fd = this.n.progFdById(entry.progId);
+      try {
+        this.n.objPin(fd, record.pin);
+      } finally {
+        this.n.closeFd(fd);
+      }
+      return 'adopted';
+    }
+    this.n.detach({ ...target, mode: 'clsact', handle: TC_HANDLE, priority, progId: entry.progId });
+    return 'removed';
   }
 
   /** Removes vmpeer's attachment of `program` at a hook. Returns false when there was none. */
@@ -192,6 +363,29 @@ export class Dataplane {
     if (!record) return false;
     this.removeRecord(record, target.netns);
     return true;
+  }
+
+  /** Removes an attachment this process made, unless its record now holds another program (another writer's). */
+  removeRecordIfSame(record: AttachmentRecord, target: HookTarget): boolean {
+    if (pinned(this.n, record.pin)?.progId !== this.program(record.program).id) return false;
+    this.removeRecord(record, target.netns);
+    return true;
+  }
+
+  /**
+   * Removes a stale record: a tcx link is detached through its pin (wherever
+   * it is), a clsact filter in `netns` when it still exists there (found by
+   * the record's program); then the pin goes.
+   */
+  forgetRecord(record: AttachmentRecord, netns: string | null): void {
+    this.writable();
+    try {
+      if (record.mode === 'tcx') this.n.detach({ ifname: record.ifname, hook: record.hook, mode: 'tcx', pinPath: record.pin });
+      else if (netns !== null) detach(this.n, { netns, ifname: record.ifname, hook: record.hook }, { mode: 'clsact', pinPath: record.pin });
+    } catch {
+      // the attachment is gone already
+    }
+    fs.rmSync(record.pin, { force: true });
   }
 
   /** Removes an attachment by its record; when the netns is gone, only its pin is left to remove. */
@@ -203,12 +397,7 @@ export class Dataplane {
   }
 
   attachments(): AttachmentRecord[] {
-    return (['links', 'filters'] as const).flatMap((dir) =>
-      fs.readdirSync(path.join(this.root, dir)).flatMap((name) => {
-        const r = parseRecordName(name);
-        return r ? [{ ...r, mode: dir === 'links' ? ('tcx' as const) : ('clsact' as const), pin: path.join(this.root, dir, name) }] : [];
-      }),
-    );
+    return listRecords(this.root);
   }
 
   private findRecord(program: ProgramName, target: HookTarget): AttachmentRecord | undefined {
@@ -224,38 +413,12 @@ export class Dataplane {
   }
 }
 
-/** The inode of a netns file identifies the namespace while it exists. */
-export function netnsInode(netns?: string): number {
+function inodeOrNull(file: string): number | null {
   try {
-    return fs.statSync(netns ?? '/proc/self/ns/net').ino;
+    return fs.statSync(file).ino;
   } catch {
-    throw new UsageError(`network namespace not found: ${netns}`);
+    return null;
   }
 }
 
-// bpffs names may not contain '.', so interface names are percent-encoded.
-function recordName(program: ProgramName, target: HookTarget, netnsInode: number): string {
-  const ifname = encodeURIComponent(target.ifname).replace(/\./g, '%2E');
-  return `${program}_${target.hook}_ns${netnsInode}_${ifname}`;
-}
-
-export function parseRecordName(name: string): Omit<AttachmentRecord, 'mode' | 'pin'> | null {
-  const m = /^(fixup|redirect|from_guest)_(ingress|egress)_ns(\d+)_(.+)$/.exec(name);
-  if (!m) return null;
-  return { program: m[1] as ProgramName, hook: m[2] as Hook, netnsInode: Number(m[3]), ifname: decodeURIComponent(m[4]!) };
-}
-
-/** The state directory must be on bpffs: checked on its nearest existing ancestor. */
-function ensureBpffs(root: string): void {
-  let dir = path.resolve(root);
-  while (!fs.existsSync(dir)) dir = path.dirname(dir);
-  if (Number(fs.statfsSync(dir).type) !== BPF_FS_MAGIC) {
-    throw new UsageError(
-      dir === '/sys/fs' || dir === '/sys/fs/bpf' || root.startsWith('/sys/fs/bpf/')
-        ? `/sys/fs/bpf is not a bpffs mount: mount it with 'mount -t bpf bpf /sys/fs/bpf' (vmpeer keeps its state under ${root})`
-        : `${root} is not on a bpffs mount: vmpeer keeps its state in bpffs, e.g. under /sys/fs/bpf`,
-    );
-  }
-}
-
-export { describe };
+export { describe, isPodProgram, netnsInode, parseRecordName, type AttachmentRecord, type PodProgram, type ProgramName };

@@ -59,10 +59,6 @@ export function normalizeMac(mac: string): string {
   return norm.join(':');
 }
 
-export function macBytes(mac: string): Buffer {
-  return Buffer.from(normalizeMac(mac).split(':').map((p) => parseInt(p, 16)));
-}
-
 export function ipv4Bytes(ip: string): Buffer {
   const parts = ip.split('.').map((p) => Number(p));
   if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {

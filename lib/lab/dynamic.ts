@@ -15,24 +15,26 @@
  * Netns names: <lab name>-d<n> (pod) and <lab name>-d<n>g (guest), never reused;
  * the lab adopts them, so its destroy() deletes whatever is left.
  */
-import {
-  BRIDGE_IP,
-  CALICO_HOST_MAC,
-  GATEWAY_IP,
-  MAX_PODS_OF_A_KIND,
-  POD_IF,
-  VM_BRIDGE,
-  VM_NIC,
-  VM_TAP,
-  caliName,
-  normalizeMac,
-  randomMac,
-  vmPodIp,
-} from './addressing.js';
-import { CommandError, ipBatch, run, runIn, sysctls } from './exec.js';
+import { GATEWAY_IP, MAX_PODS_OF_A_KIND, POD_IF, VM_BRIDGE, VM_NIC, VM_TAP, caliName, normalizeMac, randomMac, vmPodIp } from './addressing.js';
+import { ipBatch, runIn, sysctls } from './exec.js';
 import type { Lab } from './lab.js';
 import { deleteNetns, netnsRef } from './netns.js';
-import type { Iface, VmPod } from './topology.js';
+import type { VmPod } from './topology.js';
+import {
+  NO_IPV6,
+  VM_POD_SYSCTLS,
+  bridgeLines,
+  caliNodeLines,
+  caliSysctls,
+  caliVethLine,
+  dummyKind,
+  dummyLines,
+  guestVethLine,
+  iface,
+  links,
+  podInterfaceLines,
+  portsForwarding,
+} from './wiring.js';
 
 export interface AddOptions {
   /** The guest's MAC (a VMI macAddress); default: the pod MAC. */
@@ -45,8 +47,6 @@ export interface DynamicVm extends VmPod {
   /** When the bridge and the tap both existed (Date.now()). */
   readonly readyAt: number;
 }
-
-let dummyKind: 'dummy' | 'bridge' | undefined;
 
 export class DynamicPods {
   private seq = 0;
@@ -85,61 +85,24 @@ export class DynamicPods {
       await ipBatch([
         `netns add ${podNs.name}`,
         `netns add ${guestNs.name}`,
-        `link add ${cali} netns ${nodeNs.name} address ${CALICO_HOST_MAC} type veth peer name ${VM_NIC} netns ${podNs.name} address ${nicMac}`,
-        `link add ${VM_TAP} netns ${podNs.name} address ${randomMac(0x0e)} type veth peer name ${POD_IF} netns ${guestNs.name} address ${guestMac}`,
+        caliVethLine(cali, nodeNs, podNs, VM_NIC, nicMac),
+        guestVethLine(podNs, guestNs, randomMac(0x0e), guestMac),
       ]);
       // the lab deletes them too (destroy(), process exit), whatever happens here
       this.lab.adopt(podNs);
       this.lab.adopt(guestNs);
       await Promise.all([
-        ipBatch([`link set ${cali} up`, `route replace ${podIp}/32 dev ${cali} scope link`], nodeNs.name).then(() =>
-          sysctls(nodeNs.path, [
-            [`net.ipv4.conf.${cali}.proxy_arp`, 1],
-            [`net.ipv4.neigh.${cali}.proxy_delay`, 0],
-          ]),
-        ),
-        sysctls(podNs.path, [
-          ['net.ipv6.conf.all.disable_ipv6', 1],
-          ['net.ipv6.conf.default.disable_ipv6', 1],
-          ['net.ipv4.conf.all.arp_ignore', 1],
-        ]),
-        sysctls(guestNs.path, [
-          ['net.ipv6.conf.all.disable_ipv6', 1],
-          ['net.ipv6.conf.default.disable_ipv6', 1],
-        ]).then(() =>
-          ipBatch(
-            [
-              'link set lo up',
-              `link set ${POD_IF} up`,
-              `addr add ${podIp}/32 dev ${POD_IF}`,
-              `route add ${GATEWAY_IP} dev ${POD_IF} scope link`,
-              `route add default via ${GATEWAY_IP} dev ${POD_IF}`,
-            ],
-            guestNs.name,
-          ),
-        ),
+        ipBatch(caliNodeLines(cali, podIp, 'replace'), nodeNs.name).then(() => sysctls(nodeNs.path, caliSysctls(cali))),
+        sysctls(podNs.path, [...NO_IPV6, ...VM_POD_SYSCTLS]),
+        sysctls(guestNs.path, NO_IPV6).then(() => ipBatch(podInterfaceLines(podIp), guestNs.name)),
       ]);
       // virt-launcher: the dummy with the pod IP, then the bridge with the uplink and the tap
-      const kind = await addDummy(podNs.name, dummyMac);
-      await ipBatch(
-        [
-          'link set lo up',
-          `addr add ${podIp}/32 dev ${POD_IF}`,
-          `link add ${VM_BRIDGE} address ${nicMac} type bridge`,
-          `addr add ${BRIDGE_IP}/32 dev ${VM_BRIDGE}`,
-          `link set ${VM_NIC} master ${VM_BRIDGE}`,
-          `link set ${VM_NIC} type bridge_slave learning off`,
-          `link set ${VM_TAP} master ${VM_BRIDGE}`,
-          `link set ${VM_BRIDGE} up`,
-          `link set ${VM_NIC} up`,
-          `link set ${VM_TAP} up`,
-        ],
-        podNs.name,
-      );
+      const kind = await dummyKind(podNs);
+      await ipBatch(['link set lo up', ...dummyLines(dummyMac, podIp, kind), ...bridgeLines(nicMac)], podNs.name);
       // the ports forward once the kernel has seen their carrier (linkwatch, up to a second late under load)
-      await portsForwarding(podNs.path, [VM_NIC, VM_TAP]);
+      await portsForwarding(podNs, [VM_NIC, VM_TAP], 3000);
       const readyAt = Date.now();
-      const [nodeLinks, podLinks] = await Promise.all([links(nodeNs.name), links(podNs.name)]);
+      const [nodeLinks, podLinks] = await Promise.all([links(nodeNs), links(podNs)]);
       const vm: DynamicVm = {
         index,
         podNs,
@@ -222,43 +185,4 @@ export async function setGuestMac<T extends VmPod>(vm: T, mac: string): Promise<
 export async function announce(vm: VmPod): Promise<void> {
   if (!vm.guestNs) throw new Error('lab: announce needs a netns guest');
   await runIn(vm.guestNs.path, 'busybox', ['arping', '-f', '-c', '3', '-w', '3', '-I', POD_IF, GATEWAY_IP], { allowFail: true });
-}
-
-/** Waits until these bridge ports forward (at most 3 s). */
-async function portsForwarding(nsPath: string, ports: string[]): Promise<void> {
-  const deadline = Date.now() + 3000;
-  for (;;) {
-    const { stdout } = await runIn(nsPath, 'bridge', ['-j', 'link', 'show']);
-    const state = new Map((JSON.parse(stdout || '[]') as Array<{ ifname: string; state?: string; flags?: string[] }>).map((p) => [p.ifname, p]));
-    if (ports.every((p) => state.get(p)?.state === 'forwarding' && state.get(p)?.flags?.includes('LOWER_UP'))) return;
-    if (Date.now() > deadline) throw new Error(`lab: bridge ports ${ports.join(', ')} in ${nsPath} do not forward: ${stdout}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-async function addDummy(podNs: string, mac: string): Promise<'dummy' | 'bridge'> {
-  if (dummyKind !== 'bridge') {
-    try {
-      await run('ip', ['-n', podNs, 'link', 'add', POD_IF, 'address', mac, 'type', 'dummy']);
-      dummyKind = 'dummy';
-      return 'dummy';
-    } catch (e) {
-      if (!(e instanceof CommandError) || dummyKind === 'dummy') throw e;
-      dummyKind = 'bridge';
-    }
-  }
-  // no dummy driver on this kernel: a DOWN bridge stands in for it
-  await run('ip', ['-n', podNs, 'link', 'add', POD_IF, 'address', mac, 'type', 'bridge']);
-  return 'bridge';
-}
-
-async function links(nsName: string): Promise<Map<string, { ifindex: number; address: string }>> {
-  const { stdout } = await run('ip', ['-j', '-n', nsName, 'link', 'show']);
-  return new Map((JSON.parse(stdout) as Array<{ ifname: string; ifindex: number; address: string }>).map((l) => [l.ifname, l]));
-}
-
-function iface(map: Map<string, { ifindex: number; address: string }>, name: string): Iface {
-  const l = map.get(name);
-  if (!l) throw new Error(`lab: ${name} is missing`);
-  return { name, ifindex: l.ifindex, mac: l.address };
 }

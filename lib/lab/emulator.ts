@@ -9,6 +9,9 @@
 import path from 'node:path';
 import { type Attachment, type AttachMode, type Native, native, packageRoot } from '../native.js';
 import { resolveMode } from '../bpf/link.js';
+import type { BpfMap } from '../bpf/map.js';
+import { BpfObject } from '../bpf/object.js';
+import type { Program } from '../bpf/program.js';
 import { ipv4Bytes } from './addressing.js';
 
 export const EMULATOR_OBJECT = path.join(packageRoot, 'dist', 'bpf', 'cni_emulator.bpf.o');
@@ -17,10 +20,31 @@ export const EMULATOR_PROGRAM = 'cni_emulator';
 export const EMULATOR_CLSACT_HANDLE = 0xe0;
 export const EMULATOR_CLSACT_PRIORITY = 100;
 
-/** Sizes of the structs in bpf/cni_emulator.h (test/lab checks them against the object's BTF). */
-export const EMU_ROUTE_SIZE = 8;
-export const EMU_CONFIG_SIZE = 16;
-export const EMU_STATS_SIZE = 40;
+/**
+ * The structs of bpf/cni_emulator.h as this file encodes them: the offsets
+ * setRoute(), configure() and stats() read and write (test/lab checks them
+ * against the object's BTF).
+ */
+export const EMU_ROUTE = { struct: 'emu_route', size: 8, fields: { ifindex: { offset: 0, size: 4 }, flags: { offset: 4, size: 4 } } } as const;
+export const EMU_CONFIG = {
+  struct: 'emu_config',
+  size: 16,
+  fields: { idle_timeout_ns: { offset: 0, size: 8 }, lifetime_ns: { offset: 8, size: 8 } },
+} as const;
+/** Counters, one __u64 each, in the order of EmulatorStats. */
+export const EMU_STATS = {
+  struct: 'emu_stats',
+  size: 40,
+  fields: {
+    first: { offset: 0, size: 8 },
+    expired: { offset: 8, size: 8 },
+    redirected: { offset: 16, size: 8 },
+    opted_out: { offset: 24, size: 8 },
+    other: { offset: 32, size: 8 },
+  },
+} as const;
+/** The key of emu_flows (struct emu_flow). */
+export const EMU_FLOW_SIZE = 16;
 export const EMU_ROUTE_NO_REDIRECT = 1;
 
 export interface EmulatorStats {
@@ -55,40 +79,32 @@ interface Attached extends EmulatorAttachPoint {
 
 const ZERO = Buffer.alloc(4);
 
-function mapFd(obj: { maps: Array<{ name: string; fd: number }> }, name: string): number {
-  const m = obj.maps.find((x) => x.name === name);
-  if (!m) throw new Error(`cni emulator: map ${name} missing from ${EMULATOR_OBJECT}`);
-  return m.fd;
-}
-
 export class CniEmulator {
   private readonly attached: Attached[] = [];
   private closed = false;
-  private readonly progFd: number;
-  private readonly routesFd: number;
-  private readonly flowsFd: number;
-  private readonly configFd: number;
-  private readonly statsFd: number;
+  private readonly prog: Program;
+  private readonly routes: BpfMap;
+  private readonly flows: BpfMap;
+  private readonly config: BpfMap;
+  private readonly statsMap: BpfMap;
 
   private constructor(
     private readonly n: Native,
-    private readonly obj: ReturnType<Native['openObject']>,
+    private readonly obj: BpfObject,
     readonly mode: AttachMode,
   ) {
-    const prog = obj.programs.find((p) => p.name === EMULATOR_PROGRAM);
-    if (!prog) throw new Error(`cni emulator: program ${EMULATOR_PROGRAM} missing from ${EMULATOR_OBJECT}`);
-    this.progFd = prog.fd;
-    this.routesFd = mapFd(obj, 'emu_routes');
-    this.flowsFd = mapFd(obj, 'emu_flows');
-    this.configFd = mapFd(obj, 'emu_config');
-    this.statsFd = mapFd(obj, 'emu_stats');
+    this.prog = obj.program(EMULATOR_PROGRAM);
+    this.routes = obj.map('emu_routes');
+    this.flows = obj.map('emu_flows');
+    this.config = obj.map('emu_config');
+    this.statsMap = obj.map('emu_stats');
   }
 
   /** Loads the object. `mode` defaults to tcx where the kernel has it, clsact otherwise. */
   static load(options: { objectPath?: string; mode?: AttachMode; native?: Native } = {}): CniEmulator {
     const n = options.native ?? native();
     const mode = resolveMode(n, options.mode);
-    const obj = n.openObject(options.objectPath ?? EMULATOR_OBJECT);
+    const obj = BpfObject.open(options.objectPath ?? EMULATOR_OBJECT, {}, n);
     try {
       return new CniEmulator(n, obj, mode);
     } catch (e) {
@@ -98,46 +114,46 @@ export class CniEmulator {
   }
 
   get progId(): number {
-    return this.n.progIdOf(this.progFd);
+    return this.prog.id;
   }
 
   /** Routes `podIp` to the host veth `ifindex` (in the netns the emulator is attached in). */
   setRoute(podIp: string, ifindex: number, options: { noRedirect?: boolean } = {}): void {
-    const v = Buffer.alloc(EMU_ROUTE_SIZE);
-    v.writeUInt32LE(ifindex, 0);
-    v.writeUInt32LE(options.noRedirect ? EMU_ROUTE_NO_REDIRECT : 0, 4);
-    this.n.mapUpdate(this.routesFd, ipv4Bytes(podIp), v);
+    const v = Buffer.alloc(EMU_ROUTE.size);
+    v.writeUInt32LE(ifindex, EMU_ROUTE.fields.ifindex.offset);
+    v.writeUInt32LE(options.noRedirect ? EMU_ROUTE_NO_REDIRECT : 0, EMU_ROUTE.fields.flags.offset);
+    this.routes.update(ipv4Bytes(podIp), v);
   }
 
   deleteRoute(podIp: string): boolean {
-    return this.n.mapDelete(this.routesFd, ipv4Bytes(podIp));
+    return this.routes.delete(ipv4Bytes(podIp));
   }
 
   configure(config: EmulatorConfig): void {
-    const v = Buffer.alloc(EMU_CONFIG_SIZE);
-    v.writeBigUInt64LE(BigInt(Math.round((config.idleTimeoutMs ?? 0) * 1e6)), 0);
-    v.writeBigUInt64LE(BigInt(Math.round((config.lifetimeMs ?? 0) * 1e6)), 8);
-    this.n.mapUpdate(this.configFd, ZERO, v);
+    const v = Buffer.alloc(EMU_CONFIG.size);
+    v.writeBigUInt64LE(BigInt(Math.round((config.idleTimeoutMs ?? 0) * 1e6)), EMU_CONFIG.fields.idle_timeout_ns.offset);
+    v.writeBigUInt64LE(BigInt(Math.round((config.lifetimeMs ?? 0) * 1e6)), EMU_CONFIG.fields.lifetime_ns.offset);
+    this.config.update(ZERO, v);
   }
 
   /** Forgets every flow: the next packet of each is a first packet again. */
   flushFlows(): void {
-    for (const k of this.n.mapKeys(this.flowsFd, 16)) this.n.mapDelete(this.flowsFd, k);
+    for (const k of this.flows.keys()) this.flows.delete(k);
   }
 
   /** Number of flows in the table. */
   flowCount(): number {
-    return this.n.mapKeys(this.flowsFd, 16).length;
+    return this.flows.keys().length;
   }
 
   stats(): EmulatorStats {
-    const v = this.n.mapLookup(this.statsFd, ZERO, EMU_STATS_SIZE);
-    const at = (i: number) => (v ? Number(v.readBigUInt64LE(i * 8)) : 0);
-    return { first: at(0), expired: at(1), redirected: at(2), optedOut: at(3), other: at(4) };
+    const v = this.statsMap.lookup(ZERO)?.[0];
+    const at = (field: keyof typeof EMU_STATS.fields) => (v ? Number(v.readBigUInt64LE(EMU_STATS.fields[field].offset)) : 0);
+    return { first: at('first'), expired: at('expired'), redirected: at('redirected'), optedOut: at('opted_out'), other: at('other') };
   }
 
   resetStats(): void {
-    this.n.mapUpdate(this.statsFd, ZERO, Buffer.alloc(EMU_STATS_SIZE));
+    this.statsMap.update(ZERO, Buffer.alloc(EMU_STATS.size));
   }
 
   /** Attaches at tc ingress of `ifname` in `netns`, after whatever is there. */
@@ -150,7 +166,7 @@ export class CniEmulator {
       netns: point.netns,
       ifname: point.ifname,
       hook: 'ingress',
-      progFd: this.progFd,
+      progFd: this.prog.fd,
       mode: this.mode,
       ...(this.mode === 'clsact' ? { handle: EMULATOR_CLSACT_HANDLE, priority: EMULATOR_CLSACT_PRIORITY } : {}),
     });

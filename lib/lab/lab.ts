@@ -1,6 +1,6 @@
 /**
  * The lab: a throwaway node in network namespaces that reproduces the
- * bridged-VM peer-redirect fault (DESIGN.md section 1).
+ * bridged-VM peer-redirect fault (docs/design.md §1).
  *
  *   const lab = await Lab.create({ vmPods: 1, plainPods: 1 });
  *   try {

@@ -3,9 +3,8 @@
  * deleted in batches (one `ip -batch` each way).
  */
 import { execFileSync } from 'node:child_process';
+import { NETNS_DIR } from '../paths.js';
 import { ipBatch, run } from './exec.js';
-
-export const NETNS_DIR = '/var/run/netns';
 
 export interface NetnsRef {
   /** Name under /var/run/netns. */
@@ -21,15 +20,6 @@ export function netnsRef(name: string): NetnsRef {
 /** Lines of a host `ip -batch` that create these namespaces. */
 export function netnsAddLines(names: string[]): string[] {
   return names.map((n) => `netns add ${n}`);
-}
-
-/** Names of existing namespaces that start with `prefix`. */
-export async function listNetns(prefix: string): Promise<string[]> {
-  const { stdout } = await run('ip', ['netns', 'list'], { allowFail: true });
-  return stdout
-    .split('\n')
-    .map((l) => l.split(' ')[0] ?? '')
-    .filter((n) => n.length > 0 && n.startsWith(prefix));
 }
 
 /**

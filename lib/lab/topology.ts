@@ -1,7 +1,7 @@
 /**
  * Builds the lab's wiring: a client on "another node", the node, VM pods in
  * KubeVirt bridge binding and plain pods, the way Calico and KubeVirt set
- * them up (DESIGN.md sections 3 and 4). Only namespaces, links, addresses,
+ * them up (docs/design.md §3 and §4). Only namespaces, links, addresses,
  * routes and sysctls: processes (servers, QEMU) and BPF are other modules'.
  *
  *   client netns            node netns                      VM pod netns              guest netns
@@ -13,11 +13,8 @@
  */
 import { existsSync } from 'node:fs';
 import {
-  BRIDGE_IP,
-  CALICO_HOST_MAC,
   CLIENT_IF,
   CLIENT_IP,
-  GATEWAY_IP,
   MAX_PODS_OF_A_KIND,
   NODE_UPLINK_IF,
   NODE_UPLINK_IP,
@@ -33,14 +30,29 @@ import {
   randomMac,
   vmPodIp,
 } from './addressing.js';
-import { CommandError, ipBatch, run, runIn, sysctls } from './exec.js';
+import { CommandError, ipBatch, runIn, sysctls } from './exec.js';
 import { type NetnsRef, deleteNetns, netnsAddLines, netnsRef } from './netns.js';
+import {
+  type DummyKind,
+  type Iface,
+  type LinkInfo,
+  NO_IPV6,
+  type Sysctl,
+  VM_POD_SYSCTLS,
+  bridgeLines,
+  caliNodeLines,
+  caliSysctls,
+  caliVethLine,
+  dummyKind,
+  dummyLines,
+  guestVethLine,
+  iface,
+  links,
+  podInterfaceLines,
+  portsForwarding,
+} from './wiring.js';
 
-export interface Iface {
-  readonly name: string;
-  readonly ifindex: number;
-  readonly mac: string;
-}
+export type { Iface } from './wiring.js';
 
 /** Something that can send and receive traffic: a netns with an address. */
 export interface Endpoint {
@@ -117,24 +129,6 @@ export interface Topology {
   readonly namespaces: NetnsRef[];
 }
 
-let dummySupported: boolean | undefined;
-
-/** Creates the dummy `eth0` of a VM pod; a DOWN bridge where the kernel has no dummy driver. */
-async function addDummy(podNs: NetnsRef, mac: string): Promise<'dummy' | 'bridge'> {
-  if (dummySupported !== false) {
-    try {
-      await run('ip', ['-n', podNs.name, 'link', 'add', POD_IF, 'address', mac, 'type', 'dummy']);
-      dummySupported = true;
-      return 'dummy';
-    } catch (e) {
-      if (!(e instanceof CommandError) || dummySupported === true) throw e;
-      dummySupported = false;
-    }
-  }
-  await run('ip', ['-n', podNs.name, 'link', 'add', POD_IF, 'address', mac, 'type', 'bridge']);
-  return 'bridge';
-}
-
 /** `ethtool -K <dev> tx off`, as KubeVirt does on its bridge; false when ethtool is missing. */
 async function txChecksumOff(ns: NetnsRef, dev: string): Promise<boolean> {
   try {
@@ -147,37 +141,112 @@ async function txChecksumOff(ns: NetnsRef, dev: string): Promise<boolean> {
   }
 }
 
-/** Waits until the bridge ports `ports` in `ns` are in the forwarding state. */
-export async function portsForwarding(ns: NetnsRef, ports: string[], timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { stdout } = await runIn(ns.path, 'bridge', ['-j', 'link', 'show']);
-    const states = new Map((JSON.parse(stdout || '[]') as Array<{ ifname: string; state?: string }>).map((p) => [p.ifname, p.state]));
-    if (ports.every((p) => states.get(p) === 'forwarding')) return;
-    if (Date.now() > deadline) {
-      throw new Error(`lab: bridge ports in ${ns.name} not forwarding: ${ports.map((p) => `${p} ${states.get(p)}`).join(', ')}`);
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
+interface VmPlan {
+  i: number;
+  spec: VmPodSpec;
+  podNs: NetnsRef;
+  guestNs: NetnsRef | null;
+  podIp: string;
+  dummyMac: string;
+  guestMac: string;
+  nicMac: string;
+  cali: string;
 }
 
-interface LinkInfo {
-  ifname: string;
-  ifindex: number;
-  address: string;
+interface PlainPlan {
+  j: number;
+  podNs: NetnsRef;
+  podIp: string;
+  mac: string;
+  cali: string;
 }
 
-async function links(ns: NetnsRef): Promise<Map<string, LinkInfo>> {
-  const { stdout } = await run('ip', ['-j', '-n', ns.name, 'link', 'show']);
-  const list = JSON.parse(stdout) as LinkInfo[];
-  return new Map(list.map((l) => [l.ifname, l]));
+function planVm(prefix: string, vm: VmPodSpec, i: number): VmPlan {
+  const dummyMac = randomMac(0x0a);
+  return {
+    i,
+    spec: vm,
+    podNs: netnsRef(`${prefix}-vm${i}`),
+    guestNs: vm.guest === 'netns' ? netnsRef(`${prefix}-vm${i}g`) : null,
+    podIp: vmPodIp(i),
+    dummyMac,
+    guestMac: vm.guestMac ? normalizeMac(vm.guestMac) : dummyMac,
+    nicMac: randomMac(0x06),
+    cali: caliName(),
+  };
 }
 
-function iface(map: Map<string, LinkInfo>, name: string): Iface {
-  const l = map.get(name);
-  if (!l) throw new Error(`lab: ${name} is missing`);
-  return { name, ifindex: l.ifindex, mac: l.address };
+function planPlain(prefix: string, j: number): PlainPlan {
+  return { j, podNs: netnsRef(`${prefix}-pod${j}`), podIp: plainPodIp(j), mac: randomMac(0x0a), cali: caliName() };
 }
+
+/** Step 1, one host `ip -batch`: the namespaces and every veth pair, each end created directly in its netns. */
+function creationLines(namespaces: NetnsRef[], clientNs: NetnsRef, nodeNs: NetnsRef, vms: VmPlan[], plain: PlainPlan[]): string[] {
+  return [
+    ...netnsAddLines(namespaces.map((n) => n.name)),
+    `link add ${NODE_UPLINK_IF} netns ${nodeNs.name} address ${randomMac(0x02)} type veth ` +
+      `peer name ${CLIENT_IF} netns ${clientNs.name} address ${randomMac(0x02)}`,
+    ...vms.flatMap((v) => [
+      caliVethLine(v.cali, nodeNs, v.podNs, VM_NIC, v.nicMac),
+      ...(v.guestNs ? [guestVethLine(v.podNs, v.guestNs, randomMac(0x0e), v.guestMac)] : []),
+    ]),
+    ...plain.map((q) => caliVethLine(q.cali, nodeNs, q.podNs, POD_IF, q.mac)),
+  ];
+}
+
+/** The client on "another node": its uplink, and the pod CIDR routed via the node. */
+async function wireClient(quiet: Quiet, clientNs: NetnsRef): Promise<void> {
+  await ipBatch(
+    [
+      'link set lo up',
+      `addr add ${CLIENT_IP}/${UPLINK_PREFIX_LEN} dev ${CLIENT_IF}`,
+      `link set ${CLIENT_IF} up`,
+      `route add ${POD_CIDR} via ${NODE_UPLINK_IP} dev ${CLIENT_IF}`,
+    ],
+    clientNs.name,
+  );
+  await quiet(clientNs);
+}
+
+/** The node: its uplink, a default route, and Calico's host side of every pod. */
+async function wireNode(quiet: Quiet, nodeNs: NetnsRef, pods: Array<{ cali: string; ip: string }>): Promise<void> {
+  await ipBatch(
+    [
+      'link set lo up',
+      `addr add ${NODE_UPLINK_IP}/${UPLINK_PREFIX_LEN} dev ${NODE_UPLINK_IF}`,
+      `link set ${NODE_UPLINK_IF} up`,
+      // the node's default gateway; proxy ARP answers 169.254.1.1 because it routes elsewhere
+      `route add default via ${CLIENT_IP} dev ${NODE_UPLINK_IF}`,
+      ...pods.flatMap((c) => caliNodeLines(c.cali, c.ip)),
+    ],
+    nodeNs.name,
+  );
+  await quiet(nodeNs, [['net.ipv4.ip_forward', 1], ...pods.flatMap((c) => caliSysctls(c.cali))]);
+}
+
+/** virt-launcher's side of a VM pod: the tap (for QEMU), the bridge, the dummy. Returns whether tx checksumming went off. */
+async function wireVmPod(quiet: Quiet, v: VmPlan, kind: DummyKind): Promise<boolean> {
+  await ipBatch(
+    [
+      'link set lo up',
+      ...(v.guestNs ? [] : [`tuntap add dev ${VM_TAP} mode tap${v.spec.multiQueue ? ' multi_queue' : ''}`]),
+      // KubeVirt: the bridge and its uplink port share a MAC that is not the guest's
+      ...bridgeLines(v.nicMac),
+      ...dummyLines(v.dummyMac, v.podIp, kind),
+    ],
+    v.podNs.name,
+  );
+  await quiet(v.podNs, VM_POD_SYSCTLS);
+  return txChecksumOff(v.podNs, VM_BRIDGE);
+}
+
+/** A netns guest, or a plain pod: its interface, the pod IP, the gateway. */
+async function wirePodInterface(quiet: Quiet, ns: NetnsRef, podIp: string): Promise<void> {
+  await ipBatch(podInterfaceLines(podIp), ns.name);
+  await quiet(ns);
+}
+
+type Quiet = (ns: NetnsRef, extra?: Sysctl[]) => Promise<void>;
 
 /**
  * Builds the topology. On failure everything created so far is deleted
@@ -190,27 +259,8 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
   const p = spec.namePrefix;
   const clientNs = netnsRef(`${p}-cl`);
   const nodeNs = netnsRef(`${p}-node`);
-  const vmPlans = spec.vmPods.map((vm, i) => {
-    const dummyMac = randomMac(0x0a);
-    return {
-      i,
-      spec: vm,
-      podNs: netnsRef(`${p}-vm${i}`),
-      guestNs: vm.guest === 'netns' ? netnsRef(`${p}-vm${i}g`) : null,
-      podIp: vmPodIp(i),
-      dummyMac,
-      guestMac: vm.guestMac ? normalizeMac(vm.guestMac) : dummyMac,
-      nicMac: randomMac(0x06),
-      cali: caliName(),
-    };
-  });
-  const plainPlans = Array.from({ length: spec.plainPods }, (_, j) => ({
-    j,
-    podNs: netnsRef(`${p}-pod${j}`),
-    podIp: plainPodIp(j),
-    mac: randomMac(0x0a),
-    cali: caliName(),
-  }));
+  const vmPlans = spec.vmPods.map((vm, i) => planVm(p, vm, i));
+  const plainPlans = Array.from({ length: spec.plainPods }, (_, j) => planPlain(p, j));
   const namespaces = [
     clientNs,
     nodeNs,
@@ -221,144 +271,25 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
   const taken = namespaces.filter((n) => existsSync(n.path));
   if (taken.length > 0) throw new Error(`lab: netns ${taken.map((n) => n.name).join(', ')} already exist`);
 
+  const quiet: Quiet = (ns, extra = []) => sysctls(ns.path, [...(spec.ipv6 ? [] : NO_IPV6), ...extra]);
   try {
-    // 1. namespaces and veth pairs, each end created directly in its netns
-    const host = netnsAddLines(namespaces.map((n) => n.name));
-    host.push(
-      `link add ${NODE_UPLINK_IF} netns ${nodeNs.name} address ${randomMac(0x02)} type veth ` +
-        `peer name ${CLIENT_IF} netns ${clientNs.name} address ${randomMac(0x02)}`,
-    );
-    for (const v of vmPlans) {
-      host.push(
-        `link add ${v.cali} netns ${nodeNs.name} address ${CALICO_HOST_MAC} type veth ` +
-          `peer name ${VM_NIC} netns ${v.podNs.name} address ${v.nicMac}`,
-      );
-      if (v.guestNs) {
-        host.push(
-          `link add ${VM_TAP} netns ${v.podNs.name} address ${randomMac(0x0e)} type veth ` +
-            `peer name ${POD_IF} netns ${v.guestNs.name} address ${v.guestMac}`,
-        );
-      }
-    }
-    for (const q of plainPlans) {
-      host.push(
-        `link add ${q.cali} netns ${nodeNs.name} address ${CALICO_HOST_MAC} type veth ` +
-          `peer name ${POD_IF} netns ${q.podNs.name} address ${q.mac}`,
-      );
-    }
-    await ipBatch(host);
+    await ipBatch(creationLines(namespaces, clientNs, nodeNs, vmPlans, plainPlans));
 
     // 2. inside each netns, in parallel
-    const quiet = (ns: NetnsRef, extra: Array<[string, string | number]> = []) =>
-      sysctls(ns.path, [
-        ...(spec.ipv6
-          ? []
-          : ([
-              ['net.ipv6.conf.all.disable_ipv6', 1],
-              ['net.ipv6.conf.default.disable_ipv6', 1],
-            ] as Array<[string, number]>)),
-        ...extra,
-      ]);
-
-    const jobs: Array<Promise<unknown>> = [];
-    jobs.push(
-      ipBatch(
-        [
-          'link set lo up',
-          `addr add ${CLIENT_IP}/${UPLINK_PREFIX_LEN} dev ${CLIENT_IF}`,
-          `link set ${CLIENT_IF} up`,
-          `route add ${POD_CIDR} via ${NODE_UPLINK_IP} dev ${CLIENT_IF}`,
-        ],
-        clientNs.name,
-      ).then(() => quiet(clientNs)),
-    );
-
-    const cali = [...vmPlans.map((v) => ({ cali: v.cali, ip: v.podIp })), ...plainPlans.map((q) => ({ cali: q.cali, ip: q.podIp }))];
-    jobs.push(
-      ipBatch(
-        [
-          'link set lo up',
-          `addr add ${NODE_UPLINK_IP}/${UPLINK_PREFIX_LEN} dev ${NODE_UPLINK_IF}`,
-          `link set ${NODE_UPLINK_IF} up`,
-          // the node's default gateway; proxy ARP answers 169.254.1.1 because it routes elsewhere
-          `route add default via ${CLIENT_IP} dev ${NODE_UPLINK_IF}`,
-          ...cali.flatMap((c) => [`link set ${c.cali} up`, `route add ${c.ip}/32 dev ${c.cali} scope link`]),
-        ],
-        nodeNs.name,
-      ).then(() =>
-        quiet(nodeNs, [
-          ['net.ipv4.ip_forward', 1],
-          ...cali.flatMap(
-            (c) =>
-              [
-                [`net.ipv4.conf.${c.cali}.proxy_arp`, 1],
-                [`net.ipv4.neigh.${c.cali}.proxy_delay`, 0],
-              ] as Array<[string, number]>,
-          ),
-        ]),
-      ),
-    );
-
-    const dummyKinds: Array<'dummy' | 'bridge'> = [];
+    const kind = await dummyKind(nodeNs);
     const txOff: boolean[] = [];
-    for (const v of vmPlans) {
-      jobs.push(
-        (async () => {
-          const lines = ['link set lo up'];
-          if (!v.guestNs) {
-            lines.push(`tuntap add dev ${VM_TAP} mode tap${v.spec.multiQueue ? ' multi_queue' : ''}`);
-          }
-          lines.push(
-            // KubeVirt: the bridge and its uplink port share a MAC that is not the guest's
-            `link add ${VM_BRIDGE} address ${v.nicMac} type bridge`,
-            `addr add ${BRIDGE_IP}/32 dev ${VM_BRIDGE}`,
-            `link set ${VM_NIC} master ${VM_BRIDGE}`,
-            `link set ${VM_NIC} type bridge_slave learning off`,
-            `link set ${VM_TAP} master ${VM_BRIDGE}`,
-            `link set ${VM_BRIDGE} up`,
-            `link set ${VM_NIC} up`,
-            `link set ${VM_TAP} up`,
-          );
-          await ipBatch(lines, v.podNs.name);
-          dummyKinds[v.i] = await addDummy(v.podNs, v.dummyMac);
-          await ipBatch([`addr add ${v.podIp}/32 dev ${POD_IF}`], v.podNs.name);
-          await quiet(v.podNs, [['net.ipv4.conf.all.arp_ignore', 1]]);
-          txOff[v.i] = await txChecksumOff(v.podNs, VM_BRIDGE);
-        })(),
-      );
-      if (v.guestNs) {
-        const g = v.guestNs;
-        jobs.push(
-          ipBatch(
-            [
-              'link set lo up',
-              `link set ${POD_IF} up`,
-              `addr add ${v.podIp}/32 dev ${POD_IF}`,
-              `route add ${GATEWAY_IP} dev ${POD_IF} scope link`,
-              `route add default via ${GATEWAY_IP} dev ${POD_IF}`,
-            ],
-            g.name,
-          ).then(() => quiet(g)),
-        );
-      }
-    }
-    for (const q of plainPlans) {
-      jobs.push(
-        ipBatch(
-          [
-            'link set lo up',
-            `link set ${POD_IF} up`,
-            `addr add ${q.podIp}/32 dev ${POD_IF}`,
-            `route add ${GATEWAY_IP} dev ${POD_IF} scope link`,
-            `route add default via ${GATEWAY_IP} dev ${POD_IF}`,
-          ],
-          q.podNs.name,
-        ).then(() => quiet(q.podNs)),
-      );
-    }
-    await settleAll(jobs);
+    const pods = [...vmPlans.map((v) => ({ cali: v.cali, ip: v.podIp })), ...plainPlans.map((q) => ({ cali: q.cali, ip: q.podIp }))];
+    await settleAll([
+      wireClient(quiet, clientNs),
+      wireNode(quiet, nodeNs, pods),
+      ...vmPlans.map(async (v) => {
+        txOff[v.i] = await wireVmPod(quiet, v, kind);
+      }),
+      ...vmPlans.flatMap((v) => (v.guestNs ? [wirePodInterface(quiet, v.guestNs, v.podIp)] : [])),
+      ...plainPlans.map((q) => wirePodInterface(quiet, q.podNs, q.podIp)),
+    ]);
     // bridge ports forward once the kernel has processed their carrier (linkwatch: up to 1 s late)
-    await Promise.all(vmPlans.filter((v) => v.guestNs).map((v) => portsForwarding(v.podNs, [VM_NIC, VM_TAP])));
+    await Promise.all(vmPlans.filter((v) => v.guestNs).map((v) => portsForwarding(v.podNs, [VM_NIC, VM_TAP], 5000)));
 
     // 3. what the kernel assigned (ifindexes, veth MACs)
     const [clientLinks, nodeLinks, ...podLinks] = await Promise.all([
@@ -369,36 +300,44 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
     ]);
     const client: ClientHost = { label: 'client', ns: clientNs, ip: CLIENT_IP, iface: iface(clientLinks!, CLIENT_IF) };
     const node: NodeHost = { label: 'node', ns: nodeNs, ip: NODE_UPLINK_IP, uplink: iface(nodeLinks!, NODE_UPLINK_IF) };
-    const vms: VmPod[] = vmPlans.map((v) => ({
-      index: v.i,
-      podNs: v.podNs,
-      podIp: v.podIp,
-      guestMac: v.guestMac,
-      dummyMac: v.dummyMac,
-      dummyKind: dummyKinds[v.i]!,
-      bridgeTxChecksumOff: txOff[v.i]!,
-      nic: iface(podLinks[v.i]!, VM_NIC),
-      bridge: VM_BRIDGE,
-      tap: VM_TAP,
-      hostVeth: iface(nodeLinks!, v.cali),
-      guest: v.guestNs ? { label: `vm${v.i}`, ns: v.guestNs, ip: v.podIp } : null,
-      guestNs: v.guestNs,
-    }));
-    const plain: PlainPod[] = plainPlans.map((q) => ({
-      label: `pod${q.j}`,
-      index: q.j,
-      ns: q.podNs,
-      podNs: q.podNs,
-      ip: q.podIp,
-      podIp: q.podIp,
-      iface: iface(podLinks[vmPlans.length + q.j]!, POD_IF),
-      hostVeth: iface(nodeLinks!, q.cali),
-    }));
+    const vms = vmPlans.map((v) => vmPodOf(v, kind, txOff[v.i]!, podLinks[v.i]!, nodeLinks!));
+    const plain = plainPlans.map((q) => plainPodOf(q, podLinks[vmPlans.length + q.j]!, nodeLinks!));
     return { client, node, vms, plain, namespaces };
   } catch (e) {
     await deleteNetns(namespaces.map((n) => n.name));
     throw e;
   }
+}
+
+function vmPodOf(v: VmPlan, kind: DummyKind, txOff: boolean, podLinks: Map<string, LinkInfo>, nodeLinks: Map<string, LinkInfo>): VmPod {
+  return {
+    index: v.i,
+    podNs: v.podNs,
+    podIp: v.podIp,
+    guestMac: v.guestMac,
+    dummyMac: v.dummyMac,
+    dummyKind: kind,
+    bridgeTxChecksumOff: txOff,
+    nic: iface(podLinks, VM_NIC),
+    bridge: VM_BRIDGE,
+    tap: VM_TAP,
+    hostVeth: iface(nodeLinks, v.cali),
+    guest: v.guestNs ? { label: `vm${v.i}`, ns: v.guestNs, ip: v.podIp } : null,
+    guestNs: v.guestNs,
+  };
+}
+
+function plainPodOf(q: PlainPlan, podLinks: Map<string, LinkInfo>, nodeLinks: Map<string, LinkInfo>): PlainPod {
+  return {
+    label: `pod${q.j}`,
+    index: q.j,
+    ns: q.podNs,
+    podNs: q.podNs,
+    ip: q.podIp,
+    podIp: q.podIp,
+    iface: iface(podLinks, POD_IF),
+    hostVeth: iface(nodeLinks, q.cali),
+  };
 }
 
 /** Like Promise.all, but waits for every job before rejecting with the first error. */

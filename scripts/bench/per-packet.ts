@@ -8,8 +8,8 @@ import { BpfObject } from '../../lib/bpf/object.js';
 import { EndpointTable } from '../../lib/dataplane/endpoint-table.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
 import { packageRoot } from '../../lib/native.js';
-import { CLIENT4, CLIENT6, CLIENT_MAC, GATEWAY_MAC, GUEST4, GUEST6, GUEST_MAC, HOST_IFINDEX, HOST_MAC, NODE_MAC } from '../../test/helpers/bpf.js';
-import { frames } from '../../test/helpers/packets.js';
+import { CLIENT4, CLIENT6, CLIENT_MAC, GATEWAY_MAC, GUEST4, GUEST6, GUEST_MAC, HOST_IFINDEX, HOST_MAC, NODE_MAC } from '../../lib/testkit/addresses.js';
+import { frames } from '../../lib/testkit/packets.js';
 import { median, shuffle } from './stats.js';
 
 const HARNESS = path.join(packageRoot, 'dist', 'bpf', 'test', 'bench.bpf.o');

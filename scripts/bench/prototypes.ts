@@ -2,15 +2,15 @@
  * BPF built by the benchmark itself, for its diagnostic paths; it does not
  * ship: a `fixup` variant that leaves pkt_type alone (bpf/vmpeer.bpf.c
  * compiled with bpf_skb_change_type() defined away), to measure what the
- * fixup's pkt_type choice costs. Compiled with the flags of scripts/build-bpf
+ * fixup's pkt_type choice costs. Compiled with the flags of scripts/build-bpf (bpf/clang.flags)
  * into a temporary directory when the benchmark starts.
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BpfObject } from '../../lib/bpf/object.js';
 import { packageRoot } from '../../lib/native.js';
+import { compileBpf } from '../../lib/testkit/clang.js';
 
 export interface Prototypes {
   dir: string;
@@ -20,17 +20,6 @@ export interface Prototypes {
   noPktTypeDiffers: boolean;
   errors: string[];
   remove(): void;
-}
-
-function clangFlags(): string[] {
-  const multiarch = spawnSync('gcc', ['-print-multiarch'], { encoding: 'utf8' }).stdout?.trim() || 'x86_64-linux-gnu';
-  return ['-target', 'bpf', '-O2', '-g', '-Wall', '-Werror', `-I/usr/include/${multiarch}`, `-I${path.join(packageRoot, 'bpf')}`];
-}
-
-function compile(src: string, out: string, extra: string[]): string | null {
-  const r = spawnSync(process.env.CLANG ?? 'clang', [...clangFlags(), ...extra, '-c', src, '-o', out], { encoding: 'utf8', timeout: 120_000 });
-  if (r.error) return r.error.message;
-  return r.status === 0 ? null : (r.stderr || `clang exit ${r.status}`).trim();
 }
 
 function fixupInsns(object: string): number {
@@ -49,7 +38,7 @@ export function buildPrototypes(): Prototypes {
   let noPktTypeObject: string | null = null;
   let noPktTypeDiffers = false;
   // a function-like macro: the helper's declaration (not followed by '(') is untouched, its calls become 0
-  const e1 = compile(path.join(packageRoot, 'bpf', 'vmpeer.bpf.c'), variant, ['-Dbpf_skb_change_type(skb, type)=0']);
+  const e1 = compileBpf(path.join(packageRoot, 'bpf', 'vmpeer.bpf.c'), variant, ['-Dbpf_skb_change_type(skb, type)=0']);
   if (e1) errors.push(`fixup without pkt_type: ${e1}`);
   else {
     noPktTypeObject = variant;

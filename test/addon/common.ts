@@ -3,13 +3,14 @@ import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { native, packageRoot, type NativeError, type NativeMap, type NativeObject, type NativeProgram, type OpenOptions } from '../../lib/native.js';
 import { netns, uniqueName, veth, type Netns } from '../helpers/netns.js';
+import { STAT_NAMES } from '../../lib/dataplane/layout.js';
 
 export const addon = native();
 export const OBJECT_PATH = path.join(packageRoot, 'dist/bpf/vmpeer.bpf.o');
 
-/** bpf/vmpeer.h, enum vmpeer_stat */
-export const STAT_PASS_UNKNOWN = 3;
-export const STAT_PASS_NOT_UNICAST = 5;
+/** Slots of the stats map (enum vmpeer_stat; test/unit/header checks STAT_NAMES against bpf/vmpeer.h). */
+export const STAT_PASS_UNKNOWN = STAT_NAMES.indexOf('passUnknown');
+export const STAT_PASS_NOT_UNICAST = STAT_NAMES.indexOf('passNotUnicast');
 
 /** Whether this kernel has tcx (Linux >= 6.6): the VM matrix runs these tests on 6.1 too. */
 export const TCX = addon.kernelFeatures().tcx;

@@ -2,9 +2,8 @@
 import fs from 'node:fs';
 import test from 'ava';
 import type { NativeObject } from '../../lib/native.js';
+import { BPF_MAP_TYPE_PERCPU_ARRAY } from '../../lib/bpf/map.js';
 import { OBJECT_PATH, addon, map, openObject, program, throwsNative } from './common.js';
-
-const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
 
 function checkContents(t: import('ava').ExecutionContext, obj: NativeObject): void {
   t.deepEqual(obj.programs.map((p) => p.name).sort(), ['fixup', 'from_guest', 'redirect']);

@@ -9,7 +9,7 @@ import test from 'ava';
 import {
   CLIENT4, CLIENT6, CLIENT_MAC, GATEWAY_MAC, GUEST4, GUEST6, GUEST_MAC, NODE_MAC, TC_ACT_REDIRECT, TC_ACT_UNSPEC, fixture, statDelta,
 } from '../helpers/bpf.js';
-import { arpRequest, frames } from '../helpers/packets.js';
+import { arpRequest, frames } from '../../lib/testkit/packets.js';
 import { macToBytes } from '../../lib/validate.js';
 
 const LOOPBACK = 1;

@@ -8,7 +8,7 @@ import { EndpointTable, slotOf } from '../../lib/dataplane/endpoint-table.js';
 import { encodeKey } from '../../lib/dataplane/codec.js';
 import { PROBES, SLOTS } from '../../lib/dataplane/layout.js';
 import { CLIENT4, CLIENT6, CLIENT_MAC, GATEWAY_MAC, NODE_MAC, fixture, statDelta, type Fixture } from '../helpers/bpf.js';
-import { frames } from '../helpers/packets.js';
+import { frames } from '../../lib/testkit/packets.js';
 
 function found(f: Fixture, ip: string): boolean {
   const frame = frames(NODE_MAC, CLIENT_MAC, ip.includes(':') ? CLIENT6 : CLIENT4, ip).udp!;

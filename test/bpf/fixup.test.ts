@@ -10,7 +10,7 @@ import {
 import {
   ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_UDP, arpRequest, ether, frames, icmpEcho, ipv4, ipv4HeaderChecksumOk,
   ipv6, l4ChecksumOk, udp, vlan,
-} from '../helpers/packets.js';
+} from '../../lib/testkit/packets.js';
 import { macToBytes } from '../../lib/validate.js';
 
 const readdressed = (frame: Buffer) => Buffer.concat([macToBytes(GUEST_MAC), macToBytes(GATEWAY_MAC), frame.subarray(12)]);

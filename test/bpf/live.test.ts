@@ -16,7 +16,7 @@ import { macToBytes } from '../../lib/validate.js';
 import { CLIENT4, CLIENT6, CLIENT_MAC, GATEWAY_MAC, GUEST4, GUEST6, GUEST_MAC } from '../helpers/bpf.js';
 import { netns, veth } from '../helpers/netns.js';
 import { capture, sendFrames } from '../helpers/frames-io.js';
-import { ETH_P_IP, ETH_P_IPV6, ether, frames } from '../helpers/packets.js';
+import { ETH_P_IP, ETH_P_IPV6, ether, frames } from '../../lib/testkit/packets.js';
 
 test('truncated IP headers pass unchanged on a live port; mis-addressed frames are fixed', async (t) => {
   const node = netns(t, 'nd');

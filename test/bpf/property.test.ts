@@ -6,7 +6,7 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
 import { CLIENT_MAC, GATEWAY_MAC, HOST_IFINDEX, HOST_MAC, NODE_MAC, TC_ACT_UNSPEC, fixture } from '../helpers/bpf.js';
-import { frames } from '../helpers/packets.js';
+import { frames } from '../../lib/testkit/packets.js';
 import { modelFixup, modelFromGuest, modelRedirect, type ModelEndpoint } from '../helpers/model.js';
 import { encodeKey } from '../../lib/dataplane/codec.js';
 import { macToBytes } from '../../lib/validate.js';

@@ -13,7 +13,7 @@ import {
 } from '../helpers/bpf.js';
 import {
   ETH_P_IP, IPPROTO_ICMP, IPPROTO_UDP, arpRequest, ether, frames, icmpEcho, internetChecksum, ipv4, ipv4HeaderChecksumOk, l4ChecksumOk,
-} from '../helpers/packets.js';
+} from '../../lib/testkit/packets.js';
 import { macToBytes } from '../../lib/validate.js';
 
 /** What the kernel's forwarding path delivers for `frame`. */

@@ -9,7 +9,7 @@ import { BpfObject } from '../../lib/bpf/object.js';
 import { native, packageRoot } from '../../lib/native.js';
 import { Lab } from '../../lib/lab/index.js';
 import { bpffsDir } from '../helpers/netns.js';
-import { vmpeer } from '../helpers/cli.js';
+import { vmpeer } from '../../lib/testkit/cli.js';
 import { attachForeign } from '../helpers/foreign.js';
 
 const FOREIGN = path.join(packageRoot, 'dist', 'bpf', 'test', 'pkt_type_probe.bpf.o');

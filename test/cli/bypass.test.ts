@@ -11,7 +11,7 @@ import { Lab, type LabOptions } from '../../lib/lab/index.js';
 import { VM_TAP } from '../../lib/lab/addressing.js';
 import { runIn } from '../../lib/lab/exec.js';
 import { bpffsDir } from '../helpers/netns.js';
-import { vmpeer } from '../helpers/cli.js';
+import { vmpeer } from '../../lib/testkit/cli.js';
 
 const PINGS = 20;
 const FAST = { count: PINGS, intervalMs: 20, waitS: 1 };

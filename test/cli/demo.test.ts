@@ -1,7 +1,7 @@
 /** `vmpeer demo` (what `npm run demo` runs) shows fault, fix, fault, and leaves nothing behind. */
 import test from 'ava';
 import fs from 'node:fs';
-import { vmpeer } from '../helpers/cli.js';
+import { vmpeer } from '../../lib/testkit/cli.js';
 
 test('the demo passes every step and cleans up', async (t) => {
   t.timeout(120_000);

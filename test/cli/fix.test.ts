@@ -7,7 +7,7 @@
 import test from 'ava';
 import { Lab } from '../../lib/lab/index.js';
 import { bpffsDir } from '../helpers/netns.js';
-import { vmpeer } from '../helpers/cli.js';
+import { vmpeer } from '../../lib/testkit/cli.js';
 
 const PINGS = 20;
 const FAST = { count: PINGS, intervalMs: 20, waitS: 1 };

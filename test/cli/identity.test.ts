@@ -15,10 +15,10 @@ import { BpfObject } from '../../lib/bpf/object.js';
 import { packageRoot } from '../../lib/native.js';
 import { Lab } from '../../lib/lab/index.js';
 import { bpffsDir } from '../helpers/netns.js';
-import { vmpeer } from '../helpers/cli.js';
+import { vmpeer } from '../../lib/testkit/cli.js';
 import { sendFrames } from '../helpers/frames-io.js';
 import { attachForeign } from '../helpers/foreign.js';
-import { ETH_P_IP, IPPROTO_UDP, ether, ipv4, udp } from '../helpers/packets.js';
+import { ETH_P_IP, IPPROTO_UDP, ether, ipv4, udp } from '../../lib/testkit/packets.js';
 
 const PROBE = path.join(packageRoot, 'dist', 'bpf', 'test', 'pkt_type_probe.bpf.o');
 const PACKET_OTHERHOST = 3;

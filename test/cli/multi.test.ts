@@ -7,7 +7,7 @@ import test from 'ava';
 import { Lab } from '../../lib/lab/index.js';
 import { native } from '../../lib/native.js';
 import { bpffsDir } from '../helpers/netns.js';
-import { vmpeer } from '../helpers/cli.js';
+import { vmpeer } from '../../lib/testkit/cli.js';
 
 const CUSTOM_MAC = '02:12:34:56:78:9a';
 

@@ -6,7 +6,7 @@
 import test from 'ava';
 import { Lab } from '../../lib/lab/index.js';
 import { bpffsDir } from '../helpers/netns.js';
-import { vmpeer } from '../helpers/cli.js';
+import { vmpeer } from '../../lib/testkit/cli.js';
 
 test('a QEMU guest on a real tap: the fault, then vmpeer attach fixes it', async (t) => {
   t.timeout(5 * 60_000);

@@ -10,7 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { BIN, deployCapabilities } from '../helpers/daemon.js';
-import { bpffsDir } from '../helpers/netns.js';
+import { bpffsDir, uniqueName } from '../helpers/netns.js';
+import { unprivileged } from '../../lib/testkit/cli.js';
 
 function tmpDir(t: ExecutionContext): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vpt-cfg-'));
@@ -78,16 +79,20 @@ test('missing bpffs', (t) => {
   const s = setup(t);
   const notBpf = path.join(s.netnsDir, 'vmpeer');
   rejects(t, { ...s, root: notBpf }, [], /is not on a bpffs mount .*mount -t bpf bpf \/sys\/fs\/bpf/);
-  // no bpffs mounted at all: a private mount namespace without it
-  const unmounted = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'umount -l /sys/fs/bpf && exec "$@"', 'sh'];
-  rejects(t, { ...s, root: '/sys/fs/bpf/vmpeer' }, [], /\/sys\/fs\/bpf\/vmpeer is not on a bpffs mount/, unmounted);
+  // no bpffs at /sys/fs/bpf: a private mount namespace where it is a plain
+  // directory (a tmpfs over it: unmounting could uncover another bpffs below),
+  // and a root of the test's own, not whatever a node keeps in /sys/fs/bpf/vmpeer
+  const unmounted = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs vpt-no-bpffs /sys/fs/bpf && exec "$@"', 'sh'];
+  const top = `/sys/fs/bpf/${uniqueName('cfg')}`;
+  t.teardown(() => fs.rmSync(top, { recursive: true, force: true }));
+  const root = `${top}/vmpeer`;
+  rejects(t, { ...s, root }, [], new RegExp(`${root.replaceAll('/', '\\/')} is not on a bpffs mount`), unmounted);
 });
 
 test('no privileges', (t) => {
   const s = setup(t);
   fs.chmodSync(s.netnsDir, 0o755);
-  const nobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all'];
-  rejects(t, s, [], /vmpeer daemon needs CAP_NET_ADMIN, CAP_SYS_ADMIN.*run it as root/, nobody);
+  rejects(t, s, [], /vmpeer daemon needs CAP_NET_ADMIN, CAP_SYS_ADMIN.*run it as root/, unprivileged());
   const noSysAdmin = ['setpriv', '--inh-caps=-all', '--bounding-set=-all,+bpf,+net_admin'];
   rejects(t, s, [], /needs CAP_SYS_ADMIN/, noSysAdmin);
 });

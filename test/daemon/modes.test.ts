@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { announce } from '../../lib/lab/dynamic.js';
-import { pinned } from '../../lib/daemon/upgrade.js';
+import { pinned } from '../../lib/bpf/fdinfo.js';
 import { native } from '../../lib/native.js';
 import { TC_HANDLE } from '../../lib/bpf/link.js';
 import { lab } from '../helpers/lab.js';
@@ -78,7 +78,7 @@ test('clsact mode: adopted after kill -9, upgraded to a rebuilt object without l
   const after = ours();
   t.is(after.length, 1, 'one vmpeer filter after the swap');
   t.not(after[0]!.progId, before[0]!.progId);
-  t.not(after[0]!.priority, before[0]!.priority, 'the new filter went in next to the old one');
+  t.is(after[0]!.priority, before[0]!.priority, 'the same filter, its program replaced in place (BPF_TC_F_REPLACE)');
   t.is(pinned(native(), state.dp.attachments()[0]!.pin)!.progId, after[0]!.progId, 'the record names the new program');
   t.is(third.changes('upgrade').length, 1);
 

@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import test from 'ava';
 import { announce } from '../../lib/lab/dynamic.js';
-import { fdInfo, pinned } from '../../lib/daemon/upgrade.js';
+import { fdInfo, pinned } from '../../lib/bpf/fdinfo.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
 import { native } from '../../lib/native.js';
 import { lab } from '../helpers/lab.js';

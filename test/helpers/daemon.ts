@@ -1,29 +1,21 @@
 /**
- * The node daemon as a child process for tests: started in a lab's node netns
- * (nsenter keeps /sys/fs/bpf and /var/run/netns visible), its JSON log lines
- * collected, its HTTP endpoints reached from inside that netns, killed when
- * the test ends (passed or failed).
+ * The node daemon for tests: started as a child process (lib/testkit/
+ * daemon-process.ts) and killed when the test ends (passed or failed); the
+ * capabilities the DaemonSet gives it, its metrics, polling, and an object
+ * built with other code generation (an upgrade's). Its state as the kernel
+ * shows it is in state.ts.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline';
 import type { ExecutionContext } from 'ava';
 import { parse as parseYaml } from 'yaml';
-import { native, packageRoot, type HookEntry } from '../../lib/native.js';
-import { Dataplane } from '../../lib/dataplane/dataplane.js';
-import type { VmPod } from '../../lib/lab/index.js';
+import { packageRoot } from '../../lib/native.js';
+import { daemonArgv, DaemonProcess, sleep, type DaemonOptions } from '../../lib/testkit/daemon-process.js';
+import { compileBpf } from '../../lib/testkit/clang.js';
 
-export const BIN = path.join(packageRoot, 'dist', 'lib', 'cli', 'bin.js');
-export const METRICS = '127.0.0.1:9808';
-
-/** The Node.js flags of the image's entrypoint (deploy/Dockerfile). */
-export function imageNodeFlags(): string[] {
-  const dockerfile = fs.readFileSync(path.join(packageRoot, 'deploy', 'Dockerfile'), 'utf8');
-  const m = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile);
-  if (!m) throw new Error('no ENTRYPOINT in deploy/Dockerfile');
-  return (JSON.parse(m[1]!) as string[]).filter((a) => a.startsWith('--'));
-}
+export { inodeOf, State } from './state.js';
+export { BIN, childrenOf, daemonArgv, DaemonProcess, httpIn, imageNodeFlags, METRICS, sleep, type DaemonOptions, type LogLine } from '../../lib/testkit/daemon-process.js';
 
 /** The capabilities deploy/daemonset.yaml gives the daemon's container, lower-case for setpriv. */
 export function deployCapabilities(): string[] {
@@ -33,167 +25,6 @@ export function deployCapabilities(): string[] {
   const add = ds.spec.template.spec.containers.find((c) => c.name === 'vmpeer')?.securityContext?.capabilities?.add;
   if (!add) throw new Error('no capabilities.add for the vmpeer container in deploy/daemonset.yaml');
   return add.map((c) => c.toLowerCase());
-}
-
-export interface LogLine {
-  level: string;
-  msg: string;
-  change?: string;
-  reason?: string;
-  [key: string]: unknown;
-}
-
-export interface DaemonOptions {
-  /** The netns the daemon treats as the node (a lab's node netns path). */
-  nodeNs: string;
-  /** State root on bpffs. */
-  root: string;
-  /** Only pod netns whose names start with this (a lab's name + '-'). */
-  prefix?: string;
-  args?: string[];
-  /** Node.js flags (the image runs the daemon with NODE_FLAGS_IN_IMAGE). */
-  nodeArgs?: string[];
-  /** Run with exactly these capabilities (bounding set), as a container would; default: all of root's. */
-  capabilities?: string[];
-  env?: NodeJS.ProcessEnv;
-}
-
-export class DaemonProcess {
-  readonly logs: LogLine[] = [];
-  stderr = '';
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  private readonly waiters = new Set<() => void>();
-
-  constructor(
-    readonly options: DaemonOptions,
-    readonly child: ChildProcess,
-  ) {
-    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        this.logs.push(JSON.parse(line) as LogLine);
-      } catch {
-        this.logs.push({ level: 'raw', msg: line });
-      }
-      for (const w of this.waiters) w();
-    });
-    child.stderr!.on('data', (b: Buffer) => {
-      this.stderr += b.toString('utf8');
-    });
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  get alive(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  /** Resolves with the first log line (from `from` on) that matches, or rejects after `timeoutMs`. */
-  waitLog(pred: (l: LogLine) => boolean, timeoutMs = 10_000, from = 0): Promise<LogLine> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const hit = this.logs.slice(from).find(pred);
-        if (hit) {
-          cleanup();
-          resolve(hit);
-        } else if (!this.alive && this.child.stdout!.readableEnded) {
-          cleanup();
-          reject(new Error(`daemon exited before the log line came: ${this.stderr}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`no such log line within ${timeoutMs} ms; last lines:\n${this.logs.slice(-8).map((l) => JSON.stringify(l)).join('\n')}\n${this.stderr}`));
-      }, timeoutMs);
-      const cleanup = () => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-      };
-      this.waiters.add(check);
-      this.child.once('exit', () => setTimeout(check, 50));
-      check();
-    });
-  }
-
-  changes(action?: string): LogLine[] {
-    return this.logs.filter((l) => l.change !== undefined && (action === undefined || l.change === action));
-  }
-
-  /** GET on the daemon's HTTP address, from inside the node netns. */
-  http(urlPath: string, address = METRICS): Promise<{ status: number; body: string }> {
-    return httpIn(this.options.nodeNs, `http://${address}${urlPath}`);
-  }
-
-  /** Waits until /readyz answers 200. */
-  // inside the kernel matrix's emulated VMs (VMTEST_KERNEL set) everything is ~15x slower
-  async ready(timeoutMs = process.env.VMTEST_KERNEL ? 90_000 : 15_000): Promise<number> {
-    const t0 = Date.now();
-    for (;;) {
-      const r = await this.http('/readyz').catch(() => ({ status: 0, body: '' }));
-      if (r.status === 200) return Date.now() - t0;
-      if (!this.alive) throw new Error(`daemon exited: ${this.stderr}\n${this.logs.map((l) => JSON.stringify(l)).join('\n')}`);
-      if (Date.now() - t0 > timeoutMs) throw new Error(`daemon not ready after ${timeoutMs} ms (last: ${r.status})`);
-      await sleep(50);
-    }
-  }
-
-  /** Sends a signal and waits for the exit. */
-  async kill(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-    if (this.alive) this.child.kill(signal);
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
-    const r = await this.exited;
-    clearTimeout(timer);
-    return r;
-  }
-
-  /** Resident memory of the daemon, in kB. */
-  rssKb(): number {
-    const m = /^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${this.pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : 0;
-  }
-
-  /** PIDs of the daemon's child processes. */
-  children(): number[] {
-    return childrenOf(this.pid);
-  }
-}
-
-export function childrenOf(pid: number): number[] {
-  try {
-    return fs
-      .readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** argv that runs the daemon in `nodeNs`, optionally with a reduced capability set. */
-export function daemonArgv(o: DaemonOptions): string[] {
-  const caps = o.capabilities ? ['setpriv', '--inh-caps=-all', `--bounding-set=-all,${o.capabilities.map((c) => `+${c}`).join(',')}`] : [];
-  return [
-    'nsenter',
-    `--net=${o.nodeNs}`,
-    ...caps,
-    'setpriv',
-    '--pdeathsig',
-    'KILL',
-    process.execPath,
-    ...(o.nodeArgs ?? []),
-    BIN,
-    'daemon',
-    '--bpffs',
-    o.root,
-    '--metrics-address',
-    METRICS,
-    ...(o.prefix ? ['--netns-prefix', o.prefix] : []),
-    ...(o.args ?? []),
-  ];
 }
 
 /** Starts the daemon; it is killed (SIGKILL) when the test ends, if still running. */
@@ -207,30 +38,6 @@ export function startDaemon(t: ExecutionContext, o: DaemonOptions): DaemonProces
   return d;
 }
 
-const FETCH = `
-const [url] = process.argv.slice(1);
-fetch(url, { signal: AbortSignal.timeout(3000) }).then(async (r) => {
-  process.stdout.write(JSON.stringify({ status: r.status, body: await r.text() }));
-}, (e) => { process.stdout.write(JSON.stringify({ status: 0, body: String(e) })); });
-`;
-
-/** An HTTP GET from inside a netns (a node one-liner: no curl needed). */
-export function httpIn(netns: string, url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('nsenter', [`--net=${netns}`, process.execPath, '-e', FETCH, url], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => (out += b.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', () => {
-      try {
-        resolve(JSON.parse(out) as { status: number; body: string });
-      } catch {
-        reject(new Error(`http ${url}: ${out}`));
-      }
-    });
-  });
-}
-
 /** A sample of a Prometheus text metric (first match of name and labels). */
 export function metric(text: string, name: string, labels: Record<string, string> = {}): number | null {
   for (const line of text.split('\n')) {
@@ -241,10 +48,6 @@ export function metric(text: string, name: string, labels: Record<string, string
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
   }
   return null;
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Polls `fn` every `everyMs` until it returns a truthy value; returns it and the time it took. */
@@ -267,64 +70,7 @@ export function rebuiltObject(t: ExecutionContext): string {
   const dir = fs.mkdtempSync('/tmp/vpt-obj-');
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const out = path.join(dir, 'vmpeer.bpf.o');
-  const arch = spawnSync('gcc', ['-print-multiarch'], { encoding: 'utf8' }).stdout.trim() || 'x86_64-linux-gnu';
-  const r = spawnSync(
-    process.env.CLANG ?? 'clang',
-    ['-target', 'bpf', '-O2', '-g', '-Wall', '-Werror', '-mcpu=v3', `-I/usr/include/${arch}`, `-I${path.join(packageRoot, 'bpf')}`, '-c', path.join(packageRoot, 'bpf', 'vmpeer.bpf.c'), '-o', out],
-    { encoding: 'utf8' },
-  );
-  if (r.status !== 0) throw new Error(`clang failed: ${r.stderr}`);
+  const failed = compileBpf(path.join(packageRoot, 'bpf', 'vmpeer.bpf.c'), out, ['-mcpu=v3']);
+  if (failed !== null) throw new Error(`clang failed: ${failed}`);
   return out;
-}
-
-/** The daemon's state as the kernel and the pins show it, read from the test process. */
-export class State {
-  readonly dp: Dataplane;
-  readonly n = native();
-
-  constructor(t: ExecutionContext, readonly root: string) {
-    this.dp = Dataplane.open({ root });
-    t.teardown(() => this.dp.close());
-  }
-
-  /** fixup attached at the pod's uplink and the guest's endpoint in place, with the MAC the guest uses. */
-  covered(vm: VmPod): boolean {
-    const inode = inodeOf(vm.podNs.path);
-    if (inode === null) return false;
-    const ep = this.dp.endpoint(vm.podIp);
-    return (
-      ep !== null &&
-      ep.podNetns === inode &&
-      ep.guestMac === vm.guestMac &&
-      ep.hostIfindex === vm.hostVeth.ifindex &&
-      this.dp.attachments().some((r) => r.program === 'fixup' && r.netnsInode === inode && r.ifname === vm.nic.name)
-    );
-  }
-
-  /** Nothing of the pod with this netns inode is left (attachment records, endpoint). */
-  gone(inode: number, guestIp: string): boolean {
-    return !this.dp.attachments().some((r) => r.netnsInode === inode) && this.dp.endpoint(guestIp)?.podNetns !== inode;
-  }
-
-  /** What is at the tc ingress hook of an interface. */
-  hook(netns: string, ifname: string): HookEntry[] {
-    return this.n.listHook({ netns, ifname, hook: 'ingress' });
-  }
-
-  /** Pins under the state root (links/, filters/, maps/). */
-  pins(): string[] {
-    if (!fs.existsSync(this.root)) return [];
-    return ['links', 'filters', 'maps'].flatMap((d) => {
-      const dir = path.join(this.root, d);
-      return fs.existsSync(dir) ? fs.readdirSync(dir).map((f) => `${d}/${f}`) : [];
-    });
-  }
-}
-
-export function inodeOf(file: string): number | null {
-  try {
-    return fs.statSync(file).ino;
-  } catch {
-    return null;
-  }
 }

@@ -3,7 +3,7 @@
  * C code: the property tests run both on thousands of frames and compare.
  */
 import type { StatName } from '../../lib/dataplane/layout.js';
-import { internetChecksum } from './packets.js';
+import { internetChecksum } from '../../lib/testkit/packets.js';
 
 export interface ModelEndpoint {
   guestMac: Buffer;

@@ -14,10 +14,10 @@ import { resolveMode } from '../../lib/bpf/link.js';
 import { native, packageRoot } from '../../lib/native.js';
 import { Lab } from '../../lib/lab/index.js';
 import { bpffsDir } from '../helpers/netns.js';
-import { vmpeer } from '../helpers/cli.js';
+import { vmpeer } from '../../lib/testkit/cli.js';
 import { sendFrames } from '../helpers/frames-io.js';
 import { attachForeign } from '../helpers/foreign.js';
-import { ETH_P_IP, IPPROTO_UDP, ether, ipv4, udp } from '../helpers/packets.js';
+import { ETH_P_IP, IPPROTO_UDP, ether, ipv4, udp } from '../../lib/testkit/packets.js';
 
 const PROBE = path.join(packageRoot, 'dist', 'bpf', 'test', 'pkt_type_probe.bpf.o');
 const PKT_TYPES = ['HOST', 'BROADCAST', 'MULTICAST', 'OTHERHOST'];

@@ -4,40 +4,44 @@
  */
 import test from 'ava';
 import { native } from '../../lib/native.js';
+import { KernelUnsupportedError } from '../../lib/errors.js';
 import { CniEmulator, EMULATOR_OBJECT } from '../../lib/lab/index.js';
-import { EMU_CONFIG_SIZE, EMU_ROUTE_SIZE, EMU_STATS_SIZE } from '../../lib/lab/emulator.js';
+import { EMU_CONFIG, EMU_FLOW_SIZE, EMU_ROUTE, EMU_STATS } from '../../lib/lab/emulator.js';
 import { lab } from '../helpers/lab.js';
 
 test('map value layouts match the object BTF', (t) => {
   const obj = native().openObject(EMULATOR_OBJECT);
   t.teardown(() => obj.close());
-  const layout = (name: string) => {
+  const btf = (name: string) => {
     const s = obj.btfStruct(name);
     if (!s) throw new Error(`no struct ${name}`);
     return { size: s.size, members: s.members.map((m) => [m.name, m.offset, m.size]) };
   };
-  t.deepEqual(layout('emu_route'), { size: EMU_ROUTE_SIZE, members: [['ifindex', 0, 4], ['flags', 4, 4]] });
-  t.deepEqual(layout('emu_config'), { size: EMU_CONFIG_SIZE, members: [['idle_timeout_ns', 0, 8], ['lifetime_ns', 8, 8]] });
-  t.deepEqual(layout('emu_stats'), {
-    size: EMU_STATS_SIZE,
-    members: [['first', 0, 8], ['expired', 8, 8], ['redirected', 16, 8], ['opted_out', 24, 8], ['other', 32, 8]],
+  const encoded = (layout: { struct: string; size: number; fields: Record<string, { offset: number; size: number }> }) => ({
+    size: layout.size,
+    members: Object.entries(layout.fields).map(([name, f]) => [name, f.offset, f.size]),
   });
-  t.is(layout('emu_flow').size, 16);
+  for (const layout of [EMU_ROUTE, EMU_CONFIG, EMU_STATS]) t.deepEqual(btf(layout.struct), encoded(layout), layout.struct);
+  t.is(btf('emu_flow').size, EMU_FLOW_SIZE);
   const maps = Object.fromEntries(obj.maps.map((m) => [m.name, m]));
   t.is(maps.emu_routes?.keySize, 4);
-  t.is(maps.emu_routes?.valueSize, EMU_ROUTE_SIZE);
-  t.is(maps.emu_flows?.keySize, 16);
-  t.is(maps.emu_config?.valueSize, EMU_CONFIG_SIZE);
-  t.is(maps.emu_stats?.valueSize, EMU_STATS_SIZE);
+  t.is(maps.emu_routes?.valueSize, EMU_ROUTE.size);
+  t.is(maps.emu_flows?.keySize, EMU_FLOW_SIZE);
+  t.is(maps.emu_config?.valueSize, EMU_CONFIG.size);
+  t.is(maps.emu_stats?.valueSize, EMU_STATS.size);
 });
 
-for (const mode of ['tcx', 'clsact'] as const) {
+const TCX = native().kernelFeatures().tcx;
+
+if (!TCX) {
+  test('attached with tcx [no tcx on this kernel: loading the emulator for tcx is refused]', (t) => {
+    const err = t.throws(() => CniEmulator.load({ mode: 'tcx' }), { instanceOf: KernelUnsupportedError });
+    t.regex(err!.message, /no tcx/);
+  });
+}
+
+for (const mode of TCX ? (['tcx', 'clsact'] as const) : (['clsact'] as const)) {
   test(`attached with ${mode}: the seed reproduces, and detaching restores the kernel path`, async (t) => {
-    if (mode === 'tcx' && !native().kernelFeatures().tcx) {
-      t.log('this kernel has no tcx: clsact only');
-      t.pass();
-      return;
-    }
     const l = await lab(t, { vmPods: 1, plainPods: 1, emulatorMode: mode });
     t.is(l.emulator.mode, mode);
     const hooks = native().listHook({ netns: l.node.ns.path, ifname: l.node.uplink.name, hook: 'ingress' });

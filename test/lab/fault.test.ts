@@ -1,5 +1,5 @@
 /**
- * The lab reproduces the seed exactly (DESIGN.md section 1):
+ * The lab reproduces the seed exactly (docs/design.md §1):
  *   - kernel path only (no emulator): everything works;
  *   - with the CNI emulator's peer-redirect fast path: the first packet of a
  *     flow reaches the VM, later ones don't (ping 1 of N, TCP connects and

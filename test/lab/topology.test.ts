@@ -1,5 +1,5 @@
 /**
- * The lab's wiring matches what Calico and KubeVirt set up (DESIGN.md 3, 4),
+ * The lab's wiring matches what Calico and KubeVirt set up (docs/design.md §3, §4),
  * builds fast, stays out of the caller's netns, and leaves nothing behind.
  */
 import { execFileSync } from 'node:child_process';

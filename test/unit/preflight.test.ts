@@ -1,6 +1,6 @@
 /** Checks made before anything changes: privileges and kernel support (no kernel needed). */
 import test from 'ava';
-import { effectiveCapabilities, memlockNeeded, requirePrivileges } from '../../lib/cli/privileges.js';
+import { effectiveCapabilities, memlockNeeded, requirePrivileges } from '../../lib/privileges.js';
 import { parseConfig, scopeWarning } from '../../lib/daemon/config.js';
 import { Dataplane } from '../../lib/dataplane/dataplane.js';
 import { KernelUnsupportedError, NotPermittedError } from '../../lib/errors.js';

@@ -1,7 +1,7 @@
 /** vmpeer attach: cover one VM pod (fixup at its bridge uplink), or a host interface (redirect, accelerate mode). */
 import { COMMON_HELP, commonOptions, type Command, type Io, type Values } from '../command.js';
 import { resolveNetns } from '../netns.js';
-import { requirePrivileges } from '../privileges.js';
+import { requirePrivileges } from '../../privileges.js';
 import { Dataplane } from '../../dataplane/dataplane.js';
 import { coverVm } from '../../dataplane/cover-vm.js';
 import { describe } from '../../bpf/link.js';
@@ -9,9 +9,7 @@ import { discoverVmInterfaces } from '../../discovery/vm-pod.js';
 import { NoSuchInterfaceError, UsageError } from '../../errors.js';
 import { parseIfname, parseIp, parseMac } from '../../validate.js';
 import { native, type AttachMode } from '../../native.js';
-
-export const ACCELERATE_WARNING =
-  'warning: accelerate mode forwards VM traffic arriving on this interface straight into the VM pods: it bypasses host netfilter (iptables/nftables) for that traffic, and CNI programs placed after vmpeer\'s at this hook';
+import { ACCELERATE_WARNING } from '../../accelerate.js';
 
 export function parseMode(value: Values[string]): 'auto' | AttachMode {
   if (value === undefined || value === 'auto' || value === 'tcx' || value === 'clsact') return value ?? 'auto';
@@ -91,12 +89,13 @@ Examples:
       guestIp: values['guest-ip'] === undefined ? undefined : parseIp(values['guest-ip'] as string, '--guest-ip').text,
     };
     const bypass = values['bypass-bridge'] === true;
-    const vms = await discoverVmInterfaces(netns, overrides);
-    const lone = vms.find((vm) => bypass && !vm.guestPort);
-    if (lone) throw new UsageError(`--bypass-bridge needs a bridge with one guest port: ${lone.bridge} in ${netns} has ${lone.guestPorts.join(', ')}`);
 
+    // the node lock is held from discovery to the last record (one transaction)
     const dp = Dataplane.open({ root });
     try {
+      const vms = await discoverVmInterfaces(netns, overrides);
+      const lone = vms.find((vm) => bypass && !vm.guestPort);
+      if (lone) throw new UsageError(`--bypass-bridge needs a bridge with one guest port: ${lone.bridge} in ${netns} has ${lone.guestPorts.join(', ')}`);
       for (const vm of vms) {
         const c = coverVm(dp, vm, { mode, bypass });
         const target = { netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };

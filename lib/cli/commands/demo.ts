@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import type { Command, Io } from '../command.js';
-import { requirePrivileges } from '../privileges.js';
+import { requirePrivileges } from '../../privileges.js';
 import { Lab } from '../../lab/index.js';
 
 const run = promisify(execFile);

@@ -1,11 +1,13 @@
 /** vmpeer status: every attachment and endpoint on this node, with counters. */
 import { COMMON_HELP, commonOptions, type Command } from '../command.js';
 import { netnsNames } from '../netns.js';
-import { requirePrivileges } from '../privileges.js';
+import { requirePrivileges } from '../../privileges.js';
 import { Dataplane, DEFAULT_BPFFS_ROOT } from '../../dataplane/dataplane.js';
 import { STAT_NAMES } from '../../dataplane/layout.js';
 import type { EndpointCounters } from '../../dataplane/codec.js';
 import { iproute } from '../../discovery/iproute.js';
+import { findStale } from '../../dataplane/stale.js';
+import { native } from '../../native.js';
 
 export interface StatusReport {
   root: string;
@@ -22,14 +24,17 @@ export interface StatusReport {
     counters: Record<keyof EndpointCounters, number>;
   }[];
   stats: Record<string, number>;
+  /** State the kernel no longer backs (`vmpeer gc` removes it). */
+  stale: { kind: 'record' | 'endpoint'; what: string; why: string }[];
 }
 
 export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusReport> {
-  if (!Dataplane.exists(root)) return { root, attachments: [], endpoints: [], stats: Object.fromEntries(STAT_NAMES.map((s) => [s, 0])) };
-  const names = netnsNames();
-  const links = new Map((await iproute.links()).map((l) => [l.ifindex, l.ifname]));
-  const dp = Dataplane.open({ root });
+  // read without the lock: status works beside the daemon and never changes anything
+  const dp = Dataplane.view({ root });
+  if (!dp) return { root, attachments: [], endpoints: [], stats: Object.fromEntries(STAT_NAMES.map((s) => [s, 0])), stale: [] };
   try {
+    const names = netnsNames();
+    const links = new Map((await iproute.links()).map((l) => [l.ifindex, l.ifname]));
     return {
       root,
       attachments: dp.attachments().map((r) => ({
@@ -52,6 +57,11 @@ export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusRep
         counters: Object.fromEntries(Object.entries(e.counters).map(([k, v]) => [k, Number(v)])) as StatusReport['endpoints'][number]['counters'],
       })),
       stats: Object.fromEntries(Object.entries(dp.stats()).map(([k, v]) => [k, Number(v)])),
+      stale: (await findStale(dp, native())).map((s) => ({
+        kind: s.kind,
+        what: s.kind === 'record' ? `${s.record.program} on ${s.record.ifname} (${s.record.pin})` : `endpoint ${s.guestIp}`,
+        why: s.why,
+      })),
     };
   } finally {
     dp.close();
@@ -71,8 +81,11 @@ export const statusCommand: Command = {
 
 Lists every attachment vmpeer made on this node, every guest endpoint with its
 counters (frames fixed, redirected, passed to the kernel, and with the bridge
-bypass, sent past the pod's bridge to and from the guest), and the totals by
-outcome. --json prints the same as one stable JSON document.
+bypass, sent past the pod's bridge to and from the guest), the totals by
+outcome, and stale state (records and endpoints of pods deleted without
+detach, which \`vmpeer gc\` removes). --json prints the same as one stable
+JSON document. status reads without the node lock: it works beside the
+daemon and changes nothing.
 
 Options:
   --json            machine-readable output
@@ -112,6 +125,11 @@ ${COMMON_HELP}`,
     io.out('');
     io.out('FRAMES BY OUTCOME (all programs)');
     io.out(`  ${Object.entries(report.stats).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ') || 'none yet'}`);
+    if (report.stale.length > 0) {
+      io.out('');
+      io.out("STALE (the kernel no longer backs it; 'vmpeer gc' removes it)");
+      for (const s of report.stale) io.out(`  ${s.what}: ${s.why}`);
+    }
     return 0;
   },
 };

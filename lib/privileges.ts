@@ -1,7 +1,7 @@
 /** Checking, before anything is changed, that this process may do what vmpeer does. */
 import fs from 'node:fs';
 import os from 'node:os';
-import { NotPermittedError } from '../errors.js';
+import { NotPermittedError } from './errors.js';
 
 const CAP_NET_ADMIN = 12;
 const CAP_SYS_ADMIN = 21;

@@ -3,7 +3,7 @@
  * checksums computed from scratch (the reference the programs' incremental
  * updates are checked against).
  */
-import { parseIp } from '../../lib/validate.js';
+import { parseIp } from '../validate.js';
 
 export const ETH_P_IP = 0x0800;
 export const ETH_P_IPV6 = 0x86dd;

@@ -1,0 +1,53 @@
+/** What the kernel says about a BPF fd of this process (/proc/self/fdinfo), and about pins. */
+import fs from 'node:fs';
+import type { Native } from '../native.js';
+import type { Program } from './program.js';
+
+export interface FdInfo {
+  progTag?: string;
+  progId?: number;
+  linkId?: number;
+}
+
+/** What the kernel says about a BPF program or link fd of this process. */
+export function fdInfo(fd: number): FdInfo {
+  const text = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)$`, 'm').exec(text)?.[1];
+  const num = (name: string) => {
+    const v = field(name);
+    return v === undefined ? undefined : Number(v);
+  };
+  return { progTag: field('prog_tag'), progId: num('prog_id'), linkId: num('link_id') };
+}
+
+/** The tag of a loaded program: the hash of its instructions, equal for equal programs. */
+export function programTag(prog: Program): string {
+  const tag = fdInfo(prog.fd).progTag;
+  if (!tag) throw new Error(`no prog_tag for ${prog.name} in /proc/self/fdinfo`);
+  return tag;
+}
+
+/** fdInfo() of a new fd that `open` returns (closed again); null when it cannot be opened. */
+function infoOf(n: Native, open: () => number): FdInfo | null {
+  let fd: number;
+  try {
+    fd = open();
+  } catch {
+    return null;
+  }
+  try {
+    return fdInfo(fd);
+  } finally {
+    n.closeFd(fd);
+  }
+}
+
+/** The tag of the loaded program with this id; null when it is gone. */
+export function tagOfProgId(n: Native, id: number): string | null {
+  return infoOf(n, () => n.progFdById(id))?.progTag ?? null;
+}
+
+/** The program (and tcx link) a pin holds; null when the pin cannot be opened. */
+export function pinned(n: Native, pin: string): FdInfo | null {
+  return infoOf(n, () => n.objGet(pin));
+}

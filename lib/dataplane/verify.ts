@@ -1,0 +1,44 @@
+/**
+ * A record (the pin under links/ or filters/) checked against the kernel: is
+ * vmpeer's attachment still at its hook, and which program runs there? The
+ * CLI and the daemon trust a record only after this check: a netns inode is
+ * reused by the next namespace, an interface index by the next interface.
+ */
+import { TC_HANDLE, type HookTarget } from '../bpf/link.js';
+import { pinned } from '../bpf/fdinfo.js';
+import type { Native } from '../native.js';
+import type { AttachmentRecord } from './records.js';
+
+export type Verdict =
+  | { state: 'ok'; tag: string }
+  | { state: 'outdated'; tag: string }
+  | { state: 'stale'; why: string };
+
+/** Why a record is stale (its attachment is not at its hook), or null when it is there. Changes nothing. */
+export function recordInKernel(n: Native, record: AttachmentRecord, target: HookTarget): string | null {
+  const info = pinned(n, record.pin);
+  if (!info || info.progId === undefined) return 'its pin cannot be opened';
+  const entries = n.listHook(target);
+  if (record.mode === 'tcx') {
+    return info.linkId !== undefined && entries.some((e) => e.mode === 'tcx' && e.linkId === info.linkId) ? null : 'its tcx link is no longer at the hook';
+  }
+  return entries.some((e) => e.mode === 'clsact' && e.handle === TC_HANDLE && e.progId === info.progId) ? null : 'its filter is no longer at the hook';
+}
+
+/**
+ * Compares a record with the kernel: is it at its hook, running `tag`?
+ * Throws when the hook cannot be listed (no such interface: the caller
+ * decides). Extra vmpeer clsact filters at the hook (a swap that was cut
+ * short) are removed.
+ */
+export function verifyRecord(n: Native, record: AttachmentRecord, target: HookTarget, tag: string): Verdict {
+  const why = recordInKernel(n, record, target);
+  if (why) return { state: 'stale', why };
+  const info = pinned(n, record.pin);
+  if (record.mode === 'clsact') {
+    const extras = n.listHook(target).filter((e) => e.mode === 'clsact' && e.handle === TC_HANDLE && e.progId !== info?.progId);
+    for (const extra of extras) n.detach({ ...target, mode: 'clsact', handle: TC_HANDLE, priority: extra.priority, progId: extra.progId });
+  }
+  const current = info?.progTag ?? '';
+  return current === tag ? { state: 'ok', tag: current } : { state: 'outdated', tag: current };
+}

@@ -1,0 +1,74 @@
+/** Where a run's report, JSON and chart go, and bench/README.md, the index of the runs. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { packageRoot } from '../../lib/native.js';
+import { chart } from './chart.js';
+import { FOCUS_SCHEMA, type FocusResult } from './focus.js';
+import { PATHS } from './paths.js';
+import { report } from './report.js';
+import type { BenchResult } from './results.js';
+
+export const RESULTS_DIR = path.join(packageRoot, 'bench', 'results');
+
+export async function writeOutputs(r: BenchResult, dir: string, base: string): Promise<{ json: string; md: string; svg: string }> {
+  fs.mkdirSync(dir, { recursive: true });
+  const format = r.controlPlane ? (await import('./control-plane.js')).formatControlPlane : undefined;
+  // focused checks of the same day, next to the report
+  const day = r.date.slice(0, 10);
+  const focus = fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir)
+        .filter((f) => f.startsWith(`${day}-focus-`) && f.endsWith('.json'))
+        .sort()
+        .map((f) => ({ file: f.replace(/\.json$/, '.md'), result: JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as FocusResult }))
+        .filter((x) => x.result.schema === FOCUS_SCHEMA)
+    : [];
+  const files = { json: path.join(dir, `${base}.json`), md: path.join(dir, `${base}.md`), svg: path.join(dir, `${base}.svg`) };
+  fs.writeFileSync(files.json, JSON.stringify(r, null, 1) + '\n');
+  fs.writeFileSync(files.svg, chart(r) + '\n');
+  fs.writeFileSync(files.md, report(r, { svg: path.basename(files.svg), json: path.basename(files.json) }, format, focus));
+  return files;
+}
+
+/** A base name for the day's files that does not overwrite an earlier run's. */
+export function baseName(dir: string, started: number): string {
+  const day = new Date(started).toISOString().slice(0, 10);
+  if (!fs.existsSync(path.join(dir, `${day}.json`))) return day;
+  const t = new Date(started).toISOString().slice(11, 16).replace(':', '');
+  return `${day}-${t}`;
+}
+
+/** bench/README.md: the latest full run, the list of runs and of focused checks. */
+export function writeIndex(r: BenchResult, base: string): void {
+  const md = fs.readdirSync(RESULTS_DIR).filter((f) => f.endsWith('.md')).sort().reverse();
+  const runs = md.filter((f) => !f.includes('-focus-'));
+  const focus = md.filter((f) => f.includes('-focus-'));
+  const t = (pair: string, metric: string) => r.targets.find((x) => x.name.startsWith(`${pair} `) && x.metric === metric)?.value ?? NaN;
+  const figures = (c: string, d: string) =>
+    `${t(c, 'rrRate').toFixed(2)}× (fixup) / ${t(d, 'rrRate').toFixed(2)}× (redirect) the plain pod's request/response rate and ${t(c, 'throughputGbps').toFixed(2)}× / ${t(d, 'throughputGbps').toFixed(2)}× its throughput`;
+  const bypass = r.targets.some((x) => x.pair[0] === 'Cb');
+  const lines = [
+    '# Benchmarks',
+    '',
+    `Latest full run: [results/${base}.md](results/${base}.md) (${r.date.slice(0, 10)}, ${r.machine.cpus} CPUs, Linux ${r.machine.kernel}): ` +
+      `a bridged VM with vmpeer runs at ${figures('C/A', 'D/A')} on the same fast path` +
+      `${bypass ? `; with \`--bypass-bridge\`, at ${figures('Cb/A', 'Db/A')}` : ''} (targets: 0.97).`,
+    '',
+    `![chart](results/${base}.svg)`,
+    '',
+    'Reproduce with `npm run bench` (root; about 10 minutes; writes `bench/results/<date>.{md,json,svg}`); `npm run bench -- --focus Cb/C --rounds 12` runs a focused check of two paths. `npm run bench -- --quick --out <dir>` is the smoke test the test suite runs.',
+    '',
+    '## Paths',
+    '',
+    "C and D keep the VM pod's bridge on the guest's path, as `vmpeer attach` does by default; Cb and Db take it out with `--bypass-bridge`. The targets (≥ 0.97 of A's request/response rate and throughput) apply to all four.",
+    '',
+    ...Object.values(PATHS).map((p) => `- **${p.id}**${p.role === 'diagnostic' ? ' (diagnostic)' : ''}: ${p.description}.`),
+    '',
+    '## Runs',
+    '',
+    ...runs.map((f) => `- [${f.replace(/\.md$/, '')}](results/${f})`),
+    '',
+    ...(focus.length > 0 ? ['## Focused checks', '', ...focus.map((f) => `- [${f.replace(/\.md$/, '')}](results/${f})`), ''] : []),
+  ];
+  fs.writeFileSync(path.join(packageRoot, 'bench', 'README.md'), lines.join('\n'));
+}
