@@ -10,8 +10,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { UsageError } from './errors.js';
-import { explainLoadFailure } from './support.js';
+import { AddonLoadError, explainLoadFailure } from './support.js';
 
 export type Hook = 'ingress' | 'egress';
 export type AttachMode = 'tcx' | 'clsact';
@@ -275,7 +274,7 @@ export function native(): Native {
     try {
       loaded = load(packageRoot);
     } catch (e) {
-      throw new UsageError(explainLoadFailure(e));
+      throw new AddonLoadError(explainLoadFailure(e));
     }
   }
   return loaded;

@@ -7,6 +7,12 @@
  */
 export const MIN_GLIBC = '2.34';
 
+/** The addon cannot load here: exit 2, one line (the CLI reports it like a UsageError). */
+export class AddonLoadError extends Error {
+  readonly exitCode = 2;
+  override name = 'AddonLoadError';
+}
+
 export const SUPPORT_FLOOR = `vmpeer supports Linux x86_64 with glibc >= ${MIN_GLIBC} and libbpf 1.x (libbpf.so.1), e.g. Debian 12 or newer, Ubuntu 24.04 or newer, RHEL 9 or newer; kernel >= 5.10`;
 
 /** The running C library's version ('' when not glibc). */

@@ -62,7 +62,7 @@ for (const [suite, what] of [
 
     const load = onSystem(image, FIRST_LOAD);
     t.is(load.status, 2);
-    t.regex(load.stderr.trim(), /^UsageError: vmpeer's native addon cannot be loaded: /);
+    t.regex(load.stderr.trim(), /^AddonLoadError: vmpeer's native addon cannot be loaded: /);
     t.regex(load.stderr, what);
     t.is(load.stderr.trim().split('\n').length, 1);
   });
