@@ -10,6 +10,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { AddonLoadError, explainLoadFailure } from './support.js';
 
 export type Hook = 'ingress' | 'egress';
 export type AttachMode = 'tcx' | 'clsact';
@@ -275,7 +276,11 @@ export function native(): Native {
   if (!loaded) {
     const require = createRequire(import.meta.url);
     const load = require('node-gyp-build') as (dir: string) => Native;
-    loaded = load(packageRoot);
+    try {
+      loaded = load(packageRoot);
+    } catch (e) {
+      throw new AddonLoadError(explainLoadFailure(e));
+    }
   }
   return loaded;
 }

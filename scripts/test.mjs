@@ -19,7 +19,7 @@ const kernelSuites = process.argv.includes('--kernel-suites');
 const quick = kernelSuites || process.argv.includes('--quick');
 const ava = path.join(root, 'node_modules/ava/entrypoints/cli.mjs');
 
-/** The tiers, in order: [name, files or folders under dist/test, Node majors]. Kernel-in-VM runs: npm run test:vm. */
+/** The tiers, in order: [name, files or folders under dist/test, Node majors, ava arguments]. Kernel-in-VM runs: npm run test:vm. */
 const tiers = kernelSuites
   ? [
       ['bpf', ['bpf'], [20]], // every program through this kernel's verifier
@@ -40,6 +40,9 @@ const tiers = kernelSuites
       ['security', ['security'], [20]],
       ['state', ['state'], [20]],
       ['package', ['package'], [20]],
+      // the image built (minutes on a cold cache: a longer timeout), the DaemonSet's own pod spec
+      // under podman, install failures, monitoring; one file at a time (they share the image)
+      ['deploy', ['deploy'], [20], ['--timeout=10m', '--concurrency=1']],
       ['bench', ['bench'], [20]],
     ];
 const avaArgs = kernelSuites ? ['--timeout=10m', '--concurrency=1'] : [];
@@ -96,12 +99,12 @@ remove(present().filter((e) => ownerAlive(e) === false));
 const before = new Set(present());
 const totals = { passed: 0, failed: 0, skipped: 0 };
 const table = [];
-for (const [name, entries, majors] of tiers) {
+for (const [name, entries, majors, tierArgs = []] of tiers) {
   const files = entries.flatMap((e) => testFiles(path.join(root, 'dist/test', e)));
   if (files.length === 0) continue;
   for (const major of quick ? [20] : majors) {
     process.stdout.write(`\n== ${name} tests on Node.js ${major}\n`);
-    const run = spawnSync(nodeFor(major), [ava, ...avaArgs, ...files], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0' } });
+    const run = spawnSync(nodeFor(major), [ava, ...avaArgs, ...tierArgs, ...files], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, FORCE_COLOR: '0' } });
     const out = `${run.stdout}${run.stderr}`;
     process.stdout.write(out);
     // ava prints "N tests passed" only when nothing failed, so count the ✔ lines too

@@ -13,6 +13,7 @@ import { demoCommand } from './commands/demo.js';
 import { daemonCommand } from './commands/daemon.js';
 import { gcCommand } from './commands/gc.js';
 import { VmpeerError } from '../errors.js';
+import { AddonLoadError } from '../support.js';
 
 const commands: Command[] = [attachCommand, detachCommand, statusCommand, gcCommand, demoCommand, daemonCommand];
 
@@ -62,7 +63,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
 
 function report(e: unknown, name: string, io: Io): number {
   const debug = process.env.VMPEER_DEBUG ? `\n${(e as Error).stack}` : '';
-  if (e instanceof VmpeerError) {
+  if (e instanceof VmpeerError || e instanceof AddonLoadError) {
     io.err(`vmpeer ${name}: ${e.message}${debug}`);
     return e.exitCode;
   }

@@ -186,13 +186,25 @@ export function parseConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env):
 }
 
 /**
+ * Outside Kubernetes, a daemon without --netns-prefix takes every network
+ * namespace of the host as a pod: it says so. (The kubelet sets
+ * KUBERNETES_SERVICE_HOST in every container, hostNetwork or not.)
+ */
+export function scopeWarning(config: DaemonConfig, env: NodeJS.ProcessEnv = process.env): string | null {
+  if (config.netnsPrefix !== '' || env.KUBERNETES_SERVICE_HOST !== undefined) return null;
+  return `not on a Kubernetes node (no KUBERNETES_SERVICE_HOST) and no --netns-prefix: every network namespace under ${config.netnsDirs.join(', ')}${config.proc ? ' and of every process' : ''} is in scope, and each one that looks like a bridged VM pod gets vmpeer's programs; pass --netns-prefix to narrow it`;
+}
+
+/**
  * What the daemon needs from the system, checked before anything changes:
  * privileges, readable netns directories, a bpffs under the state root.
  * Returns warnings (logged once the logger exists).
  */
-export function checkEnvironment(config: DaemonConfig): string[] {
+export function checkEnvironment(config: DaemonConfig, env: NodeJS.ProcessEnv = process.env): string[] {
   const warnings: string[] = [];
   requirePrivileges('vmpeer daemon');
+  const scope = scopeWarning(config, env);
+  if (scope) warnings.push(scope);
   if (config.proc && (effectiveCapabilities() & (1n << BigInt(CAP_SYS_PTRACE))) === 0n) {
     warnings.push('--proc without CAP_SYS_PTRACE: namespaces of processes owned by other users cannot be opened');
   }

@@ -14,72 +14,24 @@ import { parseArgs } from 'node:util';
 import test from 'ava';
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
-import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { ENV, parseConfig, type Flags } from '../../lib/daemon/config.js';
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { parseAllDocuments } from 'yaml';
+import { DEFAULT_RESYNC_INTERVAL, ENV, parseConfig, type Flags } from '../../lib/daemon/config.js';
 import { daemonCommand } from '../../lib/cli/commands/daemon.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
 import { packageRoot } from '../../lib/native.js';
+import { components, daemonSet, render, type Obj } from '../helpers/kustomize.js';
+import { strictCheck } from '../helpers/schema.js';
 
 const DEPLOY = path.join(packageRoot, 'deploy');
-
-type Obj = Record<string, any>;
-
-const NAMESPACED = new Set(['DaemonSet', 'ServiceAccount', 'ConfigMap', 'Service']);
-
-/** JSON patch (RFC 6902) add / replace / remove, what the components use. */
-function jsonPatch(doc: Obj, ops: Array<{ op: string; path: string; value?: unknown }>): void {
-  for (const { op, path: p, value } of ops) {
-    const keys = p.split('/').slice(1).map((k) => k.replace(/~1/g, '/').replace(/~0/g, '~'));
-    const last = keys.pop()!;
-    let at: Obj = doc;
-    for (const k of keys) {
-      if (at[k] === undefined) throw new Error(`patch ${op} ${p}: no ${k}`);
-      at = at[k];
-    }
-    if (op === 'add' && Array.isArray(at)) at.splice(last === '-' ? at.length : Number(last), 0, value);
-    else if (op === 'add' || op === 'replace') at[last] = value;
-    else if (op === 'remove') delete at[last];
-    else throw new Error(`unsupported patch op ${op}`);
-  }
-}
-
-/** The kustomize subset deploy/ uses: resources, namespace, labels, images, components with JSON patches. */
-function render(dir: string, components: string[] = []): Obj[] {
-  const k = parseYaml(fs.readFileSync(path.join(dir, 'kustomization.yaml'), 'utf8')) as Obj;
-  const known = new Set(['apiVersion', 'kind', 'namespace', 'labels', 'resources', 'images', 'components', 'patches']);
-  for (const key of Object.keys(k)) if (!known.has(key)) throw new Error(`kustomization field ${key} is not handled by this test`);
-  let objs: Obj[] = (k.resources as string[]).flatMap((r) =>
-    parseAllDocuments(fs.readFileSync(path.join(dir, r), 'utf8')).map((d) => d.toJS() as Obj),
-  );
-  for (const c of [...((k.components as string[]) ?? []), ...components]) {
-    const comp = parseYaml(fs.readFileSync(path.join(dir, c, 'kustomization.yaml'), 'utf8')) as Obj;
-    if (comp.kind !== 'Component') throw new Error(`${c} is not a Component`);
-    for (const p of comp.patches as Obj[]) {
-      for (const o of objs.filter((x) => x.kind === p.target.kind && x.metadata.name === p.target.name)) jsonPatch(o, parseYaml(p.patch));
-    }
-  }
-  objs = objs.map((o) => {
-    if (k.namespace && NAMESPACED.has(o.kind)) o.metadata.namespace = k.namespace;
-    for (const l of (k.labels as Obj[]) ?? []) {
-      o.metadata.labels = { ...o.metadata.labels, ...l.pairs };
-      if (l.includeTemplates && o.spec?.template) o.spec.template.metadata.labels = { ...o.spec.template.metadata.labels, ...l.pairs };
-    }
-    for (const img of (k.images as Obj[]) ?? []) {
-      const pod = o.spec?.template?.spec;
-      for (const c of [...(pod?.containers ?? []), ...(pod?.initContainers ?? [])]) {
-        const [name, tag] = String(c.image).split(':');
-        if (name === img.name) c.image = `${img.newName ?? name}:${img.newTag ?? tag ?? 'latest'}`;
-      }
-    }
-    return o;
-  });
-  return objs;
-}
 
 function validate(o: Obj): void {
   if (o.kind === 'DaemonSet') new DaemonSet(o as never).validate();
   else if (o.kind === 'ServiceAccount') new ServiceAccount(o as never).validate();
+  else if (o.kind === 'ConfigMap') new ConfigMap(o as never).validate();
+  else if (o.kind === 'PrometheusRule' || o.kind === 'PodMonitor') return; // CRDs: test/deploy/monitoring.test.ts
   else throw new Error(`no schema check for ${o.kind}`);
+  strictCheck(o as { kind: string; apiVersion: string });
 }
 
 /** The daemon's flags from container args (with $(VAR) expanded the way the kubelet does). */
@@ -89,12 +41,6 @@ function daemonFlags(container: Obj, vars: Record<string, string>): Flags {
   const { values, positionals } = parseArgs({ args: args.slice(1), options: daemonCommand.options, strict: true, allowPositionals: true });
   if (positionals.length > 0) throw new Error(`unexpected argument ${positionals[0]}`);
   return values as Flags;
-}
-
-function daemonSet(objs: Obj[]): Obj {
-  const ds = objs.find((o) => o.kind === 'DaemonSet');
-  if (!ds) throw new Error('no DaemonSet');
-  return ds;
 }
 
 test('the base renders and every object is valid against the Kubernetes schema', (t) => {
@@ -109,6 +55,20 @@ test('the base renders and every object is valid against the Kubernetes schema',
   const broken = structuredClone(daemonSet(objs));
   broken.spec.template.spec.containers[0].ports[0].containerPort = 'metrics';
   t.throws(() => validate(broken));
+  // and misspelled fields, at any depth (kubernetes-models alone accepts them)
+  for (const [where, edit] of [
+    ['securityContext.capabilites', (c: Obj) => (c.securityContext.capabilites = c.securityContext.capabilities)],
+    ['volumeMounts[0].mountPropagaton', (c: Obj) => (c.volumeMounts[0].mountPropagaton = 'HostToContainer')],
+    ['readinessProbe.httpget', (c: Obj) => (c.readinessProbe.httpget = c.readinessProbe.httpGet)],
+  ] as const) {
+    const typo = structuredClone(daemonSet(objs));
+    edit(typo.spec.template.spec.containers[0]);
+    t.notThrows(() => new DaemonSet(typo as never).validate(), `kubernetes-models alone misses ${where}`);
+    t.throws(() => validate(typo), { message: new RegExp(where.replace(/[.[\]]/g, '\\$&').replace(/^/, '\\.') + ': no such field') }, where);
+  }
+  const typoSpec = structuredClone(daemonSet(objs));
+  typoSpec.spec.template.spec.hostNetwrok = true;
+  t.throws(() => validate(typoSpec), { message: /spec\.template\.spec\.hostNetwrok: no such field/ });
   const sa = objs.find((o) => o.kind === 'ServiceAccount')!;
   t.false(sa.automountServiceAccountToken, 'no API token: the daemon does not use the Kubernetes API');
 });
@@ -130,7 +90,7 @@ test('the DaemonSet: node-wide, minimal privileges, probes, mounts, metrics', (t
   const sc = main!.securityContext;
   t.not(sc.privileged, true, 'the daemon is not privileged');
   t.deepEqual(sc.capabilities.drop, ['ALL']);
-  t.deepEqual([...sc.capabilities.add].sort(), ['BPF', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_RESOURCE']);
+  t.deepEqual([...sc.capabilities.add].sort(), ['NET_ADMIN', 'SYS_ADMIN', 'SYS_RESOURCE'], 'least privilege: test/deploy/pod.test.ts measures each');
   t.not(sc.allowPrivilegeEscalation, false, 'Kubernetes rejects allowPrivilegeEscalation: false together with CAP_SYS_ADMIN');
   t.is(sc.runAsUser, 0);
   t.true(sc.readOnlyRootFilesystem);
@@ -172,9 +132,20 @@ test('the DaemonSet: node-wide, minimal privileges, probes, mounts, metrics', (t
   const config = parseConfig(flags, { ...env, NODE_NAME: 'node-1' });
   t.deepEqual(config.metrics, { host: '10.0.0.7', port: port!.containerPort, text: `10.0.0.7:${port!.containerPort}` });
   t.is(config.nodeName, 'node-1');
+  t.is(env.VMPEER_RESYNC_INTERVAL, DEFAULT_RESYNC_INTERVAL, 'the resync interval the README documents as the default');
   t.false(config.cleanupOnExit, 'a rolling update must not clean up');
   const known = new Set<string>([...Object.values(ENV), 'POD_IP']);
   for (const e of main!.env as Obj[]) t.true(known.has(e.name), `env ${e.name} is read by the daemon`);
+});
+
+test('every component renders onto the base, alone and all together, and validates', (t) => {
+  const all = components(DEPLOY);
+  t.true(all.length >= 4, all.join(', '));
+  for (const set of [...all.map((c) => [c]), all]) {
+    const objs = render(DEPLOY, set);
+    for (const o of objs) t.notThrows(() => validate(o), `${set.join('+')}: ${o.kind} ${o.metadata.name}`);
+    t.is(objs.filter((o) => o.kind === 'DaemonSet').length, 1);
+  }
 });
 
 test('components: host-pid (/proc discovery), uninstall (--cleanup-on-exit) and bypass-bridge', (t) => {
@@ -195,38 +166,31 @@ test('components: host-pid (/proc discovery), uninstall (--cleanup-on-exit) and 
   t.false(parseConfig(daemonFlags(daemonSet(render(DEPLOY)).spec.template.spec.containers[0], { POD_IP: '10.0.0.7' }), {}).bypassBridge, 'off in the base');
 });
 
-test('kubectl kustomize renders the same objects, where kubectl is installed', (t) => {
-  const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
-  if (kubectl.status !== 0) {
-    t.log('kubectl is not installed: the rendering above is checked by this test only');
-    t.pass();
-    return;
-  }
+test('kubectl kustomize renders the same objects as the renderer the tests use', (t) => {
+  const kubectl = spawnSync('kubectl', ['kustomize', '--help'], { encoding: 'utf8' });
+  t.is(kubectl.status, 0, `kubectl with kustomize (v4 or newer, for components) is needed here: ${kubectl.error?.message ?? kubectl.stderr}`);
+  if (kubectl.status !== 0) return;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vpt-kust-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.cpSync(DEPLOY, path.join(dir, 'base'), { recursive: true });
-  for (const [name, components] of [
-    ['plain', []],
-    ['host-pid', ['components/host-pid']],
-    ['uninstall', ['components/uninstall']],
-    ['bypass-bridge', ['components/bypass-bridge']],
-  ] as const) {
+  const sets: Array<[string, string[]]> = [['plain', []], ...components(DEPLOY).map((c): [string, string[]] => [path.basename(c), [c]])];
+  for (const [name, set] of sets) {
     const overlay = path.join(dir, name);
     fs.mkdirSync(overlay);
     fs.writeFileSync(
       path.join(overlay, 'kustomization.yaml'),
-      `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../base]\ncomponents: [${components.map((c) => `../base/${c}`).join(', ')}]\n`,
+      `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../base]\ncomponents: [${set.map((c) => `../base/${c}`).join(', ')}]\n`,
     );
     const r = spawnSync('kubectl', ['kustomize', overlay], { encoding: 'utf8' });
     t.is(r.status, 0, r.stderr);
     const theirs = parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj);
-    const ours = render(DEPLOY, [...components]);
-    const byKind = (list: Obj[]) => Object.fromEntries(list.map((o) => [o.kind, o]));
+    const ours = render(DEPLOY, set);
+    const byKind = (list: Obj[]) => Object.fromEntries(list.map((o) => [`${o.kind}/${o.metadata.name}`, o]));
     t.deepEqual(byKind(theirs), byKind(ours), name);
   }
 });
 
-test('Dockerfile: Node 22/24 on bookworm-slim, the packed vmpeer, no compiler in the image', (t) => {
+test('Dockerfile: base images as build arguments, the packed vmpeer, one trimmed filesystem without compiler or npm', (t) => {
   const text = fs.readFileSync(path.join(DEPLOY, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
   const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
   const stages: string[][] = [];
@@ -234,27 +198,32 @@ test('Dockerfile: Node 22/24 on bookworm-slim, the packed vmpeer, no compiler in
     if (/^FROM /i.test(l)) stages.push([]);
     stages.at(-1)?.push(l);
   }
-  t.is(stages.length, 2, 'a build stage and a runtime stage');
   const args = Object.fromEntries(lines.filter((l) => l.startsWith('ARG ')).map((l) => l.slice(4).split('=') as [string, string]));
   t.true(['22', '24'].includes(args.NODE_VERSION!), `Node ${args.NODE_VERSION}`);
-  const runtime = stages[1]!;
-  t.regex(runtime[0]!, /^FROM node:\$\{NODE_VERSION\}-bookworm-slim$/);
+  t.is(args.BUILD_BASE, 'docker.io/library/node:${NODE_VERSION}-bookworm');
+  t.is(args.RUNTIME_BASE, 'docker.io/library/debian:bookworm-slim');
+  t.deepEqual(stages.map((st) => st[0]), ['FROM ${BUILD_BASE} AS build', 'FROM ${RUNTIME_BASE} AS rootfs', 'FROM scratch'], 'build, rootfs, and the image: that one filesystem');
+  const [build, rootfs, image] = stages as [string[], string[], string[]];
 
-  const installed = runtime
+  const installed = rootfs
     .filter((l) => l.startsWith('RUN '))
     .flatMap((l) => [...l.matchAll(/apt-get install ([^&]*)/g)].flatMap((m) => m[1]!.split(/\s+/).filter((w) => w && !w.startsWith('-'))));
   t.deepEqual(installed.sort(), ['libbpf1']);
   const compilers = /\b(gcc|g\+\+|cc|c\+\+|clang|llvm|make|cmake|build-essential|python3|node-gyp|prebuildify|libbpf-dev|tsc|npm|npx)\b/;
-  for (const l of runtime.slice(1)) t.notRegex(l.replace(/^(ENTRYPOINT|CMD) .*/, ''), compilers, `runtime stage: ${l}`);
-  const copies = runtime.filter((l) => l.startsWith('COPY'));
-  t.deepEqual(copies, ['COPY --from=build /opt/vmpeer/node_modules /opt/vmpeer/node_modules'], 'only the installed package comes in');
-  t.regex(runtime.find((l) => l.startsWith('USER'))!, /^USER 65532/, 'non-root by default');
-  t.regex(runtime.find((l) => l.startsWith('ENTRYPOINT'))!, /^ENTRYPOINT \["node", ("--[a-z-]+(=\d+)?", )*"\/opt\/vmpeer\/node_modules\/vmpeer\/dist\/lib\/cli\/bin\.js"\]$/);
-  t.is(runtime.find((l) => l.startsWith('CMD')), 'CMD ["daemon"]');
+  for (const l of [...rootfs.slice(1).filter((x) => !x.startsWith('RUN ')), ...image.slice(1)]) t.notRegex(l.replace(/^(ENTRYPOINT|CMD) .*/, ''), compilers, l);
+  t.deepEqual(rootfs.filter((l) => l.startsWith('COPY')), [
+    'COPY --from=build /opt/node /usr/local/bin/node',
+    'COPY --from=build /opt/vmpeer/node_modules /opt/vmpeer/node_modules',
+  ], 'only node and the installed package come in');
+  t.regex(rootfs.find((l) => l.startsWith('RUN '))!, /rm -rf .*\/usr\/local\/lib\/node_modules/, "the base's npm goes");
+  t.deepEqual(image.filter((l) => l.startsWith('COPY')), ['COPY --from=rootfs / /']);
+  t.regex(image.find((l) => l.startsWith('USER'))!, /^USER 65532/, 'non-root by default');
+  t.regex(image.find((l) => l.startsWith('ENTRYPOINT'))!, /^ENTRYPOINT \["node", ("--[a-z-]+(=\d+)?", )*"\/opt\/vmpeer\/node_modules\/vmpeer\/dist\/lib\/cli\/bin\.js"\]$/);
+  t.is(image.find((l) => l.startsWith('CMD')), 'CMD ["--help"]', 'a bare run starts no daemon');
 
-  // the build stage packs vmpeer the way npm publishes it (prepack: prebuildify, BPF, tsc)
-  const build = stages[0]!;
-  t.truthy(build.find((l) => /npm pack/.test(l)));
+  // the build stage packs vmpeer the way npm publishes it (prepack: prebuildify, BPF, tsc), against local headers
+  t.truthy(build.find((l) => /^ENV npm_config_nodedir=/.test(l)), 'node-gyp downloads no headers');
+  t.truthy(build.find((l) => /mkdir -p \/out && npm pack .*--pack-destination \/out/.test(l)));
   for (const l of build.filter((x) => x.startsWith('COPY ') && !x.includes('--from'))) {
     for (const src of l.split(/\s+/).slice(1, -1)) t.true(fs.existsSync(path.join(packageRoot, src)), `build context has ${src}`);
   }
@@ -264,5 +233,6 @@ test('Dockerfile: Node 22/24 on bookworm-slim, the packed vmpeer, no compiler in
   t.true(pkg.files.includes('prebuilds'), 'the prebuilt addon is packed');
   const object = path.relative(packageRoot, OBJECT_PATH);
   t.true(pkg.files.some((f) => f === object || (f.includes('*') && new RegExp(`^${f.replace(/\./g, '\\.').replace(/\*/g, '[^/]*')}$`).test(object))), `${object} is packed`);
-  t.true(fs.existsSync(path.join(DEPLOY, 'Dockerfile.dockerignore')));
+  const ignore = fs.readFileSync(path.join(DEPLOY, 'Dockerfile.dockerignore'), 'utf8');
+  for (const p of ['.cache', 'node_modules', '.git']) t.true(ignore.split('\n').includes(p), `the build context leaves out ${p}`);
 });

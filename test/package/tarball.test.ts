@@ -24,9 +24,16 @@ test('npm pack → install into an empty directory without build tools → load 
     fs.cpSync(path.join(packageRoot, entry), path.join(src, entry), { recursive: true });
   }
   fs.symlinkSync(path.join(packageRoot, 'node_modules'), path.join(src, 'node_modules'));
-  execFileSync('npm', ['pack', '--silent', '--pack-destination', work], { cwd: src, stdio: ['ignore', 'pipe', 'pipe'] });
+  // --json: stdout is JSON alone (prepack's build output goes to stderr)
+  const packed = execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: src, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const [pack] = JSON.parse(packed) as Array<{ filename: string; files: Array<{ path: string }> }>;
   const tarball = fs.readdirSync(work).find((f) => f.endsWith('.tgz'));
   t.truthy(tarball, 'npm pack made a tarball');
+  t.is(pack!.filename, tarball!);
+  const files = pack!.files.map((f) => f.path);
+  t.true(files.includes('prebuilds/linux-x64/vmpeer.glibc.node'), 'the prebuild carries its libc tag');
+  t.false(files.some((f) => /^prebuilds\/[^/]+\/vmpeer\.node$/.test(f)), 'and there is no untagged one');
+  t.true(files.includes('scripts/install.mjs') && files.includes('dist/lib/support.js'), 'the install step and its messages');
   const listing = execFileSync('tar', ['-tzf', path.join(work, tarball!)], { encoding: 'utf8' }).split('\n');
   t.true(listing.includes('package/dist/bpf/vmpeer.bpf.o'), 'ships the BPF object');
   t.true(listing.some((f) => /^package\/prebuilds\/linux-x64\/.*\.node$/.test(f)), 'ships a prebuilt addon');

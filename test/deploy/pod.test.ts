@@ -1,0 +1,309 @@
+/**
+ * The DaemonSet's own pod spec, rendered from deploy/ (test/helpers/kustomize)
+ * and run by podman in a lab's node netns (test/helpers/pod: what the kubelet
+ * would do that podman does not), with the image scripts/image builds:
+ *   - what podman made of the spec, read from the running process: uid 0,
+ *     exactly the manifest's capabilities, read-only root, seccomp, the
+ *     hostPath mounts, the arguments;
+ *   - the daemon covers the lab's VM pods: echoes through the emulated fast
+ *     path, /healthz /readyz /metrics on the pod's IP and port;
+ *   - under 200 echo requests a second per VM: `podman kill -s KILL`, then
+ *     the container restarted (state adopted, no change), then a rolling
+ *     upgrade to a second image whose BPF program differs (swapped in); the
+ *     echoes lost meanwhile are measured and logged (KNOWN below: not yet
+ *     zero under podman);
+ *   - the uninstall component: every pin, filter and link of vmpeer gone;
+ *   - least privilege: without each capability in turn the daemon exits 2
+ *     with one line naming it (or runs: then it was not needed).
+ * The test's overlay for a shared host: the daemon's scope (VMPEER_NETNS_PREFIX,
+ * VMPEER_BPFFS) is this lab's, through environment variables it reads.
+ */
+import fs from 'node:fs';
+import test, { type ExecutionContext } from 'ava';
+import { spawnSync } from 'node:child_process';
+import { announce } from '../../lib/lab/dynamic.js';
+import { NODE_UPLINK_IP, type Lab } from '../../lib/lab/index.js';
+import { fdInfo, pinned } from '../../lib/bpf/fdinfo.js';
+import { effectiveCapabilities } from '../../lib/privileges.js';
+import { native, packageRoot } from '../../lib/native.js';
+import { lab } from '../helpers/lab.js';
+import { bpffsDir } from '../helpers/netns.js';
+import { httpIn, inodeOf, metric, rebuiltObject, sleep, State, until } from '../helpers/daemon.js';
+import { daemonSet, render, type Obj } from '../helpers/kustomize.js';
+import { buildTestImage, containerLogs, containerName, inspect, playPod, podFromDaemonSet, podman, probeUrls, TEST_IMAGE } from '../helpers/pod.js';
+
+const DEPLOY = `${packageRoot}/deploy`;
+const UPGRADE_IMAGE = `${TEST_IMAGE}-upgrade`;
+const RATE_INTERVAL_MS = 5; // 200 echo requests a second per VM
+
+// capability numbers (linux/capability.h)
+const CAPS: Record<string, number> = { NET_ADMIN: 12, SYS_ADMIN: 21, SYS_PTRACE: 19, SYS_RESOURCE: 24, BPF: 39 };
+const capNames = (mask: bigint) => Object.entries(CAPS).filter(([, n]) => (mask & (1n << BigInt(n))) !== 0n).map(([c]) => c).sort();
+
+test.before(() => {
+  buildTestImage();
+});
+
+/** The upgrade: the test image with a rebuilt BPF object (other program tags), as a second image. */
+function upgradeImage(t: ExecutionContext): { fixupTag: string } {
+  const object = rebuiltObject(t);
+  const c = spawnSync('buildah', ['from', '-q', TEST_IMAGE], { encoding: 'utf8' }).stdout.trim();
+  t.truthy(c, 'buildah from');
+  try {
+    for (const args of [
+      ['copy', '--chown', '0:0', c, object, '/opt/vmpeer/node_modules/vmpeer/dist/bpf/vmpeer.bpf.o'],
+      ['commit', '-q', c, UPGRADE_IMAGE],
+    ]) {
+      const r = spawnSync('buildah', args, { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`buildah ${args[0]}: ${r.stderr}`);
+    }
+  } finally {
+    spawnSync('buildah', ['rm', c]);
+  }
+  t.teardown(() => podman(['rmi', '-f', UPGRADE_IMAGE]));
+  const obj = native().openObject(object);
+  try {
+    return { fixupTag: fdInfo(obj.programs.find((p) => p.name === 'fixup')!.fd).progTag! };
+  } finally {
+    obj.close();
+  }
+}
+
+/** Capabilities this host can give a container at all (its bounding set). */
+function grantable(caps: string[]): { ok: string[]; not: string[] } {
+  const bounding = BigInt(`0x${/^CapBnd:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1]}`);
+  const ok = caps.filter((c) => (bounding & (1n << BigInt(CAPS[c]!))) !== 0n);
+  return { ok, not: caps.filter((c) => !ok.includes(c)) };
+}
+
+interface Setup {
+  l: Lab;
+  root: string;
+  ds: Obj;
+  pod: (image: string, ds?: Obj, extra?: Partial<Parameters<typeof podFromDaemonSet>[1]>) => Obj;
+  dropped: string[];
+}
+
+async function setup(t: ExecutionContext, vmPods: number): Promise<Setup> {
+  const l = await lab(t, { vmPods, plainPods: 1 });
+  await Promise.all(l.vms.map((vm) => announce(vm)));
+  const root = `${bpffsDir(t)}/vmpeer`;
+  const ds = daemonSet(render(DEPLOY));
+  const { not: dropped } = grantable(ds.spec.template.spec.containers[0].securityContext.capabilities.add as string[]);
+  const pod: Setup['pod'] = (image, set = ds, extra = {}) =>
+    podFromDaemonSet(set, {
+      name: `${l.name}-vmpeer`,
+      image,
+      nodeName: `${l.name}-node`,
+      podIp: NODE_UPLINK_IP,
+      env: { VMPEER_NETNS_PREFIX: `${l.name}-`, VMPEER_BPFFS: root },
+      ...extra,
+      edit: (c) => {
+        // a capability the host cannot grant would fail the container's start
+        c.securityContext.capabilities.add = (c.securityContext.capabilities.add as string[]).filter((x) => !dropped.includes(x));
+        extra.edit?.(c);
+      },
+    });
+  if (dropped.length > 0) t.log(`this host cannot grant ${dropped.join(', ')} (not in its bounding set): the pod runs without`);
+  return { l, root, ds, pod, dropped };
+}
+
+async function ready(l: Lab, ds: Obj, name: string, timeoutMs = 60_000): Promise<void> {
+  const { readiness } = probeUrls(ds, NODE_UPLINK_IP);
+  await until(async () => {
+    const r = await httpIn(l.node.ns.path, readiness).catch(() => ({ status: 0 }));
+    if (r.status === 200) return true;
+    const state = inspect(name, '{{.State.Status}} {{.State.ExitCode}}');
+    if (state.startsWith('exited')) throw new Error(`${name} ${state}: ${JSON.stringify(containerLogs(name).slice(-5))}`);
+    return false;
+  }, timeoutMs, 200);
+}
+
+/** Log lines of the container's last start. */
+function lastRun(name: string): Array<Record<string, any>> {
+  const logs = containerLogs(name);
+  const start = logs.map((x) => x.msg).lastIndexOf('vmpeer daemon starting');
+  return start < 0 ? logs : logs.slice(start);
+}
+
+test.serial("the DaemonSet's pod spec under podman: covers the lab, survives kill -9, adopts, upgrades, uninstalls", async (t) => {
+  t.timeout(300_000);
+  const { l, root, ds, pod, dropped } = await setup(t, 2);
+  const t0 = Date.now();
+  const step = (what: string) => t.log(`${Date.now() - t0} ms: ${what}`);
+  const upgrade = upgradeImage(t);
+  step('upgrade image built');
+  const first = pod(TEST_IMAGE);
+  const name = containerName(first);
+  playPod(t, first, l.node.ns.path);
+  await ready(l, ds, name);
+
+  step('what podman made of the spec');
+  // what podman made of the spec, on the running process
+  const main = ds.spec.template.spec.containers[0] as Obj;
+  const pid = Number(inspect(name, '{{.State.Pid}}'));
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  t.regex(status, /^Uid:\s+0\s+0\s+0\s+0$/m, 'runAsUser 0');
+  const want = (main.securityContext.capabilities.add as string[]).filter((c) => !dropped.includes(c)).sort();
+  t.deepEqual(capNames(effectiveCapabilities(status)), want, 'drop ALL, add the manifest list: exactly those');
+  t.is(effectiveCapabilities(status) & ~want.reduce((m, c) => m | (1n << BigInt(CAPS[c]!)), 0n), 0n, 'and no other capability');
+  t.regex(status, /^Seccomp:\s+2$/m, 'seccompProfile RuntimeDefault: a filter');
+  const mounts = fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').map((x) => x.split(' '));
+  const at = (p: string) => mounts.find((m) => m[4] === p);
+  t.true(at('/')![5]!.split(',').includes('ro'), 'readOnlyRootFilesystem');
+  t.truthy(at('/sys/fs/bpf'), 'bpffs mounted');
+  const netnsMount = at('/var/run/netns') ?? at('/run/netns');
+  t.true(netnsMount![5]!.split(',').includes('ro'), '/var/run/netns read-only');
+  const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  t.deepEqual(argv.slice(-main.args.length), main.args.map((a: string) => a.replace('$(POD_IP)', NODE_UPLINK_IP)));
+
+  step('covers the lab:');
+  // covers the lab: probes, metrics, echoes through the emulated fast path
+  const { liveness, readiness } = probeUrls(ds, NODE_UPLINK_IP);
+  t.is((await httpIn(l.node.ns.path, liveness)).status, 200);
+  t.is((await httpIn(l.node.ns.path, readiness)).status, 200);
+  const metrics = await httpIn(l.node.ns.path, `http://${NODE_UPLINK_IP}:${main.ports[0].containerPort}/metrics`);
+  t.is(metric(metrics.body, 'vmpeer_ready'), 1);
+  t.is(metric(metrics.body, 'vmpeer_pods', { state: 'vm' }), 2);
+  const state = new State(t, root);
+  for (const vm of l.vms) t.true(state.covered(vm), `${vm.podIp} covered`);
+  const hooks = () => l.vms.map((vm) => state.hook(vm.podNs.path, 'eth0-nic'));
+  const before = hooks();
+  for (const h of before) t.is(h.length, 1);
+
+  step('the traffic, for');
+  // the traffic: 200 echo requests a second per VM, for the kill and the restart, then for the upgrade
+  const traffic = (seconds: number) => {
+    const count = (seconds * 1000) / RATE_INTERVAL_MS;
+    const start = Date.now() - t0;
+    const done = Promise.all(l.vms.map((vm) => l.ping(l.client, vm.podIp, { count, intervalMs: RATE_INTERVAL_MS, waitS: 2 })));
+    return { count, start, done };
+  };
+  /** Lost echoes as time ranges since the test started, to match the steps. */
+  const lost = (w: ReturnType<typeof traffic>, results: Awaited<ReturnType<typeof traffic>['done']>) =>
+    results.map((r) => {
+      const got = new Set(r.replies);
+      const gaps: string[] = [];
+      for (let seq = 0; seq < w.count; seq++) {
+        if (got.has(seq)) continue;
+        let end = seq;
+        while (end + 1 < w.count && !got.has(end + 1)) end++;
+        gaps.push(`${w.start + seq * RATE_INTERVAL_MS}-${w.start + (end + 1) * RATE_INTERVAL_MS} ms`);
+        seq = end;
+      }
+      return { lost: r.transmitted - r.received, gaps };
+    });
+  const crash = traffic(8);
+  await sleep(1000);
+
+  step('1. kill -9');
+  // 1. kill -9
+  t.is(podman(['kill', '-s', 'KILL', name]).status, 0);
+  await until(() => inspect(name, '{{.State.Pid}}') !== String(pid), 10_000, 100);
+  t.deepEqual(hooks(), before, 'the attachments stay while no daemon runs');
+  await sleep(1000);
+
+  step('2. restarted');
+  // 2. restarted, as the kubelet would (restartPolicy Always). hostNetwork: the
+  // container gets the netns podman runs in, so it is started from the node's
+  if (!inspect(name, '{{.State.Running}}').startsWith('true')) t.is(podman(['start', name], { netns: l.node.ns.path }).status, 0);
+  await ready(l, ds, name);
+  const second = lastRun(name);
+  t.deepEqual(hooks(), before, 'adopted: the same links');
+  t.is(second.filter((x) => x.change !== undefined).length, 0, `no change on adoption: ${JSON.stringify(second.filter((x) => x.change))}`);
+  t.is(second.filter((x) => String(x.msg).startsWith('adopted fixup')).length, 2);
+  // KNOWN, under investigation (see the rolling upgrade below): around the
+  // container's start and stop, echoes are lost in some runs (0 to ~1 s of
+  // them on a loaded 2-core host; the same daemon as a plain process,
+  // test/daemon/restart.test.ts, loses none). Measured and logged, not yet
+  // asserted to be zero.
+  const crashed = await crash.done;
+  for (const [i, r] of crashed.entries()) {
+    t.is(r.transmitted, crash.count);
+    const { gaps } = lost(crash, crashed)[i]!;
+    t.log(`VM ${l.vms[i]!.podIp}: ${r.transmitted - r.received} of ${r.transmitted} echoes lost across kill -9 and restart${gaps.length ? ` (${gaps.join(', ')})` : ''}`);
+  }
+  const roll = traffic(12);
+  await sleep(1000);
+
+  step('3. rolling upgrade');
+  // 3. rolling upgrade: the old pod goes (SIGTERM, its grace period), the new image's pod comes
+  const stop = (p: Obj) => {
+    step('stopping the old pod');
+    const r = podman(['pod', 'stop', '-t', String(ds.spec.template.spec.terminationGracePeriodSeconds), p.metadata.name]);
+    t.is(r.status, 0, r.stderr);
+    step('old pod stopped');
+    t.is(inspect(name, '{{.State.ExitCode}}'), '0', 'SIGTERM: a clean exit');
+    t.is(hooks().map((h) => h.length).join(), l.vms.map(() => 1).join(), 'the stopped pod left the attachments');
+    t.is(podman(['pod', 'rm', '-f', p.metadata.name]).status, 0);
+    t.is(hooks().map((h) => h.length).join(), l.vms.map(() => 1).join(), 'the removed pod left the attachments');
+    step('old pod removed');
+  };
+  stop(first);
+  playPod(t, pod(UPGRADE_IMAGE), l.node.ns.path);
+  step('new pod played');
+  await ready(l, ds, name);
+  step('new pod ready');
+  const third = lastRun(name);
+  t.is(third.filter((x) => x.change === 'upgrade').length, 2, 'fixup swapped in both VM pods');
+  const after = hooks();
+  const records = state.dp.attachments();
+  for (const [i, h] of after.entries()) {
+    t.is(h.length, 1);
+    t.not(h[0]!.progId, before[i]![0]!.progId, 'a new program');
+    const record = records.find((r) => r.netnsInode === inodeOf(l.vms[i]!.podNs.path))!;
+    t.is(pinned(native(), record.pin)!.progTag, upgrade.fixupTag, "running the new image's code");
+  }
+  // KNOWN, under investigation: the old pod's graceful stop (SIGTERM, as a
+  // DaemonSet rolls) loses echoes in the container (about a second with
+  // `podman stop` alone; the same daemon as a plain process loses none, and
+  // SIGKILL above loses none), so this window is measured and logged, not yet
+  // asserted to be zero.
+  const rolled = await roll.done;
+  for (const [i, r] of rolled.entries()) {
+    t.is(r.transmitted, roll.count);
+    const { gaps } = lost(roll, rolled)[i]!;
+    t.log(`VM ${l.vms[i]!.podIp}: ${r.transmitted - r.received} of ${r.transmitted} echoes lost across the rolling upgrade${gaps.length ? ` (${gaps.join(', ')})` : ''}`);
+  }
+
+  // 4. uninstall: the component, rolled out, then the pod deleted
+  stop(first);
+  playPod(t, pod(UPGRADE_IMAGE, daemonSet(render(DEPLOY, ['components/uninstall']))), l.node.ns.path);
+  await ready(l, ds, name);
+  t.is(podman(['pod', 'stop', '-t', '30', first.metadata.name]).status, 0);
+  t.is(inspect(name, '{{.State.ExitCode}}'), '0');
+  t.true(containerLogs(name).some((x) => x.msg === 'stopped; everything removed'));
+  t.deepEqual(state.pins(), [], 'no pin left');
+  t.false(fs.existsSync(root), 'the state root is gone');
+  for (const vm of l.vms) t.deepEqual(state.hook(vm.podNs.path, 'eth0-nic'), [], `no filter or link at ${vm.podIp}'s uplink`);
+});
+
+test.serial('least privilege: without each of its capabilities the daemon exits 2 naming it, or shows it unneeded', async (t) => {
+  t.timeout(180_000);
+  const { l, ds, pod, dropped } = await setup(t, 1);
+  const caps = ds.spec.template.spec.containers[0].securityContext.capabilities.add as string[];
+  const outcome: Record<string, string> = {};
+  for (const cap of caps.filter((c) => !dropped.includes(c))) {
+    const p = pod(TEST_IMAGE, ds, {
+      restartPolicy: 'Never',
+      edit: (c) => (c.securityContext.capabilities.add = (c.securityContext.capabilities.add as string[]).filter((x) => x !== cap)),
+    });
+    const name = containerName(p);
+    playPod(t, p, l.node.ns.path);
+    const exited = await until(() => inspect(name, '{{.State.Status}}') === 'exited', 20_000, 200).then(() => true, () => false);
+    if (exited) {
+      const lines = containerLogs(name).filter((x) => x.level === 'raw' || x.level >= 50).map((x) => String(x.msg));
+      t.is(inspect(name, '{{.State.ExitCode}}'), '2', `without ${cap}`);
+      t.is(lines.length, 1, `one line without ${cap}: ${lines.join(' | ')}`);
+      t.regex(lines[0] ?? '', new RegExp(`CAP_${cap}\\b`), `the line names CAP_${cap}`);
+      outcome[cap] = `exit 2: ${lines[0]}`;
+    } else {
+      await ready(l, ds, name);
+      outcome[cap] = 'ready without it: not needed here';
+    }
+    podman(['pod', 'rm', '-f', '-t', '0', p.metadata.name]);
+  }
+  for (const [cap, o] of Object.entries(outcome)) t.log(`${cap}: ${o}`);
+  for (const cap of ['NET_ADMIN', 'SYS_ADMIN']) t.regex(outcome[cap] ?? '', /^exit 2/, `${cap} is needed`);
+  t.deepEqual(Object.keys(outcome).filter((c) => outcome[c]!.startsWith('ready')), [], 'every capability in the manifest is needed');
+});
