@@ -38,6 +38,7 @@ const tiers = kernelSuites
       ['cli', ['cli'], [20]],
       ['daemon', ['daemon'], [20]],
       ['security', ['security'], [20]],
+      ['lifecycle', ['lifecycle'], [20]], // VM migration (real QEMU), restarts, IP reuse: once, on Node 20
       ['package', ['package'], [20]],
       ['bench', ['bench'], [20]],
     ];
