@@ -631,7 +631,8 @@ export class Reconciler {
         const stale = records.filter((r) => r.program === 'from_guest' && port.guestPorts.includes(r.ifname));
         for (const r of stale) this.dropPodRecord(pod, r, 'the bridge bypass is off');
       }
-      // a port on standby (routed to another pod) has fixup in place and no endpoint until the route moves here
+      // a port on standby (routed elsewhere) has fixup in place and no endpoint until the route moves here
+      if (port.standby) this.deleteEndpointOf(pod, port.guestIp, `the node routes the guest IP to ${port.standby.routedTo}`);
       const conflict = port.standby ?? this.ensureEndpoint(pod, port, request.reason, bypass ? { uplinkIfindex: port.uplink.ifindex, guestIfindex: bypass.ifindex } : null, routes);
       if (conflict && !refused.includes(conflict)) refused.push(conflict);
     }

@@ -22,10 +22,11 @@
  * what is left); destroy() here kills the QEMUs first.
  */
 import { existsSync, rmSync } from 'node:fs';
-import { BRIDGE_IP, CALICO_HOST_MAC, POD_IF, VM_BRIDGE, VM_NIC, VM_TAP, caliName, normalizeMac, randomMac } from './addressing.js';
+import { BRIDGE_IP, CALICO_HOST_MAC, CLIENT_IP, NODE_UPLINK_IP, POD_IF, VM_BRIDGE, VM_NIC, VM_TAP, caliName, normalizeMac, randomMac } from './addressing.js';
 import { CommandError, ipBatch, killAndWait, run, spawnIn, sysctls } from './exec.js';
 import type { Lab } from './lab.js';
-import { deleteNetns, netnsRef } from './netns.js';
+import type { CniEmulator } from './emulator.js';
+import { type NetnsRef, deleteNetns, netnsRef } from './netns.js';
 import { Qmp } from './qmp.js';
 import { QemuGuest } from './qemu.js';
 import { type Iface, type VmPod, portsForwarding } from './topology.js';
@@ -37,8 +38,43 @@ export const ELEVATED_METRIC = 512;
 export const MIGRATION_GUEST_MB = 128;
 const MIGRATION_TIMEOUT_MS = 120_000;
 
+/** A node of the lab as migrations see it: its netns, its address for the other nodes, its CNI fast path. */
+export interface MigrationNode {
+  readonly ns: NetnsRef;
+  /** Where the client's network sends this node's pods (the node's uplink address). */
+  readonly uplinkIp: string;
+  /** Where this node sends pod IPs that live on another node (the client's address on its link). */
+  readonly gatewayIp: string;
+  readonly emulator: CniEmulator;
+  readonly emulatorAttached: boolean;
+}
+
+const labNodes = new WeakMap<Lab, MigrationNode>();
+
+/** The lab's own node (one object per lab: migrations compare nodes by identity). */
+export function labNode(lab: Lab): MigrationNode {
+  let node = labNodes.get(lab);
+  if (!node) labNodes.set(lab, (node = ownNode(lab)));
+  return node;
+}
+
+function ownNode(lab: Lab): MigrationNode {
+  return {
+    ns: lab.node.ns,
+    uplinkIp: NODE_UPLINK_IP,
+    gatewayIp: CLIENT_IP,
+    get emulator() {
+      return lab.emulator;
+    },
+    get emulatorAttached() {
+      return lab.emulatorAttached;
+    },
+  };
+}
+
 export interface MigratablePod extends VmPod {
   readonly name: string;
+  readonly node: MigrationNode;
   /** QEMU's QMP socket for this pod's guest. */
   readonly qmpSocket: string;
   qemu: QemuGuest | null;
@@ -97,10 +133,10 @@ export class Migrations {
    * tap (no QEMU on it yet), dummy with the pod's own CNI MAC and the IP. The
    * node has no route to it yet: boot() or migrate() writes it.
    */
-  async addPod(ip: string, guestMac: string): Promise<MigratablePod> {
+  async addPod(ip: string, guestMac: string, node: MigrationNode = labNode(this.lab)): Promise<MigratablePod> {
     const name = `${this.lab.name}-m${this.seq++}`;
     const podNs = netnsRef(name);
-    const nodeNs = this.lab.node.ns;
+    const nodeNs = node.ns;
     const cali = caliName();
     const nicMac = randomMac(0x06);
     const dummyMac = randomMac(0x0a);
@@ -140,6 +176,7 @@ export class Migrations {
       );
       const pod: MigratablePod = {
         name,
+        node,
         index: -1,
         podNs,
         podIp: ip,
@@ -157,7 +194,7 @@ export class Migrations {
         qemu: null,
       };
       this.live.set(name, pod);
-      if (this.lab.emulatorAttached) this.lab.emulator.attach({ netns: nodeNs.path, ifname: cali });
+      if (node.emulatorAttached) node.emulator.attach({ netns: nodeNs.path, ifname: cali });
       return pod;
     } catch (e) {
       await deleteNetns([name]);
@@ -168,13 +205,13 @@ export class Migrations {
 
   /** The CNI's route to a pod (replacing one of the same metric). */
   async route(pod: MigratablePod, metric: number): Promise<void> {
-    await ipBatch([`route replace ${pod.podIp}/32 dev ${pod.hostVeth.name} scope link metric ${metric}`], this.lab.node.ns.name);
+    await ipBatch([`route replace ${pod.podIp}/32 dev ${pod.hostVeth.name} scope link metric ${metric}`], pod.node.ns.name);
   }
 
   /** The CNI routes the IP to the pod, then the guest boots in it (software emulation: ~10 s). */
   async boot(pod: MigratablePod, options: { kernel?: string } = {}): Promise<QemuGuest> {
     await this.route(pod, ROUTE_METRIC);
-    this.lab.emulator.setRoute(pod.podIp, pod.hostVeth.ifindex);
+    pod.node.emulator.setRoute(pod.podIp, pod.hostVeth.ifindex);
     pod.qemu = await QemuGuest.boot({
       podNs: pod.podNs.path,
       tap: pod.tap,
@@ -191,9 +228,10 @@ export class Migrations {
 
   /** After setEmulator(true): the fast path at this module's pods too. */
   followEmulator(): void {
-    const have = new Set(this.lab.emulator.attachments.map((a) => `${a.netns} ${a.ifname}`));
     for (const p of this.live.values()) {
-      if (!have.has(`${this.lab.node.ns.path} ${p.hostVeth.name}`)) this.lab.emulator.attach({ netns: this.lab.node.ns.path, ifname: p.hostVeth.name });
+      if (!p.node.emulatorAttached) continue;
+      const have = p.node.emulator.attachments.some((a) => a.netns === p.node.ns.path && a.ifname === p.hostVeth.name);
+      if (!have) p.node.emulator.attach({ netns: p.node.ns.path, ifname: p.hostVeth.name });
     }
   }
 
@@ -222,11 +260,12 @@ export class Migrations {
       await new Promise((r) => setTimeout(r, 20));
     }
     await portsForwarding(to.podNs, [VM_NIC, VM_TAP]);
-    const watch = await firstFrame(this.lab.node.ns.path, to.hostVeth.name, to.guestMac);
+    const watch = await firstFrame(to.node.ns.path, to.hostVeth.name, to.guestMac);
     const activation = watch.frame.then(async (f) => {
       // the CNI sees the guest on the target's veth: the target's route takes priority
       await this.route(to, ELEVATED_METRIC);
-      this.lab.emulator.setRoute(to.podIp, to.hostVeth.ifindex);
+      to.node.emulator.setRoute(to.podIp, to.hostVeth.ifindex);
+      if (to.node !== from.node) await this.steerToNode(to.podIp, from.node, to.node);
       return { ...f, activatedAt: Date.now() };
     });
     activation.catch(() => undefined);
@@ -262,7 +301,7 @@ export class Migrations {
     await source.kill();
     await this.removePod(from);
     await this.route(to, ROUTE_METRIC);
-    await run('ip', ['-n', this.lab.node.ns.name, 'route', 'del', `${to.podIp}/32`, 'dev', to.hostVeth.name, 'metric', String(ELEVATED_METRIC)]);
+    await run('ip', ['-n', to.node.ns.name, 'route', 'del', `${to.podIp}/32`, 'dev', to.hostVeth.name, 'metric', String(ELEVATED_METRIC)]);
     return {
       startedAt,
       completedAt,
@@ -273,11 +312,24 @@ export class Migrations {
     };
   }
 
+  /**
+   * The guest moved to another node: the network (BGP, with the target's
+   * elevated priority) sends its IP to that node, from the client's network
+   * and from the source node, whose fast path forgets it.
+   */
+  private async steerToNode(ip: string, from: MigrationNode, to: MigrationNode): Promise<void> {
+    await Promise.all([
+      ipBatch([`route replace ${ip}/32 via ${to.uplinkIp}`], this.lab.client.ns.name),
+      ipBatch([`route replace ${ip}/32 via ${from.gatewayIp} metric ${ELEVATED_METRIC}`], from.ns.name),
+    ]);
+    from.emulator.deleteRoute(ip);
+  }
+
   /** Deletes a pod as the container runtime does (QEMU killed first). */
   async removePod(pod: MigratablePod): Promise<void> {
     if (!this.live.delete(pod.name)) return;
     await pod.qemu?.kill();
-    if (this.lab.emulatorAttached) this.lab.emulator.detach({ netns: this.lab.node.ns.path, ifname: pod.hostVeth.name });
+    if (pod.node.emulatorAttached) pod.node.emulator.detach({ netns: pod.node.ns.path, ifname: pod.hostVeth.name });
     await deleteNetns([pod.name]);
     this.lab.disown(pod.podNs);
     rmSync(pod.qmpSocket, { force: true });
@@ -291,8 +343,8 @@ export class Migrations {
     }
     const all = [...this.live.values()];
     this.live.clear();
-    if (this.lab.emulatorAttached && !this.lab.destroyed) {
-      for (const p of all) this.lab.emulator.detach({ netns: this.lab.node.ns.path, ifname: p.hostVeth.name });
+    if (!this.lab.destroyed) {
+      for (const p of all) if (p.node.emulatorAttached) p.node.emulator.detach({ netns: p.node.ns.path, ifname: p.hostVeth.name });
     }
     await deleteNetns(all.map((p) => p.name));
     for (const p of all) this.lab.disown(p.podNs);
