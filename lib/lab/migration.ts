@@ -18,7 +18,7 @@
  *   const dst = await m.addPod(ip, mac);
  *   const r = await m.migrate(src, dst);  // src is gone when this returns
  *
- * Pods are netns <lab name>-m<n>, adopted by the lab (its destroy() deletes
+ * Pods are netns <lab name>-m<n> (<lab name>-n2m<n> on a second node), adopted by the lab (its destroy() deletes
  * what is left); destroy() here kills the QEMUs first.
  */
 import { existsSync, rmSync } from 'node:fs';
@@ -41,6 +41,12 @@ const MIGRATION_TIMEOUT_MS = 120_000;
 /** A node of the lab as migrations see it: its netns, its address for the other nodes, its CNI fast path. */
 export interface MigrationNode {
   readonly ns: NetnsRef;
+  /**
+   * Names of this node's pod netns start with this. A real node's daemon
+   * sees only its own node's pods; the lab's nodes share /var/run/netns, so
+   * each node's daemon gets its own prefix (--netns-prefix).
+   */
+  readonly podPrefix: string;
   /** Where the client's network sends this node's pods (the node's uplink address). */
   readonly uplinkIp: string;
   /** Where this node sends pod IPs that live on another node (the client's address on its link). */
@@ -61,6 +67,7 @@ export function labNode(lab: Lab): MigrationNode {
 function ownNode(lab: Lab): MigrationNode {
   return {
     ns: lab.node.ns,
+    podPrefix: `${lab.name}-m`,
     uplinkIp: NODE_UPLINK_IP,
     gatewayIp: CLIENT_IP,
     get emulator() {
@@ -134,7 +141,7 @@ export class Migrations {
    * node has no route to it yet: boot() or migrate() writes it.
    */
   async addPod(ip: string, guestMac: string, node: MigrationNode = labNode(this.lab)): Promise<MigratablePod> {
-    const name = `${this.lab.name}-m${this.seq++}`;
+    const name = `${node.podPrefix}${this.seq++}`;
     const podNs = netnsRef(name);
     const nodeNs = node.ns;
     const cali = caliName();

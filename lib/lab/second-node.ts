@@ -24,13 +24,16 @@ const UPLINK = 'eth0';
 export class SecondNode implements MigrationNode {
   readonly uplinkIp = SECOND_NODE_IP;
   readonly gatewayIp = SECOND_NODE_GATEWAY;
+  readonly podPrefix: string;
   private emu: CniEmulator | null = null;
   private on = false;
 
   private constructor(
     private readonly lab: Lab,
     readonly ns: NetnsRef,
-  ) {}
+  ) {
+    this.podPrefix = `${lab.name}-n2m`;
+  }
 
   static async create(lab: Lab): Promise<SecondNode> {
     const ns = netnsRef(`${lab.name}-n2`);

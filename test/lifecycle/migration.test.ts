@@ -12,7 +12,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { randomMac, vmPodIp } from '../../lib/lab/addressing.js';
 import type { Lab } from '../../lib/lab/index.js';
-import { type MigratablePod, Migrations } from '../../lib/lab/migration.js';
+import { labNode, type MigratablePod, type MigrationNode, Migrations } from '../../lib/lab/migration.js';
 import { SecondNode } from '../../lib/lab/second-node.js';
 import { inodeOf, startDaemon, State, until, type DaemonProcess } from '../helpers/daemon.js';
 import { endpointAt, endpointWrittenAt, fixupAt, lossBeyondDowntime, migrateUnderLoad, PPS, TOLERANCE, type Loss } from '../helpers/migration.js';
@@ -29,9 +29,10 @@ async function bootSource(t: ExecutionContext, l: Lab, m: Migrations, ip: string
   return a;
 }
 
-function daemon(t: ExecutionContext, l: Lab, nodeNs: string, tag: string): { d: DaemonProcess; state: State } {
+/** The daemon of a node, watching that node's pods (prefix) with its own state root. */
+function daemon(t: ExecutionContext, node: MigrationNode, tag: string): { d: DaemonProcess; state: State } {
   const root = `${bpffsDir(t)}/${tag}`;
-  const d = startDaemon(t, { nodeNs, root, prefix: `${l.name}-`, args: ['--cleanup-on-exit'] });
+  const d = startDaemon(t, { nodeNs: node.ns.path, root, prefix: node.podPrefix, args: ['--cleanup-on-exit'] });
   return { d, state: new State(t, root) };
 }
 
@@ -62,7 +63,7 @@ test.serial('a QEMU guest live-migrates between two VM pods on one node: vmpeer 
   t.is((await b.qemu!.exec('cat /sys/class/net/eth0/address')).output.trim(), mac, 'the guest kept its MAC');
 
   // 2. the fast path with vmpeer
-  const { d, state } = daemon(t, l, l.node.ns.path, 'vmpeer');
+  const { d, state } = daemon(t, labNode(l), 'vmpeer');
   await d.ready();
   await until(() => state.covered(b), 10_000);
   l.setEmulator(true);
@@ -123,10 +124,12 @@ test.serial('a QEMU guest live-migrates to another node and back: each node’s 
   t.is((await l.ping(l.client, ip, { count: 5, waitS: 3 })).received, 5, 'the guest answers from the second node');
 
   // 2. back, on the fast path, each node with its daemon and its own bpffs root
-  const one = daemon(t, l, l.node.ns.path, 'node1');
-  const two = daemon(t, l, n2.ns.path, 'node2');
+  const one = daemon(t, labNode(l), 'node1');
+  const two = daemon(t, n2, 'node2');
   await Promise.all([one.d.ready(), two.d.ready()]);
-  await until(() => two.state.covered(b), 10_000);
+  await until(() => two.state.covered(b), 10_000).catch((e: Error) => {
+    throw new Error(`${e.message}: node 2's daemon:\n${two.d.logs.slice(-12).map((x) => JSON.stringify(x)).join('\n')}`);
+  });
   t.deepEqual(one.state.dp.endpoints(), [], "the first node's daemon has nothing: the guest is not there");
   l.setEmulator(true);
   n2.setEmulator(true);
