@@ -247,6 +247,15 @@ export class Migrations {
    * KubeVirt does once the target runs. Resolves with the timeline.
    */
   async migrate(from: MigratablePod, to: MigratablePod): Promise<MigrationReport> {
+    return (await this.prepare(from, to))();
+  }
+
+  /**
+   * Everything before the migration proper: the target QEMU listening, the
+   * CNI watching the target's veth. Resolves with the function that sends
+   * the guest over (measurements start their clock between the two).
+   */
+  async prepare(from: MigratablePod, to: MigratablePod): Promise<() => Promise<MigrationReport>> {
     const source = from.qemu;
     if (!source) throw new Error(`lab: no guest runs in ${from.name}`);
     if (to.podIp !== from.podIp || to.guestMac !== from.guestMac) throw new Error('lab: a migration target has the guest IP and MAC of the source');
@@ -276,6 +285,17 @@ export class Migrations {
       return { ...f, activatedAt: Date.now() };
     });
     activation.catch(() => undefined);
+    return () => this.run(from, to, source, sock, watch, activation);
+  }
+
+  private async run(
+    from: MigratablePod,
+    to: MigratablePod,
+    source: QemuGuest,
+    sock: string,
+    watch: { stop: () => Promise<void> },
+    activation: Promise<{ time: number; ethertype: number; activatedAt: number }>,
+  ): Promise<MigrationReport> {
     const qmp = await Qmp.connect(from.qmpSocket);
     let startedAt!: number;
     let done!: { status: string; downtime?: number; 'error-desc'?: string };

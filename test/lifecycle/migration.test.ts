@@ -12,10 +12,10 @@
 import test, { type ExecutionContext } from 'ava';
 import { randomMac, vmPodIp } from '../../lib/lab/addressing.js';
 import type { Lab } from '../../lib/lab/index.js';
-import { labNode, type MigratablePod, type MigrationNode, Migrations } from '../../lib/lab/migration.js';
+import { labNode, type MigratablePod, type MigrationNode, type MigrationReport, Migrations } from '../../lib/lab/migration.js';
 import { SecondNode } from '../../lib/lab/second-node.js';
 import { inodeOf, startDaemon, State, until, type DaemonProcess } from '../helpers/daemon.js';
-import { endpointAt, endpointWrittenAt, fixupAt, lossBeyondDowntime, migrateUnderLoad, PPS, TOLERANCE, type Loss } from '../helpers/migration.js';
+import { allowedLoss, endpointAt, endpointWrittenAt, fixupAt, migrateUnderLoad, PPS, type Loss } from '../helpers/migration.js';
 import { lab } from '../helpers/lab.js';
 import { bpffsDir } from '../helpers/netns.js';
 
@@ -37,12 +37,11 @@ function daemon(t: ExecutionContext, node: MigrationNode, tag: string): { d: Dae
 }
 
 /** The loss bound, both clients, against the kernel path measured in the same test. */
-function assertLoss(t: ExecutionContext, fast: { loss: Loss; report: Parameters<typeof lossBeyondDowntime>[1] }, kernel: typeof fast): void {
+function assertLoss(t: ExecutionContext, fast: { loss: Loss; report: MigrationReport }, kernel: typeof fast): void {
   for (const who of ['client', 'pod'] as const) {
-    const v = lossBeyondDowntime(fast.loss[who], fast.report);
-    const k = lossBeyondDowntime(kernel.loss[who], kernel.report);
-    t.log(`${who}: lost beyond the downtime: vmpeer ${v}, kernel path ${k}`);
-    t.true(v <= k + TOLERANCE, `${who}: vmpeer ${fast.loss[who]} lost (${v} beyond the downtime) vs kernel path ${kernel.loss[who]} (${k})`);
+    const allowed = allowedLoss(kernel.loss[who], kernel.report, fast.report);
+    t.log(`${who}: vmpeer lost ${fast.loss[who]}, at most ${allowed} allowed (kernel path ${kernel.loss[who]}, downtime ${fast.report.downtimeMs} vs ${kernel.report.downtimeMs} ms)`);
+    t.true(fast.loss[who] <= allowed, `${who}: vmpeer lost ${fast.loss[who]}, the kernel path ${kernel.loss[who]}: at most ${allowed} allowed`);
   }
 }
 
