@@ -39,6 +39,7 @@ const tiers = kernelSuites
       ['daemon', ['daemon'], [20]],
       ['security', ['security'], [20]],
       ['state', ['state'], [20]],
+      ['lifecycle', ['lifecycle'], [20]], // VM migration (real QEMU), restarts, IP reuse: once, on Node 20
       ['package', ['package'], [20]],
       // the image built (minutes on a cold cache: a longer timeout), the DaemonSet's own pod spec
       // under podman, install failures, monitoring; one file at a time (they share the image)

@@ -113,7 +113,7 @@ export class DaemonMetrics {
     });
     new Gauge({
       name: 'vmpeer_pods',
-      help: 'Pod network namespaces the daemon watches: covered VM pods, VM pods waiting for the guest MAC, VM pods whose endpoint cannot be written (uncovered), plain pods',
+      help: 'Pod network namespaces the daemon watches: covered VM pods, VM pods waiting for the guest MAC or (a migration target) for the node route, VM pods whose endpoint cannot be written (uncovered), plain pods',
       labelNames: ['state'],
       registers,
       collect() {

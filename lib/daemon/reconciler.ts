@@ -679,8 +679,10 @@ export class Reconciler {
         const stale = records.filter((r) => r.program === 'from_guest' && port.guestPorts.includes(r.ifname));
         for (const r of stale) this.dropPodRecord(pod, r, 'the bridge bypass is off');
       }
-      const conflict = this.ensureEndpoint(pod, port, request.reason, bypass ? { uplinkIfindex: port.uplink.ifindex, guestIfindex: bypass.ifindex } : null, routes);
-      if (conflict) refused.push(conflict);
+      // a port on standby (routed elsewhere) has fixup in place and no endpoint until the route moves here
+      if (port.standby) this.deleteEndpointOf(pod, port.guestIp, `the node routes the guest IP to ${port.standby.routedTo}`);
+      const conflict = port.standby ?? this.ensureEndpoint(pod, port, request.reason, bypass ? { uplinkIfindex: port.uplink.ifindex, guestIfindex: bypass.ifindex } : null, routes);
+      if (conflict && !refused.includes(conflict)) refused.push(conflict);
     }
     this.claims.update(pod, refused, (dev, ip) => this.ownerOf(dev, ip));
 
@@ -955,7 +957,7 @@ export class Reconciler {
     });
   }
 
-  /** vm: covered; uncovered: an endpoint of it cannot be written; waiting: a guest MAC is not known yet. */
+  /** vm: covered; uncovered: an endpoint of it cannot be written; waiting: a guest MAC is not known yet, or a port waits for the node's route (standby). */
   podCounts(): { vm: number; waiting: number; uncovered: number; plain: number } {
     let vm = 0;
     let waiting = 0;
@@ -964,7 +966,7 @@ export class Reconciler {
     for (const p of this.pods.values()) {
       if (p.kind === 'vm') {
         if (p.uncovered.size > 0) uncovered++;
-        else if (p.ports.some((x) => x.guestMac === null)) waiting++;
+        else if (p.ports.some((x) => x.guestMac === null || x.standby)) waiting++;
         else vm++;
       } else if (p.kind === 'plain') plain++;
     }

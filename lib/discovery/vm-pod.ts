@@ -76,6 +76,16 @@ export interface VmPort extends Omit<VmInterface, 'guestMac' | 'guestMacFrom'> {
   guestMacUnknown?: string;
   /** MACs the bridge learned on the guest ports: many means a guest sending from many (a flood). */
   learnedMacs?: number;
+  /**
+   * The pod claims this one guest IP, but the node routes it to another
+   * pod's veth (a live-migration target before its activation, or a VM
+   * recreated before the old pod is gone): the port waits for the route.
+   * The daemon attaches fixup to it and writes no endpoint; when the route
+   * moves here, frames the CNI sends to the pod are fixed from the first
+   * one on, with the MAC of the endpoint the route's owner has (a migrating
+   * guest keeps its MAC).
+   */
+  standby?: RefusedClaim;
 }
 
 export async function discoverVmInterfaces(netns: string, overrides: Overrides = {}, ip: IpRoute = defaultIproute): Promise<VmInterface[]> {
@@ -107,12 +117,15 @@ async function discover(netns: string, overrides: Overrides, ip: IpRoute, tolera
     const host = peerInNode(uplink, nodeLinks)!;
     const hostVeth = { ifname: host.ifname, ifindex: host.ifindex, mac: parseMac(host.address ?? '', `MAC of ${host.ifname}`) };
 
-    const { guestIp, refused } = await guestIpOf(netns, bridge.ifname, hostVeth.ifname, ip, overrides);
+    const { guestIp: owned, refused } = await guestIpOf(netns, bridge.ifname, hostVeth.ifname, ip, overrides);
+    // the daemon's discovery: one claim that another pod's veth is routed is a port on standby
+    const standby = owned === null && tolerateUnknownMac && refused.length === 1 && refused[0]!.routedTo !== null ? refused[0]! : undefined;
+    const guestIp = owned ?? standby?.ip ?? null;
     if (guestIp === null) {
       refusedOnly.push(...refused);
       continue;
     }
-    const port = { netns, bridge: bridge.ifname, uplink: { ifname: uplink.ifname, ifindex: uplink.ifindex }, guestPorts, guestPort, hostVeth, guestIp, refused };
+    const port = { netns, bridge: bridge.ifname, uplink: { ifname: uplink.ifname, ifindex: uplink.ifindex }, guestPorts, guestPort, hostVeth, guestIp, refused, ...(standby ? { standby } : {}) };
     try {
       const { mac: guestMac, from: guestMacFrom, learned } = overrides.guestMac
         ? { mac: overrides.guestMac, from: 'override' as const, learned: 0 }

@@ -63,7 +63,8 @@ async function scanPods(
       const file = x && path.join(NETNS_DIR, x.n);
       const inode = file && inodeOf(file);
       for (const p of x?.l.ports ?? []) {
-        if (p.guestMac !== null && inode && endpointPod(p.guestIp) !== inode) uncovered.push({ netns: file, guestIp: p.guestIp, guestMac: p.guestMac });
+        // a port on standby (a migration target before its route) is listed as REFUSED, not uncovered
+        if (!p.standby && p.guestMac !== null && inode && endpointPod(p.guestIp) !== inode) uncovered.push({ netns: file, guestIp: p.guestIp, guestMac: p.guestMac });
       }
       for (const c of x?.l.refused ?? []) {
         out.push({ ip: c.ip, claimedBy: c.claimedBy, routedTo: c.routedTo, netns: path.join(NETNS_DIR, x!.n), ownerNetns: c.routedTo ? hostVethOwner(c.routedTo) : null });
