@@ -264,6 +264,11 @@ export class Dataplane {
       this.n.objPin(m.fd, m.pinPath);
       repaired.push(`${m.pinPath} was ${id === null ? 'missing' : `map ${id}, not ${m.id}`}`);
     }
+    const stamp = path.join(this.root, 'maps', STAMP_MAP);
+    if (this.obj && !fs.existsSync(stamp)) {
+      pinStamp(this.n, path.dirname(stamp));
+      repaired.push(`${stamp} was missing`);
+    }
     return repaired;
   }
 
