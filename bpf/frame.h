@@ -3,6 +3,7 @@
 #ifndef VMPEER_FRAME_H
 #define VMPEER_FRAME_H
 
+#include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
@@ -43,6 +44,12 @@ static __always_inline enum vmpeer_stat parse_frame(struct __sk_buff *skb, struc
 
 	if ((void *)(eth + 1) > data_end)
 		return VMPEER_STAT_PASS_MALFORMED;
+	/* __netif_receive_skb_core() pulls a VLAN tag out of the frame into
+	 * skb metadata before tc ingress runs (skb_vlan_untag(), whatever the
+	 * device's offloads), so a tagged frame shows its inner EtherType here:
+	 * it belongs to another VLAN, not to the guest's network */
+	if (skb->vlan_present)
+		return VMPEER_STAT_PASS_NOT_IP;
 	if (*(__u8 *)eth->dest & 1)
 		return VMPEER_STAT_PASS_NOT_UNICAST;
 	f->eth = eth;

@@ -19,6 +19,7 @@
  */
 #include <linux/bpf.h>
 #include <linux/if_packet.h>
+#include <linux/in.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
@@ -165,12 +166,42 @@ static __always_inline void ipv4_decrement_ttl(struct iphdr *ip)
 	ip->ttl--;
 }
 
+/*
+ * A TCP SYN, or a packet whose transport header redirect does not look for
+ * (IPv6 extension headers): the first packet of a flow. Peer-redirecting it
+ * would skip the programs at the host veth's egress, where a CNI enforces the
+ * workload's ingress policy (Calico #13356): it takes the kernel path, and
+ * with it that policy and conntrack's first sight of the flow.
+ */
+static __always_inline int new_flow(const struct frame *f, void *data_end)
+{
+	const __u8 *tcp;
+
+	if (f->proto == bpf_htons(ETH_P_IP)) {
+		if (f->ip4->protocol != IPPROTO_TCP)
+			return 0;
+		tcp = (const __u8 *)f->ip4 + ((f->ip4->ihl & 0xf) << 2);
+	} else {
+		__u8 next = f->ip6->nexthdr;
+
+		if (next != IPPROTO_TCP)
+			return next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_FRAGMENT ||
+			       next == IPPROTO_DSTOPTS || next == IPPROTO_AH || next == 135 /* mobility */;
+		tcp = (const __u8 *)(f->ip6 + 1);
+	}
+	/* a TCP header too short to show its flags: the kernel decides */
+	if ((void *)(tcp + 14) > data_end)
+		return 1;
+	return tcp[13] & 0x02; /* SYN */
+}
+
 SEC("tc")
 int redirect(struct __sk_buff *skb)
 {
 	struct vmpeer_endpoint *ep;
 	struct frame f;
 	enum vmpeer_stat reason;
+	__u32 csum_delta = 0;
 
 	reason = parse_frame(skb, &f, KEY_DEST);
 	if (reason != VMPEER_STAT_MAX)
@@ -197,13 +228,28 @@ int redirect(struct __sk_buff *skb)
 			ep->passed++;
 			return next(VMPEER_STAT_PASS_TTL);
 		}
+	} else if (f.ip6->hop_limit <= 1) {
+		ep->passed++;
+		return next(VMPEER_STAT_PASS_TTL);
+	}
+	if (new_flow(&f, (void *)(long)skb->data_end)) {
+		ep->passed++;
+		return next(VMPEER_STAT_PASS_NEW_FLOW);
+	}
+
+	if (f.proto == bpf_htons(ETH_P_IP)) {
 		ipv4_decrement_ttl(f.ip4);
 	} else {
-		if (f.ip6->hop_limit <= 1) {
-			ep->passed++;
-			return next(VMPEER_STAT_PASS_TTL);
-		}
+		/* IPv6 has no header checksum to absorb the change, but a
+		 * CHECKSUM_COMPLETE skb->csum (what real NICs deliver) covers the
+		 * hop limit: it moves by the change of its 16-bit word (nexthdr,
+		 * hop_limit; an even offset from the network header, where the
+		 * sum starts). One's complement: new - old == ~old + new. */
+		__u16 *word = (__u16 *)&f.ip6->nexthdr;
+		__u16 old = *word;
+
 		f.ip6->hop_limit--;
+		csum_delta = (__u32)(__u16)~old + *word;
 	}
 
 	/* pkt_type is left alone: bpf_redirect_peer() resets it to PACKET_HOST
@@ -211,5 +257,9 @@ int redirect(struct __sk_buff *skb)
 	__builtin_memcpy(f.eth->dest, ep->guest_mac, 2 * ETH_ALEN);
 	ep->redirected++;
 	next(VMPEER_STAT_REDIRECTED);
+	/* adds to skb->csum only for CHECKSUM_COMPLETE, else returns -ENOTSUPP
+	 * and changes nothing (net/core/filter.c, bpf_csum_update) */
+	if (csum_delta)
+		bpf_csum_update(skb, csum_delta);
 	return bpf_redirect_peer(ep->host_ifindex, 0);
 }

@@ -70,7 +70,7 @@ enum vmpeer_stat {
 	VMPEER_STAT_REDIRECTED,       /* redirect: peer-redirected to the guest */
 	VMPEER_STAT_PASS_ADDRESSED,   /* fixup: already addressed to the guest */
 	VMPEER_STAT_PASS_UNKNOWN,     /* destination IP is not a known guest */
-	VMPEER_STAT_PASS_NOT_IP,      /* ARP, VLAN-tagged, other EtherTypes */
+	VMPEER_STAT_PASS_NOT_IP,      /* ARP, VLAN-tagged (also with the tag in skb metadata), other EtherTypes */
 	VMPEER_STAT_PASS_NOT_UNICAST, /* broadcast or multicast destination MAC */
 	VMPEER_STAT_PASS_MALFORMED,   /* truncated or invalid headers */
 	VMPEER_STAT_PASS_TTL,         /* redirect: TTL / hop limit <= 1 */
@@ -80,6 +80,7 @@ enum vmpeer_stat {
 	VMPEER_STAT_BYPASSED_OUT,     /* from_guest: sent straight into the host veth */
 	VMPEER_STAT_PASS_NOT_GATEWAY, /* from_guest: not from the guest's MAC to its gateway's */
 	VMPEER_STAT_PASS_NO_BYPASS,   /* from_guest: guest not enabled for the bypass here */
+	VMPEER_STAT_PASS_NEW_FLOW,    /* redirect: TCP SYN (or an IPv6 header chain it does not parse): the kernel path and its policy */
 	VMPEER_STAT_MAX,
 };
 

@@ -179,6 +179,7 @@ export interface RtRoute {
   type: number; // RTN_*
   flags: number; // RTM_F_*
   oif?: number;
+  priority?: number; // the metric; absent when 0
 }
 
 export interface NetlinkDump {
@@ -193,7 +194,9 @@ export interface NetlinkDump {
 export type NetlinkEvent =
   | { kind: 'link'; deleted: boolean; ifindex: number; ifname: string }
   | { kind: 'neigh'; deleted: boolean; ip: string; dev: string; mac?: string }
-  | { kind: 'fdb'; deleted: boolean; dev: string; mac?: string };
+  | { kind: 'fdb'; deleted: boolean; dev: string; mac?: string }
+  /** The node's own netns only: a main-table IPv4 route added, changed or removed. */
+  | { kind: 'route'; deleted: boolean; dst: string; dstLen: number; ifindex: number; dev: string };
 
 export interface NetlinkBatch {
   events: NetlinkEvent[];
@@ -215,6 +218,8 @@ export interface Native {
   mapValueStruct(mapFd: number): BtfStruct | null;
   /** A new map (without BTF); its fd. */
   mapCreate(type: number, keySize: number, valueSize: number, maxEntries: number, name: string): number;
+  /** Every slot of an array map (BPF_MAP_LOOKUP_BATCH): each slot's value (all CPUs), slot 0 first, in one buffer. */
+  mapLookupAll(mapFd: number): Buffer;
 
   objPin(fd: number, path: string): void;
   objGet(path: string): number; // new fd

@@ -107,6 +107,41 @@ Napi::Value MapKeys(const Napi::CallbackInfo &info) {
   return keys;
 }
 
+// mapLookupAll(mapFd): the values of every slot of an array map, slot 0 first,
+// in one Buffer (valueBufferSize bytes per slot), read with BPF_MAP_LOOKUP_BATCH
+// (Linux >= 5.6 for arrays): one syscall per batch, not one per slot.
+Napi::Value MapLookupAll(const Napi::CallbackInfo &info) {
+  Args args(info, "mapLookupAll");
+  int fd = args.fd(0, "mapFd");
+  std::string label = MapLabel(fd);
+  MapInfo m = GetMapInfo(fd, label);
+  if (m.type != BPF_MAP_TYPE_ARRAY && m.type != BPF_MAP_TYPE_PERCPU_ARRAY)
+    args.bad("mapLookupAll reads array maps only");
+  uint32_t stride = ValueBufferSize(m, label);
+  std::vector<uint32_t> keys(m.maxEntries);
+  Napi::Buffer<uint8_t> values = Napi::Buffer<uint8_t>::New(info.Env(), size_t(stride) * m.maxEntries);
+  uint32_t done = 0, cursor = 0;
+  bool first = true;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  while (done < m.maxEntries) {
+    uint32_t count = m.maxEntries - done;
+    uint32_t next = 0;
+    int rc = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &next, keys.data() + done,
+                                  values.Data() + size_t(done) * stride, &count, &opts);
+    // the slots come in key order; ENOENT: the last batch reached the end
+    if (rc < 0 && rc != -ENOENT)
+      Check(rc, "bpf_map_lookup_batch", label);
+    done += count;
+    if (rc == -ENOENT || count == 0)
+      break;
+    cursor = next;
+    first = false;
+  }
+  if (done != m.maxEntries)
+    Fail(EIO, "bpf_map_lookup_batch", label, "read " + std::to_string(done) + " of " + std::to_string(m.maxEntries) + " slots");
+  return values;
+}
+
 } // namespace
 
 void InitMaps(Napi::Env env, Napi::Object exports) {
@@ -115,6 +150,7 @@ void InitMaps(Napi::Env env, Napi::Object exports) {
   exports.Set("mapUpdate", Napi::Function::New<Guard<MapUpdate>>(env, "mapUpdate"));
   exports.Set("mapDelete", Napi::Function::New<Guard<MapDelete>>(env, "mapDelete"));
   exports.Set("mapKeys", Napi::Function::New<Guard<MapKeys>>(env, "mapKeys"));
+  exports.Set("mapLookupAll", Napi::Function::New<Guard<MapLookupAll>>(env, "mapLookupAll"));
 }
 
 } // namespace vmpeer

@@ -137,6 +137,7 @@ Napi::Object ToJs(Napi::Env env, const RouteMsg &r) {
   o.Set("type", r.type);
   o.Set("flags", r.flags);
   SetNonZero(o, "oif", r.oif);
+  SetNonZero(o, "priority", r.priority);
   return o;
 }
 

@@ -12,8 +12,15 @@ namespace {
 
 Napi::Object ToJs(Napi::Env env, const WatchEvent &e) {
   Napi::Object o = Napi::Object::New(env);
-  o.Set("kind", e.kind == WatchEvent::kLink ? "link" : e.kind == WatchEvent::kNeigh ? "neigh" : "fdb");
+  o.Set("kind", e.kind == WatchEvent::kLink ? "link" : e.kind == WatchEvent::kNeigh ? "neigh" : e.kind == WatchEvent::kRoute ? "route" : "fdb");
   o.Set("deleted", e.deleted);
+  if (e.kind == WatchEvent::kRoute) {
+    o.Set("dst", e.ip);
+    o.Set("dstLen", e.dstLen);
+    o.Set("ifindex", e.ifindex);
+    o.Set("dev", e.ifname);
+    return o;
+  }
   if (e.kind == WatchEvent::kLink) {
     o.Set("ifindex", e.ifindex);
     o.Set("ifname", e.ifname);

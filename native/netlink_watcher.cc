@@ -61,7 +61,8 @@ uint32_t NetlinkWatcher::Add(const std::optional<std::string> &netns, WatchSink 
   sub->label = netns ? *netns : "this netns";
   sub->sink = std::move(sink);
   InNetns(netns, [&] {
-    sub->sock = OpenSocket(RTMGRP_LINK | RTMGRP_NEIGH, sub->label);
+    // routes only where they decide ownership (the node): a pod's own routes are its claims
+    sub->sock = OpenSocket(RTMGRP_LINK | RTMGRP_NEIGH | (netns ? 0 : RTMGRP_IPV4_ROUTE), sub->label);
     // a bigger buffer than rmem_max allows needs CAP_NET_ADMIN; without it the default stays
     if (setsockopt(sub->sock.get(), SOL_SOCKET, SO_RCVBUFFORCE, &kReceiveBuffer, sizeof kReceiveBuffer) < 0)
       setsockopt(sub->sock.get(), SOL_SOCKET, SO_RCVBUF, &kReceiveBuffer, sizeof kReceiveBuffer);
@@ -144,6 +145,7 @@ void NetlinkWatcher::Drain(Subscription &sub, WatchBatch &batch) {
     for (; NLMSG_OK(nh, left); nh = NLMSG_NEXT(nh, left)) {
       LinkMsg link;
       NeighMsg neigh;
+      RouteMsg route;
       if (ParseLink(nh, link)) {
         // a bridge port's AF_BRIDGE "deleted" means it left its bridge, not that it is gone
         bool gone = link.deleted && link.family != AF_BRIDGE;
@@ -166,6 +168,16 @@ void NetlinkWatcher::Drain(Subscription &sub, WatchBatch &batch) {
         e.ifname = NameOf(sub.names, neigh.ifindex);
         e.ip = neigh.dst;
         e.mac = neigh.lladdr;
+        batch.events.push_back(std::move(e));
+      } else if (ParseRoute(nh, route)) {
+        if (route.family != AF_INET || route.table != RT_TABLE_MAIN || (route.flags & RTM_F_CLONED))
+          continue;
+        WatchEvent e{WatchEvent::kRoute};
+        e.deleted = route.deleted;
+        e.ifindex = route.oif;
+        e.ifname = route.oif ? NameOf(sub.names, route.oif) : "";
+        e.ip = route.dst.empty() ? "0.0.0.0" : route.dst;
+        e.dstLen = route.dstLen;
         batch.events.push_back(std::move(e));
       }
     }

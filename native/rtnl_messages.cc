@@ -106,10 +106,11 @@ bool ParseNeigh(const nlmsghdr *nh, NeighMsg &out) {
 }
 
 bool ParseRoute(const nlmsghdr *nh, RouteMsg &out) {
-  if (nh->nlmsg_type != RTM_NEWROUTE || nh->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg)))
+  if ((nh->nlmsg_type != RTM_NEWROUTE && nh->nlmsg_type != RTM_DELROUTE) || nh->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg)))
     return false;
   auto *rt = static_cast<const rtmsg *>(NLMSG_DATA(nh));
   out = RouteMsg{};
+  out.deleted = nh->nlmsg_type == RTM_DELROUTE;
   out.family = rt->rtm_family;
   out.dstLen = rt->rtm_dst_len;
   out.table = rt->rtm_table;
@@ -123,6 +124,8 @@ bool ParseRoute(const nlmsghdr *nh, RouteMsg &out) {
       out.oif = AttrU32(d, l);
     else if (type == RTA_TABLE)
       out.table = AttrU32(d, l);
+    else if (type == RTA_PRIORITY)
+      out.priority = AttrU32(d, l);
   });
   return true;
 }

@@ -48,6 +48,7 @@ struct NeighMsg {
 };
 
 struct RouteMsg {
+  bool deleted = false; // RTM_DELROUTE (notifications only)
   uint8_t family = 0;
   uint8_t dstLen = 0;
   uint32_t table = 0;
@@ -56,6 +57,7 @@ struct RouteMsg {
   uint32_t flags = 0; // RTM_F_*
   std::string dst;    // empty for a default route
   uint32_t oif = 0;   // 0: none
+  uint32_t priority = 0; // RTA_PRIORITY (the metric): the lowest wins among equal prefixes
 };
 
 // Each returns false when the message is not of its kind or is truncated.

@@ -37,6 +37,7 @@ const tiers = kernelSuites
       ['lab', ['lab'], [20]],
       ['cli', ['cli'], [20]],
       ['daemon', ['daemon'], [20]],
+      ['security', ['security'], [20]],
       ['state', ['state'], [20]],
       ['package', ['package'], [20]],
       ['bench', ['bench'], [20]],

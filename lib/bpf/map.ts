@@ -47,6 +47,20 @@ export class BpfMap {
     return Array.from({ length: this.cpus }, (_, cpu) => raw.subarray(cpu * this.stride, cpu * this.stride + this.valueSize));
   }
 
+  /** Every slot of an array map, slot 0 first, each split per CPU like lookup(): one batch read. */
+  lookupAll(): Buffer[][] {
+    let raw: Buffer;
+    try {
+      raw = this.n.mapLookupAll(this.fd);
+    } catch (e) {
+      throw fromNative(e, `reading map ${this.name}`);
+    }
+    const slot = this.stride * this.cpus;
+    return Array.from({ length: raw.length / slot }, (_, i) =>
+      Array.from({ length: this.cpus }, (_, cpu) => raw.subarray(i * slot + cpu * this.stride, i * slot + cpu * this.stride + this.valueSize)),
+    );
+  }
+
   /** Writes a value: one buffer for every CPU, or one buffer per CPU. */
   update(key: Buffer, value: Buffer | Buffer[], flags = BPF_ANY): void {
     this.checkKey(key);

@@ -41,6 +41,8 @@ export interface DaemonConfig {
   hostDevs: string[];
   /** Accelerate: run the redirect program before the others at the hook. */
   first: boolean;
+  /** Accelerate: redirect even toward host veths with programs at their tc egress (egress-policy.ts). */
+  skipEgressPrograms: boolean;
   mode: 'auto' | AttachMode;
   /** Take each VM pod's bridge out of its guest's unicast IP traffic (README "Bridge bypass"). */
   bypassBridge: boolean;
@@ -64,6 +66,7 @@ export const ENV = {
   accelerate: 'VMPEER_ACCELERATE',
   'host-dev': 'VMPEER_HOST_DEVS',
   first: 'VMPEER_ACCELERATE_FIRST',
+  'skip-egress-programs': 'VMPEER_SKIP_EGRESS_PROGRAMS',
   mode: 'VMPEER_MODE',
   'bypass-bridge': 'VMPEER_BYPASS_BRIDGE',
   'cleanup-on-exit': 'VMPEER_CLEANUP_ON_EXIT',
@@ -157,7 +160,9 @@ export function parseConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env):
   const accelerate = bool('accelerate');
   const hostDevs = (many('host-dev') ?? []).map((d) => parseIfname(d, '--host-dev'));
   const first = bool('first');
+  const skipEgressPrograms = bool('skip-egress-programs');
   if (!accelerate && (hostDevs.length > 0 || first)) throw new UsageError('--host-dev and --first go with --accelerate');
+  if (!accelerate && skipEgressPrograms) throw new UsageError('--skip-egress-programs goes with --accelerate');
   if (accelerate && hostDevs.length === 0) throw new UsageError('--accelerate needs at least one --host-dev <ifname> (the node interfaces to accelerate)');
 
   const object = str('object');
@@ -175,6 +180,7 @@ export function parseConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env):
     accelerate,
     hostDevs: [...new Set(hostDevs)],
     first,
+    skipEgressPrograms,
     mode,
     bypassBridge: bool('bypass-bridge'),
     cleanupOnExit: bool('cleanup-on-exit'),

@@ -8,16 +8,20 @@ import type { EndpointCounters, Stats } from '../dataplane/codec.js';
 
 export interface EndpointSample extends EndpointCounters {
   guestIp: string;
-  podNetns: string;
   ifname: string;
   hostIfname: string;
+  /** Accelerate mode may peer-redirect to it (VMPEER_EP_REDIRECT). */
+  redirect: boolean;
 }
+
+/** A scrape reads the endpoint table once, and scrapes within this reuse that reading. */
+export const ENDPOINT_CACHE_MS = 250;
 
 export interface MetricsSource {
   endpoints(): EndpointSample[];
   stats(): Stats;
   attachments(): Array<{ program: string; mode: string }>;
-  pods(): { vm: number; waiting: number; plain: number };
+  pods(): { vm: number; waiting: number; uncovered: number; plain: number };
 }
 
 export interface BuildInfo {
@@ -28,7 +32,12 @@ export interface BuildInfo {
   redirectTag: string;
 }
 
-const EP_LABELS = ['guest_ip', 'pod_netns', 'interface', 'host_interface'] as const;
+/**
+ * No netns path: it has one value per pod (cardinality) and shows the node's
+ * layout to whoever reads /metrics. The pod IP (guest_ip) joins to
+ * kube_pod_info; the interfaces tell the pod's ports apart.
+ */
+const EP_LABELS = ['guest_ip', 'interface', 'host_interface'] as const;
 
 export class DaemonMetrics {
   readonly registry = new Registry();
@@ -37,9 +46,16 @@ export class DaemonMetrics {
   readonly reconcileDuration: Histogram<'kind'>;
   readonly changes: Counter<'action'>;
   readonly ready: Gauge;
+  readonly conflicts: Counter;
 
   constructor(source: MetricsSource, build: BuildInfo) {
     const registers = [this.registry];
+    let cached: { at: number; samples: EndpointSample[] } | null = null;
+    const endpoints = (): EndpointSample[] => {
+      const now = Date.now();
+      if (!cached || now - cached.at >= ENDPOINT_CACHE_MS) cached = { at: now, samples: source.endpoints() };
+      return cached.samples;
+    };
     const perEndpoint = (name: string, help: string, pick: (e: EndpointSample) => bigint) =>
       new Counter({
         name,
@@ -48,8 +64,8 @@ export class DaemonMetrics {
         registers,
         collect() {
           this.reset();
-          for (const e of source.endpoints()) {
-            this.inc({ guest_ip: e.guestIp, pod_netns: e.podNetns, interface: e.ifname, host_interface: e.hostIfname }, Number(pick(e)));
+          for (const e of endpoints()) {
+            this.inc({ guest_ip: e.guestIp, interface: e.ifname, host_interface: e.hostIfname }, Number(pick(e)));
           }
         },
       });
@@ -84,18 +100,27 @@ export class DaemonMetrics {
       help: 'Guests in the endpoint table',
       registers,
       collect() {
-        this.set(source.endpoints().length);
+        this.set(endpoints().length);
+      },
+    });
+    new Gauge({
+      name: 'vmpeer_endpoints_not_accelerated',
+      help: "Guests accelerate mode leaves to the kernel path: their host veth has programs at its tc egress (a CNI's policy) that redirect would skip",
+      registers,
+      collect() {
+        this.set(endpoints().filter((e) => !e.redirect).length);
       },
     });
     new Gauge({
       name: 'vmpeer_pods',
-      help: 'Pod network namespaces the daemon watches: covered VM pods, VM pods waiting for the guest MAC, plain pods',
+      help: 'Pod network namespaces the daemon watches: covered VM pods, VM pods waiting for the guest MAC, VM pods whose endpoint cannot be written (uncovered), plain pods',
       labelNames: ['state'],
       registers,
       collect() {
         const p = source.pods();
         this.set({ state: 'vm' }, p.vm);
         this.set({ state: 'waiting_for_guest_mac' }, p.waiting);
+        this.set({ state: 'uncovered' }, p.uncovered);
         this.set({ state: 'plain' }, p.plain);
       },
     });
@@ -109,6 +134,11 @@ export class DaemonMetrics {
       registers,
     });
     this.changes = new Counter({ name: 'vmpeer_changes_total', help: 'Changes made to the dataplane, by action', labelNames: ['action'], registers });
+    this.conflicts = new Counter({
+      name: 'vmpeer_endpoint_conflicts_total',
+      help: 'Guest IPs refused to a pod: it claimed an address the node routes to another pod (or nowhere)',
+      registers,
+    });
     this.ready = new Gauge({ name: 'vmpeer_ready', help: '1 once the first full reconcile is done', registers });
     const info = new Gauge({
       name: 'vmpeer_build_info',

@@ -6,7 +6,8 @@
  * same time, and read again after a netlink event in the node says it changed.
  */
 import { iproute, readNetns, type IpRoute, type Link, type Neighbour, type NetnsSnapshot, type Route } from '../discovery/iproute.js';
-import { discoverVmPorts, NotAVmPodError, type VmPort } from '../discovery/vm-pod.js';
+import { ClaimRefusedError, discoverVmPorts, NotAVmPodError, type VmPort } from '../discovery/vm-pod.js';
+import type { RefusedClaim } from '../discovery/ownership.js';
 
 interface Cached<T> {
   at: number;
@@ -17,7 +18,7 @@ interface Cached<T> {
 
 /** The node's links, neighbours and routes, shared by the pods checked together. */
 export class NodeView {
-  private generation = { link: 0, neigh: 0 };
+  private generation = { link: 0, neigh: 0, route: 0 };
   private links?: Cached<Link[]>;
   private neighbours?: Cached<Neighbour[]>;
   private routes?: Cached<Route[]>;
@@ -26,7 +27,7 @@ export class NodeView {
   constructor(private readonly maxAgeMs = 1000) {}
 
   /** A netlink event in the node: the next reading of that kind is fresh. */
-  invalidate(kind: 'link' | 'neigh'): void {
+  invalidate(kind: 'link' | 'neigh' | 'route'): void {
     this.generation[kind]++;
   }
 
@@ -50,7 +51,7 @@ export class NodeView {
   }
 
   nodeRoutes(): Promise<Route[]> {
-    this.routes = this.cached(this.routes, this.generation.link, async () => (await readNetns(undefined, ['routes'])).routes);
+    this.routes = this.cached(this.routes, this.generation.link + this.generation.route * 65536, async () => (await readNetns(undefined, ['routes'])).routes);
     return this.routes.value;
   }
 
@@ -62,8 +63,8 @@ export class NodeView {
       fdb: (netns: string | undefined, bridge: string) => (netns === podNetns ? Promise.resolve(pod.fdb(bridge)) : iproute.fdb(netns, bridge)),
       neighbours: async (netns: string | undefined, dev: string) =>
         netns === undefined ? (await this.nodeNeighbours()).filter((n) => n.dev === dev) : iproute.neighbours(netns, dev),
-      routes: async (netns: string | undefined, dev: string) =>
-        netns === undefined ? (await this.nodeRoutes()).filter((r) => r.dev === dev) : iproute.routes(netns, dev),
+      routes: async (netns: string | undefined, dev?: string) =>
+        netns === undefined ? (await this.nodeRoutes()).filter((r) => dev === undefined || r.dev === dev) : iproute.routes(netns, dev),
     };
   }
 }
@@ -82,6 +83,8 @@ export interface PodLook {
   ports: VmPort[];
   /** Why discovery found no VM port although the shape looked like one. */
   why?: string;
+  /** Guest IPs the pod claims that the node routes elsewhere (also those of `ports`). */
+  refused: RefusedClaim[];
 }
 
 export function shapeOf(links: Link[]): { shape: Shape; peers: number[] } {
@@ -99,12 +102,12 @@ export function shapeOf(links: Link[]): { shape: Shape; peers: number[] } {
 export async function lookInto(netns: string, node: NodeView): Promise<PodLook> {
   const pod = await readNetns(netns, ['addresses', 'fdb']);
   const { shape, peers } = shapeOf(pod.links);
-  if (shape !== 'vm') return { shape, peers, ports: [] };
+  if (shape !== 'vm') return { shape, peers, ports: [], refused: [] };
   try {
     const ports = await discoverVmPorts(netns, node.ipRouteFor(netns, pod));
-    return { shape, peers, ports };
+    return { shape, peers, ports, refused: ports.flatMap((p) => p.refused) };
   } catch (e) {
-    if (e instanceof NotAVmPodError) return { shape: 'partial', peers, ports: [], why: (e as Error).message };
+    if (e instanceof NotAVmPodError) return { shape: 'partial', peers, ports: [], why: (e as Error).message, refused: e instanceof ClaimRefusedError ? e.refused : [] };
     throw e;
   }
 }

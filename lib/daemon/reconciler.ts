@@ -24,6 +24,11 @@ import type { HookTarget } from '../bpf/link.js';
 import type { BridgeBypass } from '../dataplane/codec.js';
 import { isPodProgram, type AttachmentRecord, type Dataplane, type PodProgram, type ProgramName } from '../dataplane/dataplane.js';
 import type { VmPort } from '../discovery/vm-pod.js';
+import { routedDevice, type RefusedClaim } from '../discovery/ownership.js';
+import type { Route } from '../discovery/iproute.js';
+import { Claims } from './claims.js';
+import { EndpointTableFullError } from '../dataplane/endpoint-table.js';
+import { conntrackWarning, describeEgress, egressPrograms, SKIP_EGRESS_FLAG } from '../dataplane/egress-policy.js';
 import type { Native } from '../native.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './log.js';
@@ -60,6 +65,15 @@ const ATTACH_CONCURRENCY = 32;
 const COALESCE_MS = 10;
 /** A failed check is retried after this, doubling each time (up to the resync interval). */
 const FIRST_RETRY_MS = 100;
+/** Checks of one pod start at most this often, whatever its events say (a tenant's events cost it, not the node). */
+const MIN_CHECK_MS = 50;
+/**
+ * A bridge that learned more MACs than this on its guest ports has a guest
+ * sending from many (a flood, or a nested network): its FDB events no longer
+ * start checks (each would re-read the whole FDB), it is polled this slowly.
+ */
+const AMBIGUOUS_MACS = 16;
+const AMBIGUOUS_POLL_MS = 5_000;
 
 interface Pod {
   inode: number;
@@ -76,6 +90,11 @@ interface Pod {
   verified: Map<string, string>;
   waitingLogged: boolean;
   bypassRefusedLogged: boolean;
+  /** Guest IPs whose endpoint cannot be written (the table has no slot for them), and why: the pod is uncovered. */
+  uncovered: Map<string, string>;
+  /** Its bridge learned more than AMBIGUOUS_MACS MACs on a guest port: polled, FDB events ignored. */
+  ambiguous: boolean;
+  lastCheckAt: number;
   monitor: Monitor | null;
   monitorAt: number;
   monitorRestarts: number;
@@ -131,6 +150,10 @@ export class Reconciler {
   private recordsDuringResync: AttachmentRecord[] | null = null;
   private readonly missingHostDevs = new Set<string>();
   private adopted = 0;
+  /** Guest IPs refused to pods (ownership follows the node's routes). */
+  readonly claims: Claims;
+  /** Guest IPs accelerate mode leaves to the kernel path: their host veth has egress programs. */
+  readonly notAccelerated = new Set<string>();
 
   constructor(deps: ReconcilerDeps) {
     this.cfg = deps.config;
@@ -138,6 +161,7 @@ export class Reconciler {
     this.n = deps.native;
     this.log = deps.log;
     this.sources = deps.sources;
+    this.claims = new Claims(this.log, () => this.metrics?.conflicts.inc());
     this.tags = { fixup: programTag(this.dp.program('fixup')), redirect: programTag(this.dp.program('redirect')), from_guest: programTag(this.dp.program('from_guest')) };
   }
 
@@ -309,6 +333,9 @@ export class Reconciler {
       verified: new Map(),
       waitingLogged: false,
       bypassRefusedLogged: false,
+      uncovered: new Map(),
+      ambiguous: false,
+      lastCheckAt: 0,
       monitor: null,
       monitorAt: 0,
       monitorRestarts: 0,
@@ -333,6 +360,8 @@ export class Reconciler {
     pod.monitor = null;
     if (pod.timer) clearTimeout(pod.timer);
     if (pod.kick) clearTimeout(pod.kick);
+    this.claims.forget(pod.inode);
+    for (const p of pod.ports) this.notAccelerated.delete(p.guestIp);
     this.forget(pod, reason);
     if (pod.kind === 'vm') this.log.info({ netns: pod.path, inode: pod.inode }, `VM pod removed: ${reason}`);
   }
@@ -429,12 +458,23 @@ export class Reconciler {
         }
       }
       if (this.cfg.accelerate && this.cfg.hostDevs.includes(e.ifname) && !e.deleted) this.ensureRedirects(`host interface ${e.ifname} changed`);
+    } else if (e.kind === 'route') {
+      // ownership follows the node's routes: the pods behind the route's device, the one
+      // that held the address, and those refused it may all see another owner now
+      this.node.invalidate('route');
+      const claimants = new Set(this.claims.claimants(e.dst));
+      for (const p of this.pods.values()) {
+        if (p.peers.has(e.ifindex) || p.hostIfnames.has(e.dev) || p.ports.some((x) => x.guestIp === e.dst) || claimants.has(p.inode)) {
+          this.kick(p, `node route ${e.dst}/${e.dstLen} ${e.deleted ? 'removed' : `via ${e.dev}`}`);
+        }
+      }
     } else if (e.kind === 'neigh') {
       this.node.invalidate('neigh');
       if (e.deleted || !e.mac) return;
       for (const p of this.pods.values()) {
         const port = p.ports.find((x) => x.hostVeth.ifname === e.dev && x.guestIp === e.ip);
-        if (port && port.guestMac !== e.mac) this.kick(p, `the node sees ${e.ip} at ${e.mac}`);
+        // the node's own reading of a guest's MAC: one per guest IP, not rate-limited
+        if (port && port.guestMac !== e.mac) this.kick(p, `the node sees ${e.ip} at ${e.mac}`, true);
       }
     }
   }
@@ -443,7 +483,7 @@ export class Reconciler {
     if (this.stopping || pod.gone) return;
     if (e.kind === 'link') {
       this.kick(pod, `link ${e.ifname} ${e.deleted ? 'removed' : 'changed'} in the pod`);
-    } else if (e.kind === 'fdb' && !e.deleted && e.mac) {
+    } else if (e.kind === 'fdb' && !e.deleted && e.mac && !pod.ambiguous) {
       const known = pod.ports.some((p) => p.guestPorts.includes(e.dev) && p.guestMac === e.mac);
       if (!known && (pod.kind !== 'plain' || pod.ports.length > 0)) this.kick(pod, `the bridge learned ${e.mac} on ${e.dev}`);
     }
@@ -451,12 +491,15 @@ export class Reconciler {
 
   // ------------------------------------------------------------ checking a pod
 
-  private kick(pod: Pod, reason: string): void {
+  private kick(pod: Pod, reason: string, urgent = false): void {
     if (pod.gone || this.stopping || pod.kick) return;
-    pod.kick = setTimeout(() => {
-      pod.kick = null;
-      void this.checkPod(pod, reason, false);
-    }, COALESCE_MS);
+    pod.kick = setTimeout(
+      () => {
+        pod.kick = null;
+        void this.checkPod(pod, reason, false);
+      },
+      urgent ? COALESCE_MS : Math.max(COALESCE_MS, pod.lastCheckAt + MIN_CHECK_MS - Date.now()),
+    );
   }
 
   /**
@@ -509,6 +552,7 @@ export class Reconciler {
     const { reason, verify } = request;
     if (pod.timer) clearTimeout(pod.timer);
     pod.timer = null;
+    pod.lastCheckAt = Date.now();
     const t0 = performance.now();
     this.metrics?.reconciles.inc({ kind: 'pod' });
     try {
@@ -573,6 +617,7 @@ export class Reconciler {
       if (pod.monitor) delay = now - pod.monitorAt < MONITOR_SETTLE_MS ? FAST_POLL_MS : MONITORED_POLL_MS;
       else delay = age < FAST_MS ? FAST_POLL_MS : SLOW_POLL_MS;
     }
+    if (pod.ambiguous) delay = AMBIGUOUS_POLL_MS;
     if (delay !== null) {
       pod.timer = setTimeout(() => void this.checkPod(pod, 'poll', false), delay);
     }
@@ -588,8 +633,17 @@ export class Reconciler {
     pod.peers = new Set(look.peers);
     pod.ports = look.ports;
     pod.hostIfnames = new Set(look.ports.map((p) => p.hostVeth.ifname));
+    const refused = [...look.refused];
+    const ambiguous = look.ports.some((p) => (p.learnedMacs ?? 0) > AMBIGUOUS_MACS);
+    if (ambiguous !== pod.ambiguous) {
+      pod.ambiguous = ambiguous;
+      if (ambiguous) this.log.warn({ netns: pod.path, macs: Math.max(...look.ports.map((p) => p.learnedMacs ?? 0)) }, `the pod's bridge learned more than ${AMBIGUOUS_MACS} MACs on a guest port: polled every ${AMBIGUOUS_POLL_MS / 1000} s, its FDB events ignored`);
+      else this.log.info({ netns: pod.path }, "the pod's bridge is down to a few MACs on its guest ports: its FDB events count again");
+    }
+    for (const ip of pod.uncovered.keys()) if (!look.ports.some((p) => p.guestIp === ip)) pod.uncovered.delete(ip);
 
     if (look.ports.length === 0) {
+      this.claims.update(pod, refused, (dev, ip) => this.ownerOf(dev, ip));
       pod.kind = 'plain';
       if (wasVm) {
         pod.ports = oldIps.map((guestIp) => ({ guestIp }) as VmPort); // what forget() removes
@@ -613,6 +667,7 @@ export class Reconciler {
     // ports that are no longer VM uplinks, or guest ports behind them
     this.forget(pod, 'the port is no longer a VM uplink or guest port', look.ports.flatMap((p) => [p.uplink.ifname, ...p.guestPorts]));
     const records = this.records().filter((r) => r.netnsInode === pod.inode);
+    const routes = await this.node.nodeRoutes();
     for (const port of look.ports) {
       const bypass = this.bypassFor(pod, port);
       await this.ensureAttached('fixup', pod, port, port.uplink.ifname, records, request);
@@ -624,8 +679,10 @@ export class Reconciler {
         const stale = records.filter((r) => r.program === 'from_guest' && port.guestPorts.includes(r.ifname));
         for (const r of stale) this.dropPodRecord(pod, r, 'the bridge bypass is off');
       }
-      this.ensureEndpoint(pod, port, request.reason, bypass ? { uplinkIfindex: port.uplink.ifindex, guestIfindex: bypass.ifindex } : null);
+      const conflict = this.ensureEndpoint(pod, port, request.reason, bypass ? { uplinkIfindex: port.uplink.ifindex, guestIfindex: bypass.ifindex } : null, routes);
+      if (conflict) refused.push(conflict);
     }
+    this.claims.update(pod, refused, (dev, ip) => this.ownerOf(dev, ip));
 
     for (const ip of oldIps) {
       if (!look.ports.some((p) => p.guestIp === ip)) this.deleteEndpointOf(pod, ip, 'the pod no longer has this guest IP');
@@ -688,30 +745,80 @@ export class Reconciler {
     this.change('attach', { ...where, mode: created.mode, guestIp: port.guestIp }, `attached ${program}`, record ? 'replacing a stale record' : reason === 'start' ? 'VM pod found at start' : `VM pod found (${reason})`);
   }
 
-  private ensureEndpoint(pod: Pod, port: VmPort, reason: string, bypass: BridgeBypass | null): void {
+  /** Accelerate mode: whether `redirect` may skip the host veth's egress (egress-policy.ts). */
+  private mayRedirect(pod: Pod, port: VmPort): boolean {
+    if (!this.cfg.accelerate || this.cfg.skipEgressPrograms) return true;
+    const egress = egressPrograms(port.hostVeth.ifname, this.n);
+    const refused = egress.length > 0;
+    if (refused !== this.notAccelerated.has(port.guestIp)) {
+      if (refused) {
+        this.notAccelerated.add(port.guestIp);
+        this.log.warn(
+          { netns: pod.path, guestIp: port.guestIp, hostVeth: port.hostVeth.ifname, egress: egress.map((e) => e.progName) },
+          `accelerate: not for ${port.guestIp}: ${describeEgress(port.hostVeth.ifname, egress)} (its policy), which redirect would skip; its traffic takes the kernel path (--${SKIP_EGRESS_FLAG} redirects past it)`,
+        );
+      } else {
+        this.notAccelerated.delete(port.guestIp);
+        this.log.info({ netns: pod.path, guestIp: port.guestIp, hostVeth: port.hostVeth.ifname }, `accelerate: ${port.guestIp} accelerated again (no programs at its host veth's egress)`);
+      }
+    }
+    return !refused;
+  }
+
+  /** The live VM pod behind a host veth, or holding the endpoint of `ip`. */
+  private ownerOf(hostVeth: string | null, ip: string): Pod | null {
+    const pods = [...this.pods.values()].filter((p) => !p.gone);
+    const holder = this.dp.endpoint(ip)?.podNetns;
+    return pods.find((p) => hostVeth !== null && p.hostIfnames.has(hostVeth)) ?? pods.find((p) => p.inode === holder) ?? null;
+  }
+
+  /**
+   * Writes the port's endpoint; returns the refusal instead when the IP is
+   * held by another live pod whose route still points to it (discovery
+   * already checked the route to this pod: this catches a race between two
+   * readings of the routes, never lets a claim win over a route).
+   */
+  private ensureEndpoint(pod: Pod, port: VmPort, reason: string, bypass: BridgeBypass | null, routes: Route[]): RefusedClaim | null {
     const current = this.dp.endpoint(port.guestIp);
+    const holder = current && current.podNetns !== pod.inode ? this.pods.get(current.podNetns ?? 0) : undefined;
+    const held = holder && !holder.gone && holder.ports.find((p) => p.guestIp === port.guestIp);
+    if (held && routedDevice(port.guestIp, routes) === held.hostVeth.ifname) {
+      return { ip: port.guestIp, routedTo: held.hostVeth.ifname, claimedBy: 'pod address' };
+    }
     if (port.guestMac === null) {
       // not known right now (nothing learned yet, or several MACs): keep what is there
       if ((!current || current.podNetns !== pod.inode) && !pod.waitingLogged) {
         pod.waitingLogged = true;
         this.log.info({ netns: pod.path, guestIp: port.guestIp, why: port.guestMacUnknown }, 'waiting for the guest MAC');
       }
-      return;
+      return null;
     }
-    const result = this.dp.setEndpoint({
-      guestIp: port.guestIp,
-      guestMac: port.guestMac,
-      gatewayMac: port.hostVeth.mac,
-      hostIfindex: port.hostVeth.ifindex,
-      redirect: true,
-      podNetns: pod.inode,
-      bypass,
-    });
-    if (result === 'unchanged') return;
+    const redirect = this.mayRedirect(pod, port);
+    let result: 'added' | 'updated' | 'unchanged';
+    try {
+      result = this.dp.setEndpoint({
+        guestIp: port.guestIp,
+        guestMac: port.guestMac,
+        gatewayMac: port.hostVeth.mac,
+        hostIfindex: port.hostVeth.ifindex,
+        redirect,
+        podNetns: pod.inode,
+        bypass,
+      });
+    } catch (e) {
+      if (!(e instanceof EndpointTableFullError)) throw e;
+      // fixup stays attached: with no endpoint for the guest it passes every frame unchanged
+      // (PASS_UNKNOWN); the endpoint is written when a check finds a slot (events, resync)
+      if (!pod.uncovered.has(port.guestIp)) this.log.warn({ netns: pod.path, guestIp: port.guestIp, err: e.message }, 'VM pod uncovered: its endpoint cannot be written');
+      pod.uncovered.set(port.guestIp, e.message);
+      return null;
+    }
+    if (pod.uncovered.delete(port.guestIp)) this.log.info({ netns: pod.path, guestIp: port.guestIp }, 'VM pod covered again: its endpoint found a slot');
+    if (result === 'unchanged') return null;
     pod.waitingLogged = false;
     let why: string;
     if (!current) why = `guest MAC known (from ${port.guestMacFrom})`;
-    else if (current.podNetns !== pod.inode) why = `the guest IP moved to this pod (was netns inode ${current.podNetns})`;
+    else if (current.podNetns !== pod.inode) why = `the node now routes the guest IP to this pod (was netns inode ${current.podNetns})`;
     else if (current.guestMac !== port.guestMac) why = `guest MAC changed from ${current.guestMac} (from ${port.guestMacFrom})`;
     else if (current.hostIfindex !== port.hostVeth.ifindex || current.gatewayMac !== port.hostVeth.mac) why = 'host veth changed';
     else if (JSON.stringify(current.bypass) !== JSON.stringify(bypass)) why = bypass ? 'bridge bypass on' : 'bridge bypass off';
@@ -722,6 +829,7 @@ export class Reconciler {
       result === 'added' ? 'added endpoint' : 'updated endpoint',
       why,
     );
+    return null;
   }
 
   // ------------------------------------------------------------ garbage, redirect
@@ -748,8 +856,15 @@ export class Reconciler {
     }
   }
 
+  private conntrackWarned = false;
+
   private ensureRedirects(reason: string): void {
     const want = this.cfg.accelerate ? this.cfg.hostDevs : [];
+    const conntrack = want.length > 0 && !this.conntrackWarned ? conntrackWarning() : null;
+    if (conntrack) {
+      this.conntrackWarned = true;
+      this.log.warn({}, `accelerate: ${conntrack}`);
+    }
     const records = this.dp.attachments().filter((r) => r.program === 'redirect');
     for (const r of records) {
       if (r.netnsInode === this.sources.selfInode && want.includes(r.ifname)) continue;
@@ -832,25 +947,28 @@ export class Reconciler {
       const port = pod?.ports.find((p) => p.guestIp === ep.guestIp);
       return {
         guestIp: ep.guestIp,
-        podNetns: pod?.path ?? `inode:${ep.podNetns ?? 0}`,
         ifname: port?.uplink.ifname ?? '',
         hostIfname: port?.hostVeth.ifname ?? '',
+        redirect: ep.redirect,
         ...ep.counters,
       };
     });
   }
 
-  podCounts(): { vm: number; waiting: number; plain: number } {
+  /** vm: covered; uncovered: an endpoint of it cannot be written; waiting: a guest MAC is not known yet. */
+  podCounts(): { vm: number; waiting: number; uncovered: number; plain: number } {
     let vm = 0;
     let waiting = 0;
+    let uncovered = 0;
     let plain = 0;
     for (const p of this.pods.values()) {
       if (p.kind === 'vm') {
-        if (p.ports.some((x) => x.guestMac === null)) waiting++;
+        if (p.uncovered.size > 0) uncovered++;
+        else if (p.ports.some((x) => x.guestMac === null)) waiting++;
         else vm++;
       } else if (p.kind === 'plain') plain++;
     }
-    return { vm, waiting, plain };
+    return { vm, waiting, uncovered, plain };
   }
 }
 

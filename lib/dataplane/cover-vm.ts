@@ -17,6 +17,8 @@ export interface CoverOptions {
   mode?: 'auto' | AttachMode;
   /** Take the pod's bridge out of the guest's unicast IP traffic (vmpeer.bpf.c). */
   bypass?: boolean;
+  /** Let `redirect` (accelerate mode) peer-redirect to the guest (default true; see egress-policy.ts). */
+  redirect?: boolean;
 }
 
 export interface Covered {
@@ -30,7 +32,7 @@ export interface Covered {
 }
 
 export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = {}): Covered {
-  const { mode = 'auto', bypass = false } = options;
+  const { mode = 'auto', bypass = false, redirect = true } = options;
   if (bypass && !vm.guestPort) throw new Error(`the bridge bypass needs one guest port on ${vm.bridge}`);
   const uplink = { netns: vm.netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };
   const previous = dp.endpoint(vm.guestIp);
@@ -40,7 +42,7 @@ export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = 
     guestMac: vm.guestMac,
     gatewayMac: vm.hostVeth.mac,
     hostIfindex: vm.hostVeth.ifindex,
-    redirect: true,
+    redirect,
     podNetns: netnsInode(vm.netns),
     bypass: bypass ? { uplinkIfindex: vm.uplink.ifindex, guestIfindex: vm.guestPort!.ifindex } : null,
   };

@@ -35,6 +35,11 @@ function slotKey(slot: number): Buffer {
 
 export type WithCounters = Endpoint & { counters: EndpointCounters };
 
+/** Every slot a guest IP can live in is taken (by up to PROBES endpoints whose IPs share its home slot). */
+export class EndpointTableFullError extends VmpeerError {
+  override name = 'EndpointTableFullError';
+}
+
 export class EndpointTable {
   constructor(private readonly map: BpfMap) {}
 
@@ -74,7 +79,7 @@ export class EndpointTable {
     }
     const free = probes(key).find((slot) => !(this.flags(this.read(slot)) & EP_LIVE));
     if (free === undefined) {
-      throw new VmpeerError(`the endpoint table has no free slot for ${ep.guestIp} (all ${PROBES} of its slots are taken)`);
+      throw new EndpointTableFullError(`the endpoint table has no free slot for ${ep.guestIp} (all ${PROBES} of its slots are taken)`);
     }
     this.map.update(slotKey(free), fresh);
     return 'added';
@@ -104,13 +109,11 @@ export class EndpointTable {
     }
   }
 
-  /** Every endpoint, with its counters. */
+  /** Every endpoint, with its counters: the whole table in one batch read. */
   all(): WithCounters[] {
-    const out: WithCounters[] = [];
-    for (let slot = 0; slot < SLOTS; slot++) {
-      const value = this.read(slot);
-      if (this.flags(value) & EP_LIVE) out.push(decodeEndpoint(value));
-    }
-    return out;
+    return this.map
+      .lookupAll()
+      .filter((value) => this.flags(value) & EP_LIVE)
+      .map((value) => decodeEndpoint(value));
   }
 }

@@ -71,6 +71,7 @@ export const STAT_NAMES = [
   'bypassedOut',
   'passNotGateway',
   'passNoBypass',
+  'passNewFlow',
 ] as const;
 
 export type StatName = (typeof STAT_NAMES)[number];

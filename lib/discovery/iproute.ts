@@ -54,9 +54,10 @@ export interface Neighbour {
 }
 
 export interface Route {
-  dst: string;
+  dst: string; // 'default', a.b.c.d (a /32) or a.b.c.d/len
   dev: string;
   scope?: string;
+  metric?: number; // absent: 0
 }
 
 /** What one netlinkDump of a netns holds, as iproute2 would print it; links always, the rest when asked for. */
@@ -88,7 +89,9 @@ export const iproute = {
   fdb: async (netns: string | undefined, bridge: string): Promise<FdbEntry[]> => (await readNetns(netns, ['fdb'])).fdb(bridge),
   neighbours: async (netns: string | undefined, dev: string): Promise<Neighbour[]> =>
     (await readNetns(netns, ['neighbours'])).neighbours.filter((n) => n.dev === dev),
-  routes: async (netns: string | undefined, dev: string): Promise<Route[]> => (await readNetns(netns, ['routes'])).routes.filter((r) => r.dev === dev),
+  /** The main table's IPv4 routes with a device; with `dev`, only those through it. */
+  routes: async (netns: string | undefined, dev?: string): Promise<Route[]> =>
+    (await readNetns(netns, ['routes'])).routes.filter((r) => dev === undefined || r.dev === dev),
 };
 
 export type IpRoute = typeof iproute;

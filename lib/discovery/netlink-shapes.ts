@@ -148,6 +148,7 @@ export function toRoutes(links: RtLink[], routes: RtRoute[]): Route[] {
       const dst = r.dstLen === 0 ? 'default' : r.dstLen === 32 ? r.dst! : `${r.dst}/${r.dstLen}`;
       const out: Route = { dst, dev: nameIn(names, r.oif!) };
       if (r.scope !== 0) out.scope = scopeName(r.scope);
+      if (r.priority) out.metric = r.priority;
       return out;
     });
 }

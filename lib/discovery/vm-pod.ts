@@ -10,10 +10,19 @@
  * netns; the guest MAC is what the guest uses (learned by the bridge on the
  * guest port, or answered to the node's ARP), never the dummy's MAC, which
  * differs with a VMI macAddress and on a migration target.
+ *
+ * The guest IP is one the node routes to the pod's host veth (ownership.ts):
+ * the dummy's address only picks among those; one the node routes elsewhere
+ * is a refused claim, reported and never used.
  */
 import { UsageError, VmpeerError } from '../errors.js';
 import { parseMac, type Mac } from '../validate.js';
 import { iproute as defaultIproute, type IpRoute, type Link } from './iproute.js';
+import { guestIpNotRouted, ownedAddresses, routedDevice, type RefusedClaim } from './ownership.js';
+
+export class NotAVmPodError extends UsageError {
+  override name = 'NotAVmPodError';
+}
 
 export interface VmInterface {
   netns: string;
@@ -26,21 +35,35 @@ export interface VmInterface {
   guestIp: string;
   guestMac: Mac;
   guestMacFrom: 'fdb' | 'neighbour' | 'override';
+  /** Guest IPs the pod claimed that the node routes elsewhere: not used. */
+  refused: RefusedClaim[];
 }
 
 export interface Overrides {
   dev?: string; // the uplink port
   guestMac?: Mac;
   guestIp?: string;
+  /** Use guestIp even when the node does not route it to the pod (the operator vouches for it). */
+  trustGuestIp?: boolean;
 }
 
-export class NotAVmPodError extends UsageError {
-  override name = 'NotAVmPodError';
+/** The pod claims only guest IPs the node routes elsewhere: it owns none. */
+export class ClaimRefusedError extends NotAVmPodError {
+  override name = 'ClaimRefusedError';
+  constructor(
+    message: string,
+    readonly refused: RefusedClaim[],
+  ) {
+    super(message);
+  }
 }
+
 
 /** The pod is a VM pod, but the guest has not shown its MAC yet (it has sent nothing). */
 export class GuestMacUnknownError extends VmpeerError {
   override name = 'GuestMacUnknownError';
+  /** MACs the bridge learned on the guest ports (several: the guest is not telling which is its own). */
+  learnedMacs = 0;
 }
 
 const isVeth = (l: Link) => l.linkinfo?.info_kind === 'veth';
@@ -51,6 +74,8 @@ export interface VmPort extends Omit<VmInterface, 'guestMac' | 'guestMacFrom'> {
   guestMacFrom: VmInterface['guestMacFrom'] | null;
   /** Why the guest MAC is unknown, when it is. */
   guestMacUnknown?: string;
+  /** MACs the bridge learned on the guest ports: many means a guest sending from many (a flood). */
+  learnedMacs?: number;
 }
 
 export async function discoverVmInterfaces(netns: string, overrides: Overrides = {}, ip: IpRoute = defaultIproute): Promise<VmInterface[]> {
@@ -69,6 +94,7 @@ export function discoverVmPorts(netns: string, ip: IpRoute = defaultIproute): Pr
 async function discover(netns: string, overrides: Overrides, ip: IpRoute, tolerateUnknownMac: boolean): Promise<VmPort[]> {
   const [podLinks, nodeLinks] = await Promise.all([ip.links(netns), ip.links(undefined)]);
   const found: VmPort[] = [];
+  const refusedOnly: RefusedClaim[] = [];
 
   for (const bridge of podLinks.filter((l) => l.linkinfo?.info_kind === 'bridge')) {
     const ports = podLinks.filter((l) => l.master === bridge.ifname);
@@ -81,20 +107,30 @@ async function discover(netns: string, overrides: Overrides, ip: IpRoute, tolera
     const host = peerInNode(uplink, nodeLinks)!;
     const hostVeth = { ifname: host.ifname, ifindex: host.ifindex, mac: parseMac(host.address ?? '', `MAC of ${host.ifname}`) };
 
-    const guestIp = overrides.guestIp ?? (await guestIpOf(netns, bridge.ifname, hostVeth.ifname, ip));
-    const port = { netns, bridge: bridge.ifname, uplink: { ifname: uplink.ifname, ifindex: uplink.ifindex }, guestPorts, guestPort, hostVeth, guestIp };
+    const { guestIp, refused } = await guestIpOf(netns, bridge.ifname, hostVeth.ifname, ip, overrides);
+    if (guestIp === null) {
+      refusedOnly.push(...refused);
+      continue;
+    }
+    const port = { netns, bridge: bridge.ifname, uplink: { ifname: uplink.ifname, ifindex: uplink.ifindex }, guestPorts, guestPort, hostVeth, guestIp, refused };
     try {
-      const { mac: guestMac, from: guestMacFrom } = overrides.guestMac
-        ? { mac: overrides.guestMac, from: 'override' as const }
+      const { mac: guestMac, from: guestMacFrom, learned } = overrides.guestMac
+        ? { mac: overrides.guestMac, from: 'override' as const, learned: 0 }
         : await guestMacOf(netns, bridge.ifname, guestPorts, guestIp, hostVeth.ifname, ip);
-      found.push({ ...port, guestMac, guestMacFrom });
+      found.push({ ...port, guestMac, guestMacFrom, ...(learned > 1 ? { learnedMacs: learned } : {}) });
     } catch (e) {
       if (!tolerateUnknownMac || !(e instanceof GuestMacUnknownError)) throw e;
-      found.push({ ...port, guestMac: null, guestMacFrom: null, guestMacUnknown: e.message });
+      found.push({ ...port, guestMac: null, guestMacFrom: null, guestMacUnknown: e.message, learnedMacs: e.learnedMacs });
     }
   }
 
   if (found.length === 0) {
+    if (refusedOnly.length > 0) {
+      throw new ClaimRefusedError(
+        `${netns} claims ${refusedOnly.map((c) => `${c.ip} (routed ${c.routedTo ? `to ${c.routedTo}` : 'nowhere'})`).join(', ')}, which this node does not route to the pod: refused`,
+        refusedOnly,
+      );
+    }
     if (overrides.dev && !podLinks.some((l) => l.ifname === overrides.dev)) {
       throw new NotAVmPodError(`no interface ${overrides.dev} in ${netns}`);
     }
@@ -110,18 +146,39 @@ function peerInNode(port: Link, nodeLinks: Link[]): Link | undefined {
   return nodeLinks.find((n) => n.ifindex === port.link_index && isVeth(n) && n.link_index === port.ifindex);
 }
 
-/** The pod IP: held by the DOWN dummy named after the bridge (k6t-eth0 → eth0), else the node's /32 route. */
-async function guestIpOf(netns: string, bridge: string, hostVeth: string, ip: IpRoute): Promise<string> {
+/**
+ * The guest IP: one the node routes to the host veth (a /32 route, CNI-written).
+ * The DOWN dummy named after the bridge (k6t-eth0 → eth0) holds the pod IP in
+ * KubeVirt's layout; it only picks among the routed ones. Its addresses that
+ * the node routes elsewhere are refused claims. null: the pod owns none.
+ */
+async function guestIpOf(
+  netns: string,
+  bridge: string,
+  hostVeth: string,
+  ip: IpRoute,
+  overrides: Overrides,
+): Promise<{ guestIp: string | null; refused: RefusedClaim[] }> {
+  const routes = await ip.routes(undefined);
+  if (overrides.guestIp !== undefined) {
+    const routedTo = routedDevice(overrides.guestIp, routes);
+    if (routedTo !== hostVeth && !overrides.trustGuestIp) throw guestIpNotRouted(overrides.guestIp, hostVeth, routedTo);
+    return { guestIp: overrides.guestIp, refused: [] };
+  }
+  const owned = ownedAddresses(hostVeth, routes);
   const dummyName = bridge.replace(/^k6t-/, '');
   const addresses = await ip.addresses(netns);
-  const onDummy = addresses
+  const claims = addresses
     .filter((a) => a.ifname === dummyName && a.ifname !== bridge)
     .flatMap((a) => a.addr_info.filter((i) => i.family === 'inet' && i.scope === 'global').map((i) => i.local));
-  if (onDummy.length === 1) return onDummy[0]!;
-
-  const routes = (await ip.routes(undefined, hostVeth)).filter((r) => /^\d+\.\d+\.\d+\.\d+(\/32)?$/.test(r.dst));
-  if (routes.length === 1) return routes[0]!.dst.replace(/\/32$/, '');
-  throw new NotAVmPodError(`cannot tell the guest IP of ${bridge} in ${netns}: no pod IP on ${dummyName} and ${routes.length} /32 routes to ${hostVeth}; pass --guest-ip`);
+  const refused = claims.filter((c) => !owned.includes(c)).map((c) => ({ ip: c, routedTo: routedDevice(c, routes), claimedBy: 'pod address' as const }));
+  const hinted = claims.filter((c) => owned.includes(c));
+  if (hinted.length === 1) return { guestIp: hinted[0]!, refused };
+  if (owned.length === 1) return { guestIp: owned[0]!, refused };
+  if (owned.length === 0 && refused.length > 0) return { guestIp: null, refused };
+  throw new NotAVmPodError(
+    `cannot tell the guest IP of ${bridge} in ${netns}: the node routes ${owned.length === 0 ? 'no address' : owned.join(', ')} to ${hostVeth}${owned.length > 1 ? ` and ${dummyName} holds none of them alone` : ''}; pass --guest-ip`,
+  );
 }
 
 async function guestMacOf(
@@ -131,7 +188,7 @@ async function guestMacOf(
   guestIp: string,
   hostVeth: string,
   ip: IpRoute,
-): Promise<{ mac: Mac; from: 'fdb' | 'neighbour' }> {
+): Promise<{ mac: Mac; from: 'fdb' | 'neighbour'; learned: number }> {
   const [fdb, neighbours] = await Promise.all([ip.fdb(netns, bridge), ip.neighbours(undefined, hostVeth)]);
   const learned = [
     ...new Set(
@@ -140,11 +197,13 @@ async function guestMacOf(
   ];
   const neighbour = neighbours.find((n) => n.dst === guestIp && n.lladdr && !n.state?.some((s) => s === 'FAILED' || s === 'INCOMPLETE'))?.lladdr?.toLowerCase();
 
-  if (learned.length === 1) return { mac: parseMac(learned[0]!), from: 'fdb' };
-  if (neighbour && (learned.length === 0 || learned.includes(neighbour))) return { mac: parseMac(neighbour), from: 'neighbour' };
-  throw new GuestMacUnknownError(
+  if (learned.length === 1) return { mac: parseMac(learned[0]!), from: 'fdb', learned: 1 };
+  if (neighbour && (learned.length === 0 || learned.includes(neighbour))) return { mac: parseMac(neighbour), from: 'neighbour', learned: learned.length };
+  const e = new GuestMacUnknownError(
     learned.length === 0
       ? `the guest behind ${bridge} in ${netns} has not sent a frame yet, so its MAC is unknown: start it, or pass --guest-mac`
-      : `the bridge ${bridge} in ${netns} learned several MACs on the guest port (${learned.join(', ')}): pass --guest-mac`,
+      : `the bridge ${bridge} in ${netns} learned ${learned.length} MACs on the guest port (${learned.slice(0, 4).join(', ')}${learned.length > 4 ? ', …' : ''}): pass --guest-mac`,
   );
+  e.learnedMacs = learned.length;
+  throw e;
 }

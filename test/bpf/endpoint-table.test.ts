@@ -6,7 +6,9 @@
 import test from 'ava';
 import { EndpointTable, slotOf } from '../../lib/dataplane/endpoint-table.js';
 import { encodeKey } from '../../lib/dataplane/codec.js';
-import { PROBES, SLOTS } from '../../lib/dataplane/layout.js';
+import { ENDPOINT, PROBES, SLOTS } from '../../lib/dataplane/layout.js';
+import { BpfObject } from '../../lib/bpf/object.js';
+import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
 import { CLIENT4, CLIENT6, CLIENT_MAC, GATEWAY_MAC, NODE_MAC, fixture, statDelta, type Fixture } from '../helpers/bpf.js';
 import { frames } from '../helpers/packets.js';
 
@@ -74,4 +76,26 @@ test('an update keeps the counters, and changes what frames are addressed to', (
   const out = f.run('fixup', frames(NODE_MAC, CLIENT_MAC, CLIENT4, ip).udp!);
   t.is(out.data.subarray(0, 6).toString('hex'), '020000000077');
   t.is(table.get(ip)!.counters.fixed, 3n);
+});
+
+test('the whole per-CPU table in one batch read equals a lookup of every slot, per CPU', (t) => {
+  const obj = BpfObject.open(OBJECT_PATH);
+  t.teardown(() => obj.close());
+  const m = obj.map('endpoints');
+  const table = new EndpointTable(m);
+  for (let i = 1; i <= 40; i++) table.set({ guestIp: `10.1.0.${i}`, guestMac: '52:54:00:00:00:0a', gatewayMac: 'ee:ee:ee:ee:ee:ee', hostIfindex: i, redirect: true });
+  // per-CPU counters differ by CPU
+  const slot0 = Buffer.alloc(4);
+  const one = m.lookup(slot0)!;
+  one.forEach((v, cpu) => v.writeBigUInt64LE(BigInt(cpu + 1), ENDPOINT.fields.fixed.offset));
+  m.update(slot0, one);
+  const all = m.lookupAll();
+  t.is(all.length, SLOTS);
+  for (let slot = 0; slot < SLOTS; slot++) {
+    const k = Buffer.alloc(4);
+    k.writeUInt32LE(slot);
+    const each = m.lookup(k)!;
+    if (!each.every((v, cpu) => v.equals(all[slot]![cpu]!))) t.fail(`slot ${slot} differs`);
+  }
+  t.is(table.all().length, 40);
 });

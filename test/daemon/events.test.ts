@@ -69,7 +69,7 @@ test('a guest that changes its MAC is followed; /metrics counts the frames fixed
   const state = new State(t, root);
   t.true(state.covered(vm));
 
-  const labels = { guest_ip: vm.podIp, pod_netns: vm.podNs.path, interface: 'eth0-nic', host_interface: vm.hostVeth.name };
+  const labels = { guest_ip: vm.podIp, interface: 'eth0-nic', host_interface: vm.hostVeth.name };
   const before = metric((await d.http('/metrics')).body, 'vmpeer_endpoint_frames_fixed_total', labels);
   t.is((await l.ping(l.client, vm.podIp, PINGS)).received, PINGS.count);
   const after = metric((await d.http('/metrics')).body, 'vmpeer_endpoint_frames_fixed_total', labels);

@@ -90,6 +90,7 @@ export function modelRedirect(frame: Buffer, endpoints: Map<string, ModelEndpoin
   if (p.v4) {
     if (frame.readUInt16BE(p.l3 + 6) & 0x3fff) return pass(frame, 'passFragment');
     if (frame[p.l3 + 8]! <= 1) return pass(frame, 'passTtl');
+    if (newFlow(frame, p.l3 + (frame[p.l3]! & 0xf) * 4, frame[p.l3 + 9]!, true)) return pass(frame, 'passNewFlow');
     out[p.l3 + 8]!--;
     // the model recomputes the checksum over the header as it is: an incremental
     // update of a valid checksum must give the same value
@@ -102,9 +103,17 @@ export function modelRedirect(frame: Buffer, endpoints: Map<string, ModelEndpoin
     }
   } else {
     if (frame[p.l3 + 7]! <= 1) return pass(frame, 'passTtl');
+    if (newFlow(frame, p.l3 + 40, frame[p.l3 + 6]!, false)) return pass(frame, 'passNewFlow');
     out[p.l3 + 7]!--;
   }
   return { retval: TC_ACT_REDIRECT, frame: out, stat: 'redirected' };
+}
+
+/** A TCP SYN, a TCP header too short to tell, or (IPv6) an extension header in front of the transport header. */
+function newFlow(frame: Buffer, l4: number, proto: number, v4: boolean): boolean {
+  if (proto !== 6) return !v4 && [0, 43, 44, 60, 51, 135].includes(proto);
+  if (frame.length < l4 + 14) return true;
+  return (frame[l4 + 13]! & 0x02) !== 0;
 }
 
 /** RFC 1624 for a header whose checksum was already wrong (the kernel keeps it wrong, by as much). */

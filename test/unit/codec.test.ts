@@ -38,7 +38,7 @@ test('stats decode slot by slot, summed over CPUs', (t) => {
   });
   const stats = decodeStats(slots);
   t.is(stats.fixed, 2n);
-  t.is(stats.passNoBypass, BigInt(2 * STAT_NAMES.length), 'the last slot');
+  t.is(stats.passNewFlow, BigInt(2 * STAT_NAMES.length), 'the last slot');
 });
 
 test('stat names map to the C enum names', (t) => {

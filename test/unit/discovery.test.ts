@@ -4,7 +4,8 @@
  * MAC the guest really uses, and what is not a VM pod.
  */
 import test from 'ava';
-import { discoverVmInterfaces, GuestMacUnknownError, NotAVmPodError } from '../../lib/discovery/vm-pod.js';
+import { ClaimRefusedError, discoverVmInterfaces, GuestMacUnknownError, NotAVmPodError } from '../../lib/discovery/vm-pod.js';
+import { GuestIpNotRoutedError, ownedAddresses, routedDevice } from '../../lib/discovery/ownership.js';
 import type { Address, FdbEntry, IpRoute, Link, Neighbour, Route } from '../../lib/discovery/iproute.js';
 
 const GUEST_MAC = '02:aa:bb:cc:dd:ee';
@@ -72,6 +73,7 @@ test('a KubeVirt bridge-binding pod: uplink, guest port, host veth, pod IP, and 
     guestIp: POD_IP,
     guestMac: GUEST_MAC,
     guestMacFrom: 'fdb',
+    refused: [],
   });
   t.not(vm!.guestMac, DUMMY_MAC, 'never the dummy eth0 MAC');
 });
@@ -95,7 +97,7 @@ test('a guest that has sent nothing: its MAC is unknown (not guessed from the du
 test('several learned MACs: the neighbour entry picks one, else the user must', async (t) => {
   const w = kubevirtPod();
   w.fdb.push({ mac: '02:00:00:00:00:77', ifname: 'tap0', master: 'k6t-eth0' });
-  await t.throwsAsync(discoverVmInterfaces(NETNS, {}, iproute(w)), { instanceOf: GuestMacUnknownError, message: /several MACs .* pass --guest-mac/ });
+  await t.throwsAsync(discoverVmInterfaces(NETNS, {}, iproute(w)), { instanceOf: GuestMacUnknownError, message: /learned 2 MACs .* pass --guest-mac/ });
   w.neighbours = [{ dst: POD_IP, dev: 'cali1b864d60622', lladdr: GUEST_MAC, state: ['STALE'] }];
   t.like((await discoverVmInterfaces(NETNS, {}, iproute(w)))[0], { guestMac: GUEST_MAC, guestMacFrom: 'neighbour' });
 });
@@ -106,9 +108,43 @@ test('no pod IP on the dummy: the node /32 route to the host veth tells it', asy
   t.like((await discoverVmInterfaces(NETNS, {}, iproute(w)))[0], { guestIp: POD_IP });
 });
 
-test('overrides win over discovery', async (t) => {
-  const [vm] = await discoverVmInterfaces(NETNS, { guestMac: '02:00:00:00:00:42', guestIp: '198.18.1.42', dev: 'eth0-nic' }, iproute(kubevirtPod()));
+test('overrides win over discovery; a --guest-ip the node does not route to the pod needs --trust-guest-ip', async (t) => {
+  const w = kubevirtPod();
+  const overrides = { guestMac: '02:00:00:00:00:42' as const, guestIp: '198.18.1.42', dev: 'eth0-nic' };
+  await t.throwsAsync(discoverVmInterfaces(NETNS, overrides, iproute(w)), { instanceOf: GuestIpNotRoutedError, message: /routes it nowhere, not to the pod's host veth cali1b864d60622; pass --trust-guest-ip/ });
+  const [trusted] = await discoverVmInterfaces(NETNS, { ...overrides, trustGuestIp: true }, iproute(w));
+  t.like(trusted, { guestMac: '02:00:00:00:00:42', guestMacFrom: 'override', guestIp: '198.18.1.42' });
+  w.routes.push({ dst: '198.18.1.42', dev: 'cali1b864d60622', scope: 'link' });
+  const [vm] = await discoverVmInterfaces(NETNS, overrides, iproute(w));
   t.like(vm, { guestMac: '02:00:00:00:00:42', guestMacFrom: 'override', guestIp: '198.18.1.42' });
+});
+
+test("the dummy's address is a claim: one the node routes to another pod's veth is refused, the routed one is used", async (t) => {
+  const w = kubevirtPod();
+  w.addresses[1]!.addr_info[0]!.local = '198.18.1.77'; // another pod's IP
+  w.routes.push({ dst: '198.18.1.77', dev: 'caliother', scope: 'link' });
+  const [vm] = await discoverVmInterfaces(NETNS, {}, iproute(w));
+  t.like(vm, { guestIp: POD_IP, refused: [{ ip: '198.18.1.77', routedTo: 'caliother', claimedBy: 'pod address' }] });
+  w.routes = w.routes.filter((r) => r.dst !== POD_IP);
+  const e = await t.throwsAsync(discoverVmInterfaces(NETNS, {}, iproute(w)), { instanceOf: ClaimRefusedError, message: /claims 198\.18\.1\.77 \(routed to caliother\)/ });
+  t.deepEqual(e!.refused, [{ ip: '198.18.1.77', routedTo: 'caliother', claimedBy: 'pod address' }]);
+});
+
+test('ownership follows the node route: longest prefix, then the lowest metric (a migration target)', (t) => {
+  const routes: Route[] = [
+    { dst: 'default', dev: 'ens3' },
+    { dst: '198.18.0.0/16', dev: 'vxlan' },
+    { dst: POD_IP, dev: 'calisource', scope: 'link', metric: 1024 },
+  ];
+  t.is(routedDevice(POD_IP, routes), 'calisource');
+  t.is(routedDevice('198.18.9.9', routes), 'vxlan');
+  t.is(routedDevice('8.8.8.8', routes), 'ens3');
+  t.is(routedDevice('2001:db8::1', routes), null);
+  t.deepEqual(ownedAddresses('calisource', routes), [POD_IP]);
+  routes.push({ dst: `${POD_IP}/32`, dev: 'calitarget', scope: 'link', metric: 512 });
+  t.is(routedDevice(POD_IP, routes), 'calitarget');
+  t.deepEqual(ownedAddresses('calisource', routes), [], 'a route that loses to a better one owns nothing');
+  t.deepEqual(ownedAddresses('calitarget', routes), [POD_IP]);
 });
 
 test('a plain pod is not a VM pod', async (t) => {

@@ -9,6 +9,8 @@ import { discoverVmInterfaces } from '../../discovery/vm-pod.js';
 import { NoSuchInterfaceError, UsageError } from '../../errors.js';
 import { parseIfname, parseIp, parseMac } from '../../validate.js';
 import { native, type AttachMode } from '../../native.js';
+import { conntrackWarning, describeEgress, egressPrograms, SKIP_EGRESS_FLAG, SKIP_EGRESS_HELP } from '../../dataplane/egress-policy.js';
+import { iproute } from '../../discovery/iproute.js';
 
 export const ACCELERATE_WARNING =
   'warning: accelerate mode forwards VM traffic arriving on this interface straight into the VM pods: it bypasses host netfilter (iptables/nftables) for that traffic, and CNI programs placed after vmpeer\'s at this hook';
@@ -22,8 +24,8 @@ export const attachCommand: Command = {
   name: 'attach',
   summary: 'fix a bridged VM pod, or accelerate a host interface',
   help: `Usage:
-  vmpeer attach --netns <name|path> [--dev <ifname>] [--guest-mac <mac>] [--guest-ip <ip>] [--bypass-bridge] [--mode auto|tcx|clsact]
-  vmpeer attach --accelerate --host-dev <ifname> [--first] [--mode auto|tcx|clsact]
+  vmpeer attach --netns <name|path> [--dev <ifname>] [--guest-mac <mac>] [--guest-ip <ip> [--trust-guest-ip]] [--bypass-bridge] [--skip-egress-programs] [--mode auto|tcx|clsact]
+  vmpeer attach --accelerate --host-dev <ifname> [--first] [--skip-egress-programs] [--mode auto|tcx|clsact]
 
 The first form finds the VM interface in the pod's network namespace (the
 bridge uplink port, the guest's MAC and IP, the host-side veth), writes the
@@ -43,20 +45,33 @@ such rules there. ARP, DHCP and other broadcast or multicast frames still go
 through the bridge.
 
 The second form attaches the redirect program (the corrected peer-redirect
-fast path) at the ingress of a host interface of this node.
+fast path) at the ingress of a host interface of this node. It never
+redirects a TCP SYN, and never toward a guest whose host veth has programs
+at its tc egress (a CNI's policy for the workload, which a peer redirect
+skips): those take the kernel path. It refuses (exit 2) while an endpoint
+written before such a program appeared would still be redirected past it.
 
 Options:
   --netns <name|path>  the VM pod's netns: a name under /var/run/netns or a
                        path such as /proc/<pid>/ns/net or /var/run/netns/cni-…
   --dev <ifname>       the bridge uplink port (default: discovered, eth0-nic)
   --guest-mac <mac>    the guest's MAC (default: learned by the pod's bridge)
-  --guest-ip <ip>      the guest's IP (default: the pod IP)
+  --guest-ip <ip>      the guest's IP (default: the one address this node
+                       routes to the pod's host veth). Refused (exit 2) when
+                       the node routes it elsewhere
+  --trust-guest-ip     write --guest-ip even so. Risk: frames for that IP are
+                       then re-addressed into this pod (and, with accelerate
+                       mode, redirected into it), away from wherever the
+                       node's routing sends them: a pod that can make you
+                       pass it this flag can take another pod's traffic
   --bypass-bridge      take the pod's bridge out of the guest's IP traffic
   --mode <mode>        tcx (Linux >= 6.6), clsact, or auto (default: clsact in
                        VM pods, tcx on host interfaces where the kernel has it)
   --accelerate         attach redirect to --host-dev instead
   --host-dev <ifname>  a host interface (uplink, or another pod's host veth)
   --first              accelerate: run before the programs already at the hook
+  --skip-egress-programs
+                       ${SKIP_EGRESS_HELP}
 ${COMMON_HELP}
 
 Examples:
@@ -70,11 +85,13 @@ Examples:
     dev: { type: 'string' },
     'guest-mac': { type: 'string' },
     'guest-ip': { type: 'string' },
+    'trust-guest-ip': { type: 'boolean' },
     'bypass-bridge': { type: 'boolean' },
     mode: { type: 'string' },
     accelerate: { type: 'boolean' },
     'host-dev': { type: 'string' },
     first: { type: 'boolean' },
+    [SKIP_EGRESS_FLAG]: { type: 'boolean' },
   },
   async run(values, io) {
     requirePrivileges(`vmpeer ${this.name}`);
@@ -89,7 +106,9 @@ Examples:
       dev: values.dev === undefined ? undefined : parseIfname(values.dev as string, '--dev'),
       guestMac: values['guest-mac'] === undefined ? undefined : parseMac(values['guest-mac'] as string, '--guest-mac'),
       guestIp: values['guest-ip'] === undefined ? undefined : parseIp(values['guest-ip'] as string, '--guest-ip').text,
+      trustGuestIp: values['trust-guest-ip'] === true,
     };
+    if (overrides.trustGuestIp && overrides.guestIp === undefined) throw new UsageError('--trust-guest-ip goes with --guest-ip');
     const bypass = values['bypass-bridge'] === true;
 
     // the node lock is held from discovery to the last record (one transaction)
@@ -98,8 +117,20 @@ Examples:
       const vms = await discoverVmInterfaces(netns, overrides);
       const lone = vms.find((vm) => bypass && !vm.guestPort);
       if (lone) throw new UsageError(`--bypass-bridge needs a bridge with one guest port: ${lone.bridge} in ${netns} has ${lone.guestPorts.join(', ')}`);
+      for (const c of vms.flatMap((vm) => vm.refused)) {
+        io.err(`warning: refused ${c.ip}, which the pod claims (${c.claimedBy}): this node routes it ${c.routedTo ? `to ${c.routedTo}` : 'nowhere'}`);
+      }
+      const skipEgress = values[SKIP_EGRESS_FLAG] === true;
+      const redirectTo = new Map<string, boolean>();
       for (const vm of vms) {
-        const c = coverVm(dp, vm, { mode, bypass });
+        const egress = egressPrograms(vm.hostVeth.ifname);
+        redirectTo.set(vm.guestIp, egress.length === 0 || skipEgress);
+        if (egress.length > 0 && !skipEgress) {
+          io.err(`warning: ${describeEgress(vm.hostVeth.ifname, egress)}: accelerate mode leaves ${vm.guestIp} to the kernel path (and that policy); --${SKIP_EGRESS_FLAG} redirects past it`);
+        }
+      }
+      for (const vm of vms) {
+        const c = coverVm(dp, vm, { mode, bypass, redirect: redirectTo.get(vm.guestIp) });
         const target = { netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };
         const what = `guest ${vm.guestIp} at ${vm.guestMac} (MAC from ${vm.guestMacFrom}), gateway ${vm.hostVeth.mac} via ${vm.hostVeth.ifname} (ifindex ${vm.hostVeth.ifindex})`;
         const bridge = c.fromGuest ? `; bridge bypassed: from_guest on ${vm.guestPort!.ifname} (${c.fromGuest.record.mode})` : '';
@@ -117,7 +148,7 @@ Examples:
 };
 
 async function accelerate(values: Values, mode: 'auto' | AttachMode, root: string | undefined, io: Io): Promise<number> {
-  if (values.netns !== undefined || values.dev !== undefined || values['guest-mac'] !== undefined || values['guest-ip'] !== undefined) {
+  if (values.netns !== undefined || values.dev !== undefined || values['guest-mac'] !== undefined || values['guest-ip'] !== undefined || values['trust-guest-ip'] !== undefined) {
     throw new UsageError('--accelerate takes --host-dev, not --netns/--dev/--guest-*: endpoints come from attaching VM pods');
   }
   if (typeof values['host-dev'] !== 'string') throw new UsageError('--accelerate needs --host-dev <ifname>');
@@ -125,8 +156,22 @@ async function accelerate(values: Values, mode: 'auto' | AttachMode, root: strin
   if (native().ifindex(undefined, target.ifname) === 0) throw new NoSuchInterfaceError(target.ifname, 'this node');
   const dp = Dataplane.open({ root });
   try {
+    if (values[SKIP_EGRESS_FLAG] !== true) {
+      const names = new Map((await iproute.links()).map((l) => [l.ifindex, l.ifname]));
+      for (const ep of dp.endpoints().filter((e) => e.redirect && e.hostIfindex)) {
+        const veth = names.get(ep.hostIfindex);
+        const egress = veth ? egressPrograms(veth) : [];
+        if (egress.length > 0) {
+          throw new UsageError(
+            `refusing to accelerate: ${describeEgress(veth!, egress)}, which redirect would skip for ${ep.guestIp}; run vmpeer attach --netns for its pod again (it then takes the kernel path), or pass --${SKIP_EGRESS_FLAG}`,
+          );
+        }
+      }
+    }
     const { record, created } = dp.attach('redirect', target, { mode, first: values.first === true });
     io.err(ACCELERATE_WARNING);
+    const conntrack = conntrackWarning();
+    if (conntrack) io.err(`warning: ${conntrack}`);
     io.out(created ? `attached redirect on ${describe(target)} (${record.mode})` : `already attached: redirect on ${describe(target)} (${record.mode}); nothing changed`);
   } finally {
     dp.closeAndPruneIfEmpty();

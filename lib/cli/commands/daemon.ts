@@ -35,6 +35,9 @@ Options (each also from the environment variable in brackets):
                               arriving there then bypasses host netfilter [${ENV.accelerate}]
   --host-dev <ifname>         a host interface to accelerate, repeatable [${ENV['host-dev']}]
   --first                     accelerate: run before the programs already at the hook [${ENV.first}]
+  --skip-egress-programs      accelerate even toward guests whose host veth has programs at its
+                              tc egress (a CNI's policy for the workload): redirect skips them,
+                              and the policy with them [${ENV['skip-egress-programs']}]
   --mode <mode>               tcx (Linux >= 6.6), clsact, or auto (default: clsact in VM
                               pods, tcx on host interfaces where the kernel has it) [${ENV.mode}]
   --bypass-bridge             take each VM pod's bridge out of its guest's IP traffic
@@ -64,6 +67,7 @@ Examples:
     accelerate: { type: 'boolean' },
     'host-dev': { type: 'string', multiple: true },
     first: { type: 'boolean' },
+    'skip-egress-programs': { type: 'boolean' },
     mode: { type: 'string' },
     'bypass-bridge': { type: 'boolean' },
     'cleanup-on-exit': { type: 'boolean' },

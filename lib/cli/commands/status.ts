@@ -1,4 +1,6 @@
-/** vmpeer status: every attachment and endpoint on this node, with counters. */
+/** vmpeer status: every attachment and endpoint on this node, with counters, and the guest IPs refused to pods. */
+import fs from 'node:fs';
+import path from 'node:path';
 import { COMMON_HELP, commonOptions, type Command } from '../command.js';
 import { netnsNames } from '../netns.js';
 import { requirePrivileges } from '../privileges.js';
@@ -6,6 +8,9 @@ import { Dataplane, DEFAULT_BPFFS_ROOT } from '../../dataplane/dataplane.js';
 import { STAT_NAMES } from '../../dataplane/layout.js';
 import type { EndpointCounters } from '../../dataplane/codec.js';
 import { iproute } from '../../discovery/iproute.js';
+import { routedDevice } from '../../discovery/ownership.js';
+import { lookInto, NodeView } from '../../daemon/probe.js';
+import { NETNS_DIR } from '../netns.js';
 import { findStale } from '../../dataplane/stale.js';
 import { native } from '../../native.js';
 
@@ -21,20 +26,75 @@ export interface StatusReport {
     redirect: boolean;
     bypass: boolean;
     netns: string | null;
+    /** Whether this node routes the guest IP to the endpoint's host veth (what ownership follows). */
+    route: 'agrees' | 'disagrees';
+    routedTo: string | null;
     counters: Record<keyof EndpointCounters, number>;
   }[];
+  /** Guest IPs that pods under /var/run/netns claim and this node routes elsewhere: never written. */
+  refused: { ip: string; claimedBy: string; routedTo: string | null; netns: string; ownerNetns: string | null }[];
+  /** VM ports found under /var/run/netns whose guest (MAC known) has no endpoint of its pod: not covered. */
+  uncovered: { netns: string; guestIp: string; guestMac: string }[];
   stats: Record<string, number>;
   /** State the kernel no longer backs (`vmpeer gc` removes it). */
   stale: { kind: 'record' | 'endpoint'; what: string; why: string }[];
 }
 
+/**
+ * Looks into the named netns: claims the node's routes refuse (what the daemon
+ * logs and counts), and VM guests without an endpoint of their pod.
+ */
+async function scanPods(
+  hostVethOwner: (dev: string) => string | null,
+  endpointPod: (ip: string) => number | null,
+): Promise<Pick<StatusReport, 'refused' | 'uncovered'>> {
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(NETNS_DIR);
+  } catch {
+    return { refused: [], uncovered: [] };
+  }
+  const node = new NodeView();
+  const out: StatusReport['refused'] = [];
+  const uncovered: StatusReport['uncovered'] = [];
+  for (let i = 0; i < names.length; i += 8) {
+    const looks = await Promise.all(names.slice(i, i + 8).map((n) => lookInto(path.join(NETNS_DIR, n), node).then((l) => ({ n, l }), () => null)));
+    for (const x of looks) {
+      const file = x && path.join(NETNS_DIR, x.n);
+      const inode = file && inodeOf(file);
+      for (const p of x?.l.ports ?? []) {
+        if (p.guestMac !== null && inode && endpointPod(p.guestIp) !== inode) uncovered.push({ netns: file, guestIp: p.guestIp, guestMac: p.guestMac });
+      }
+      for (const c of x?.l.refused ?? []) {
+        out.push({ ip: c.ip, claimedBy: c.claimedBy, routedTo: c.routedTo, netns: path.join(NETNS_DIR, x!.n), ownerNetns: c.routedTo ? hostVethOwner(c.routedTo) : null });
+      }
+    }
+  }
+  return { refused: out, uncovered };
+}
+
+function inodeOf(file: string): number | null {
+  try {
+    return fs.statSync(file).ino;
+  } catch {
+    return null;
+  }
+}
+
 export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusReport> {
   // read without the lock: status works beside the daemon and never changes anything
   const dp = Dataplane.view({ root });
-  if (!dp) return { root, attachments: [], endpoints: [], stats: Object.fromEntries(STAT_NAMES.map((s) => [s, 0])), stale: [] };
+  if (!dp) return { root, attachments: [], endpoints: [], refused: [], uncovered: [], stats: Object.fromEntries(STAT_NAMES.map((s) => [s, 0])), stale: [] };
   try {
     const names = netnsNames();
     const links = new Map((await iproute.links()).map((l) => [l.ifindex, l.ifname]));
+    const routes = await iproute.routes(undefined);
+    const endpoints = dp.endpoints();
+    const ownerOf = (dev: string) => {
+      const ep = endpoints.find((e) => links.get(e.hostIfindex) === dev);
+      return ep?.podNetns ? (names.get(ep.podNetns) ?? null) : null;
+    };
+    const { refused, uncovered } = await scanPods(ownerOf, (ip) => endpoints.find((e) => e.guestIp === ip)?.podNetns ?? null);
     return {
       root,
       attachments: dp.attachments().map((r) => ({
@@ -45,7 +105,7 @@ export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusRep
         netns: names.get(r.netnsInode) ?? `netns inode ${r.netnsInode} (gone)`,
         netnsInode: r.netnsInode,
       })),
-      endpoints: dp.endpoints().map((e) => ({
+      endpoints: endpoints.map((e) => ({
         guestIp: e.guestIp,
         guestMac: e.guestMac,
         gatewayMac: e.gatewayMac,
@@ -54,8 +114,12 @@ export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusRep
         redirect: e.redirect,
         bypass: e.bypass !== null,
         netns: e.podNetns ? (names.get(e.podNetns) ?? null) : null,
+        route: routedDevice(e.guestIp, routes) === links.get(e.hostIfindex) ? ('agrees' as const) : ('disagrees' as const),
+        routedTo: routedDevice(e.guestIp, routes),
         counters: Object.fromEntries(Object.entries(e.counters).map(([k, v]) => [k, Number(v)])) as StatusReport['endpoints'][number]['counters'],
       })),
+      refused,
+      uncovered,
       stats: Object.fromEntries(Object.entries(dp.stats()).map(([k, v]) => [k, Number(v)])),
       stale: (await findStale(dp, native())).map((s) => ({
         kind: s.kind,
@@ -81,11 +145,14 @@ export const statusCommand: Command = {
 
 Lists every attachment vmpeer made on this node, every guest endpoint with its
 counters (frames fixed, redirected, passed to the kernel, and with the bridge
-bypass, sent past the pod's bridge to and from the guest), the totals by
-outcome, and stale state (records and endpoints of pods deleted without
-detach, which \`vmpeer gc\` removes). --json prints the same as one stable
-JSON document. status reads without the node lock: it works beside the
-daemon and changes nothing.
+bypass, sent past the pod's bridge to and from the guest), whether this node
+still routes each guest IP to its endpoint's host veth (ROUTE: ownership
+follows the node's routes, never what a pod claims), the guest IPs that pods
+under /var/run/netns claim but the node routes elsewhere (REFUSED), VM guests
+with no endpoint (UNCOVERED), the totals by outcome, and stale state (records
+and endpoints of pods deleted without detach, which \`vmpeer gc\` removes).
+--json prints the same as one stable JSON document. status reads without the
+node lock: it works beside the daemon and changes nothing.
 
 Options:
   --json            machine-readable output
@@ -110,11 +177,12 @@ ${COMMON_HELP}`,
     io.out('');
     io.out('ENDPOINTS');
     for (const line of table([
-      ['GUEST IP', 'GUEST MAC', 'HOST VETH', 'FIXED', 'REDIRECTED', 'PASSED', 'BYPASSED IN/OUT', 'NETNS'],
+      ['GUEST IP', 'GUEST MAC', 'HOST VETH', 'ROUTE', 'FIXED', 'REDIRECTED', 'PASSED', 'BYPASSED IN/OUT', 'NETNS'],
       ...report.endpoints.map((e) => [
         e.guestIp,
         e.guestMac,
         e.hostVeth ?? `ifindex ${e.hostIfindex}`,
+        e.route === 'agrees' ? 'ok' : `to ${e.routedTo ?? 'nowhere'}`,
         String(e.counters.fixed),
         String(e.counters.redirected),
         String(e.counters.passed),
@@ -122,6 +190,19 @@ ${COMMON_HELP}`,
         e.netns ?? '-',
       ]),
     ])) io.out(line);
+    if (report.refused.length > 0) {
+      io.out('');
+      io.out('REFUSED (a pod claims a guest IP this node routes elsewhere; never written)');
+      for (const line of table([
+        ['GUEST IP', 'CLAIMED BY', 'ROUTED TO', 'OWNER NETNS'],
+        ...report.refused.map((r) => [r.ip, r.netns, r.routedTo ?? 'nowhere', r.ownerNetns ?? '-']),
+      ])) io.out(line);
+    }
+    if (report.uncovered.length > 0) {
+      io.out('');
+      io.out('UNCOVERED (a VM guest with no endpoint of its pod, e.g. the endpoint table has no slot for it)');
+      for (const line of table([['GUEST IP', 'GUEST MAC', 'NETNS'], ...report.uncovered.map((u) => [u.guestIp, u.guestMac, u.netns])])) io.out(line);
+    }
     io.out('');
     io.out('FRAMES BY OUTCOME (all programs)');
     io.out(`  ${Object.entries(report.stats).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ') || 'none yet'}`);
