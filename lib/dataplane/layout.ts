@@ -9,7 +9,7 @@
  * maps/layout). Raise it with every change to a struct or enum of
  * bpf/vmpeer.h or to a pinned map's definition; test/unit/codec.test.ts
  * remembers the layout of each version and fails until it is raised.
- * 1: vmpeer 0.1 (88-byte endpoint, 14 stats, no stamp).
+ * 1: vmpeer 0.1 (88-byte endpoint, 14 stats, no stamp). 2: 15 stats (passNewFlow).
  */
 export const LAYOUT_VERSION = 2;
 

@@ -15,7 +15,7 @@ import test, { type ExecutionContext } from 'ava';
 import { TC_HANDLE } from '../../lib/bpf/link.js';
 import { packageRoot, native, type AttachMode, type HookEntry } from '../../lib/native.js';
 import { Dataplane } from '../../lib/dataplane/dataplane.js';
-import { LAYOUT_VERSION } from '../../lib/dataplane/layout.js';
+import { LAYOUT_VERSION, STAT_NAMES } from '../../lib/dataplane/layout.js';
 import { readStamp } from '../../lib/dataplane/migrate.js';
 import { inodeOf, sleep, startDaemon, State, type DaemonProcess } from '../helpers/daemon.js';
 import { vmpeer } from '../helpers/cli.js';
@@ -41,6 +41,15 @@ function pinnedMapIds(root: string): Map<string, number> {
       }
     }),
   );
+}
+
+function mapShape(root: string, name: string): ReturnType<ReturnType<typeof native>['mapInfo']> {
+  const fd = native().objGet(path.join(root, 'maps', name));
+  try {
+    return native().mapInfo(fd);
+  } finally {
+    native().closeFd(fd);
+  }
 }
 
 /** The maps a loaded program uses (bpftool: the addon has no need for it). */
@@ -99,7 +108,7 @@ async function coveredByV1(t: ExecutionContext, mode: AttachMode) {
   // vmpeer 0.1's code pinned no stamp; this build's, which ran its object here, did
   fs.rmSync(path.join(root, 'maps', 'layout'));
   const inode = inodeOf(vm.podNs.path)!;
-  const before = { ids: pinnedMapIds(root), endpoint: oldEndpoint(root, inode), prog: hook()[0]!.progId };
+  const before = { ids: pinnedMapIds(root), endpoint: oldEndpoint(root, inode), prog: hook()[0]!.progId, stats: mapShape(root, 'stats').maxEntries };
   t.deepEqual([...before.ids.keys()].sort(), ['endpoints', 'stats'], 'the state of vmpeer 0.1');
   t.true(mapIdsOf(before.prog).includes(before.ids.get('endpoints')!));
 
@@ -136,6 +145,8 @@ function migrated(t: ExecutionContext, s: Awaited<ReturnType<typeof coveredByV1>
   const ids = pinnedMapIds(root);
   t.deepEqual([...ids.keys()].sort(), ['endpoints', 'layout', 'stats']);
   for (const [name, id] of before.ids) t.not(ids.get(name), id, `maps/${name} is a new map`);
+  t.is(mapShape(root, 'stats').maxEntries, STAT_NAMES.length, "the stats map has this build's slots");
+  t.is(before.stats, 14, "vmpeer 0.1's had 14");
   const hook = s.hook();
   t.is(hook.length, 1);
   const used = mapIdsOf(hook[0]!.progId);
