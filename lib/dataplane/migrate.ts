@@ -38,7 +38,7 @@ import { killPoint } from '../kill-point.js';
 import type { BtfStruct, Native } from '../native.js';
 import { LAYOUT_VERSION } from './layout.js';
 import { netnsPaths } from './netns-paths.js';
-import { openPinnedMaps, PINNED_MAPS } from './pinned-maps.js';
+import { mismatchedPin, openPinnedMaps, PINNED_MAPS } from './pinned-maps.js';
 import { STAGING_DIR } from './root.js';
 import { listRecords } from './records.js';
 import { swapProgram } from './swap-program.js';
@@ -118,6 +118,7 @@ function migrate(n: Native, root: string, source: string | Buffer, from: number,
     commit(root); // step 4 had begun: every record runs this build's program already
     return migration;
   }
+  if (!copied) checkMigratable(n, root, source);
   fs.mkdirSync(staging, { recursive: true });
   const obj = BpfObject.open(source, { pinMapsIn: staging }, n);
   try {
@@ -179,16 +180,35 @@ function copyState(n: Native, root: string, obj: BpfObject): number {
   }
 }
 
+/**
+ * Before anything is made: the old state can be read (its endpoints by BTF,
+ * into a table of the same size), or an error naming the map that cannot.
+ */
+function checkMigratable(n: Native, root: string, source: string | Buffer): void {
+  const pin = path.join(root, 'maps', PINNED_MAPS[0]);
+  if (!fs.existsSync(pin)) return; // nothing to carry over
+  const fresh = BpfObject.open(source, {}, n);
+  const fd = n.objGet(pin);
+  try {
+    const have = n.mapValueStruct(fd);
+    const [slots, want] = [n.mapInfo(fd).maxEntries, n.mapInfo(fresh.map(PINNED_MAPS[0]).fd).maxEntries];
+    if (have?.members.some((m) => m.name === 'flags') && slots === want) {
+      const stats = path.join(root, 'maps', 'stats');
+      if (fs.existsSync(stats)) return;
+      throw new VmpeerError(`the pinned map ${stats} is missing beside ${pin}: the state cannot be migrated; run the vmpeer version that made it`);
+    }
+  } finally {
+    n.closeFd(fd);
+    fresh.close();
+  }
+  // not vmpeer 0.1's endpoints (no BTF, another table size): name its shape against this build's
+  throw mismatchedPin(n, source, root) ?? new VmpeerError(`the pinned map ${pin} cannot be migrated (no BTF of its endpoints, or another table size): run the vmpeer version that made it`);
+}
+
 function copyEndpoints(n: Native, from: BpfMap, to: BpfMap): number {
-  const have = n.mapValueStruct(from.fd);
-  const want = n.mapValueStruct(to.fd);
+  const have = n.mapValueStruct(from.fd)!;
+  const want = n.mapValueStruct(to.fd)!;
   const slots = n.mapInfo(from.fd).maxEntries;
-  if (!have || !want) {
-    throw new VmpeerError(`the pinned map ${from.pinPath} has no BTF to read its endpoints by field: it cannot be migrated. Run the vmpeer version that made it`);
-  }
-  if (slots !== n.mapInfo(to.fd).maxEntries) {
-    throw new VmpeerError(`the pinned map ${from.pinPath} has ${slots} slots, this build's endpoints ${n.mapInfo(to.fd).maxEntries}: migrating to another table size is not supported`);
-  }
   const convert = converter(have, want, from.pinPath ?? from.name);
   let live = 0;
   for (let slot = 0; slot < slots; slot++) {
