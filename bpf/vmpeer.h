@@ -4,7 +4,10 @@
  *
  * lib/dataplane/codec.ts encodes and decodes these structs; test/unit checks
  * its offsets and sizes against the BTF that clang writes into the object, so
- * this file is the one source of truth for the layout.
+ * this file is the one source of truth for the layout. Any change to a struct
+ * or enum here, or to a pinned map in vmpeer.bpf.c, raises LAYOUT_VERSION in
+ * lib/dataplane/layout.ts: a new build then migrates the state an older one
+ * pinned (lib/dataplane/migrate.ts).
  */
 #ifndef VMPEER_H
 #define VMPEER_H

@@ -215,6 +215,10 @@ export interface Native {
   mapUpdate(mapFd: number, key: Buffer, value: Buffer, flags?: number): void;
   mapDelete(mapFd: number, key: Buffer): boolean; // false when the key was absent
   mapKeys(mapFd: number, keySize: number): Buffer[];
+  /** The map's value struct, from the BTF the kernel keeps for the map; null without BTF or when the value is no struct. */
+  mapValueStruct(mapFd: number): BtfStruct | null;
+  /** A new map (without BTF); its fd. */
+  mapCreate(type: number, keySize: number, valueSize: number, maxEntries: number, name: string): number;
   /** Every slot of an array map (BPF_MAP_LOOKUP_BATCH): each slot's value (all CPUs), slot 0 first, in one buffer. */
   mapLookupAll(mapFd: number): Buffer;
 

@@ -8,6 +8,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vmpeer::InstallLibbpfPrint();
   vmpeer::InitObject(env, exports);
   vmpeer::InitMaps(env, exports);
+  vmpeer::InitBtf(env, exports);
   vmpeer::InitFds(env, exports);
   vmpeer::InitTestRun(env, exports);
   vmpeer::InitHooks(env, exports);

@@ -1,5 +1,6 @@
 // openObject(): a loaded BPF object with its programs, maps and BTF.
 #include "args.h"
+#include "btf.h"
 #include "errors.h"
 #include "exports.h"
 #include "info.h"
@@ -54,27 +55,7 @@ private:
     int id = btf__find_by_name_kind(btf, name.c_str(), BTF_KIND_STRUCT);
     if (id < 0)
       return env.Null();
-    const btf_type *t = btf__type_by_id(btf, id);
-    const btf_member *m = btf_members(t);
-    Napi::Array members = Napi::Array::New(env);
-    for (uint32_t i = 0; i < btf_vlen(t); i++, m++) {
-      uint32_t bitOffset = btf_member_bit_offset(t, i);
-      uint32_t bitSize = btf_member_bitfield_size(t, i);
-      long size = bitSize ? (bitOffset % 8 + bitSize + 7) / 8 : btf__resolve_size(btf, m->type);
-      const char *memberName = btf__name_by_offset(btf, m->name_off);
-      if (size < 0)
-        Fail(static_cast<int>(-size), "btf__resolve_size", name, memberName);
-      Napi::Object member = Napi::Object::New(env);
-      member.Set("name", memberName);
-      member.Set("offset", bitOffset / 8);
-      member.Set("size", static_cast<double>(size));
-      members.Set(i, member);
-    }
-    Napi::Object layout = Napi::Object::New(env);
-    layout.Set("name", name);
-    layout.Set("size", t->size);
-    layout.Set("members", members);
-    return layout;
+    return StructLayoutOf(env, btf, id, name);
   }
 
   ObjectPtr obj_;

@@ -26,9 +26,10 @@ import { resolveMode } from '../bpf/link.js';
 async function openWhenFree(config: DaemonConfig, n: Native, log: Logger): Promise<Dataplane> {
   let waiting = false;
   for (;;) {
-    const dp = Dataplane.tryOpen({ root: config.bpffsRoot, object: config.object, native: n });
+    const dp = Dataplane.tryOpen({ root: config.bpffsRoot, object: config.object, native: n, netnsDirs: config.netnsDirs });
     if (dp) {
       if (waiting) log.info({ root: config.bpffsRoot }, 'took the node lock');
+      if (dp.migration) log.info({ root: config.bpffsRoot, ...dp.migration }, `migrated the pinned state from layout ${dp.migration.from} to ${dp.migration.to}`);
       return dp;
     }
     if (!waiting) log.warn({ root: config.bpffsRoot, holder: Dataplane.lockedMessage(config.bpffsRoot) }, 'waiting for the node lock: another vmpeer process holds it');

@@ -40,7 +40,7 @@ import { netnsPaths } from '../dataplane/netns-paths.js';
 import { Slots, type Release } from './slots.js';
 import { programTag } from '../bpf/fdinfo.js';
 import { verifyRecord } from '../dataplane/verify.js';
-import { swapProgram } from './upgrade.js';
+import { swapProgram } from '../dataplane/swap-program.js';
 
 /** A new netns may still become a VM pod: watched (monitor, polls) this long. */
 const YOUNG_MS = 60_000;

@@ -31,6 +31,7 @@ import { isPodProgram, listRecords, netnsInode, parseRecordName, recordName, typ
 import { decodeStats, encodeStatKey, type Endpoint, type Stats } from './codec.js';
 import { EndpointTable, type WithCounters } from './endpoint-table.js';
 import { STAT_NAMES } from './layout.js';
+import { pinStamp, settleLayout, STAMP_MAP, type Migration } from './migrate.js';
 
 export const DEFAULT_BPFFS_ROOT = '/sys/fs/bpf/vmpeer';
 export const OBJECT_PATH = path.join(packageRoot, 'dist', 'bpf', 'vmpeer.bpf.o');
@@ -61,6 +62,8 @@ export interface DataplaneOptions {
   native?: Native;
   /** How long to wait for the node lock (default: 10 s, as a CLI command does). */
   lockWaitMs?: number;
+  /** Where the netns files of attached pods are (a migration finds their hooks through them). */
+  netnsDirs?: readonly string[];
 }
 
 
@@ -75,7 +78,15 @@ export class Dataplane {
   /** Attachments under way (attachAsync), by their record's pin. */
   private readonly attaching = new Map<string, Promise<unknown>>();
 
-  private constructor(root: string, obj: BpfObject | null, maps: ReadonlyMap<string, BpfMap>, lockFd: number | null, private readonly n: Native) {
+  private constructor(
+    root: string,
+    obj: BpfObject | null,
+    maps: ReadonlyMap<string, BpfMap>,
+    lockFd: number | null,
+    private readonly n: Native,
+    /** What opening it migrated (migrate.ts); null when the state had this build's layout. */
+    readonly migration: Migration | null = null,
+  ) {
     this.root = root;
     this.obj = obj;
     this.maps = maps;
@@ -124,13 +135,21 @@ export class Dataplane {
       checkRoot(root); // again, now that nobody else changes it
       for (const dir of ROOT_ENTRIES) fs.mkdirSync(path.join(root, dir), { recursive: true });
       const source = options.object ?? OBJECT_PATH;
+      const migration = settleLayout(n, root, source, options.netnsDirs);
       let obj: BpfObject;
       try {
         obj = BpfObject.open(source, { pinMapsIn: path.join(root, 'maps') }, n);
       } catch (e) {
         throw mismatchedPin(n, source, root) ?? e;
       }
-      return new Dataplane(root, obj, obj.maps, lockFd, n);
+      try {
+        // new state (an older one was migrated above): stamped once its maps exist
+        if (!fs.existsSync(path.join(root, 'maps', STAMP_MAP))) pinStamp(n, path.join(root, 'maps'));
+      } catch (e) {
+        obj.close();
+        throw e;
+      }
+      return new Dataplane(root, obj, obj.maps, lockFd, n, migration);
     } catch (e) {
       n.closeFd(lockFd);
       throw e;
@@ -196,7 +215,8 @@ export class Dataplane {
 
   /** The map pins this object made (or reused): the only map pins vmpeer ever removes. */
   private ourMapPins(): string[] {
-    return [...this.maps.values()].flatMap((m) => (m.pinPath && m.pinPath.startsWith(path.join(this.root, 'maps') + '/') ? [m.pinPath] : []));
+    const maps = [...this.maps.values()].flatMap((m) => (m.pinPath && m.pinPath.startsWith(path.join(this.root, 'maps') + '/') ? [m.pinPath] : []));
+    return [...maps, path.join(this.root, 'maps', STAMP_MAP)];
   }
 
   /**
@@ -238,6 +258,11 @@ export class Dataplane {
       if (id !== null) fs.rmSync(m.pinPath, { force: true }); // another map under our name: ours is the one the programs use
       this.n.objPin(m.fd, m.pinPath);
       repaired.push(`${m.pinPath} was ${id === null ? 'missing' : `map ${id}, not ${m.id}`}`);
+    }
+    const stamp = path.join(this.root, 'maps', STAMP_MAP);
+    if (this.obj && !fs.existsSync(stamp)) {
+      pinStamp(this.n, path.dirname(stamp));
+      repaired.push(`${stamp} was missing`);
     }
     return repaired;
   }

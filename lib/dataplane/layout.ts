@@ -4,6 +4,15 @@
  * so the two cannot drift apart unnoticed.
  */
 
+/**
+ * The version of the pinned state's layout (migrate.ts stamps it in
+ * maps/layout). Raise it with every change to a struct or enum of
+ * bpf/vmpeer.h or to a pinned map's definition; test/unit/codec.test.ts
+ * remembers the layout of each version and fails until it is raised.
+ * 1: vmpeer 0.1 (88-byte endpoint, 14 stats, no stamp). 2: 15 stats (passNewFlow).
+ */
+export const LAYOUT_VERSION = 2;
+
 export interface Field {
   offset: number;
   size: number;

@@ -19,6 +19,8 @@ import { BPF_FS_MAGIC, fsType, nearestExisting } from '../paths.js';
 
 /** The entries vmpeer makes in its state directory. */
 export const ROOT_ENTRIES = ['maps', 'links', 'filters'] as const;
+/** Where a migration stages the new maps (migrate.ts); it exists only while one is under way. */
+export const STAGING_DIR = 'maps_next';
 
 export class StateLockedError extends VmpeerError {
   override name = 'StateLockedError';
@@ -38,7 +40,7 @@ export function checkRoot(root: string): void {
   if (parent === path.resolve(root) || fs.statSync(parent).dev !== st.dev) {
     throw new UsageError(`--bpffs ${root} is a bpffs mount point, shared with other programs: give vmpeer a directory of its own under it, e.g. ${path.join(root, 'vmpeer')}`);
   }
-  const foreign = fs.readdirSync(root).filter((name) => !(ROOT_ENTRIES as readonly string[]).includes(name));
+  const foreign = fs.readdirSync(root).filter((name) => name !== STAGING_DIR && !(ROOT_ENTRIES as readonly string[]).includes(name));
   if (foreign.length > 0) {
     throw new UsageError(`--bpffs ${root} holds ${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', …' : ''}, which vmpeer did not create: give vmpeer a directory of its own`);
   }

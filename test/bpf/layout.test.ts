@@ -3,12 +3,14 @@
  * the TypeScript layout (lib/dataplane/layout.ts) must agree field by field.
  */
 import test from 'ava';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { packageRoot } from '../../lib/native.js';
+import { native, packageRoot } from '../../lib/native.js';
 import { BpfObject } from '../../lib/bpf/object.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
-import { ENDPOINT, KEY, STAT_NAMES, statEnumName } from '../../lib/dataplane/layout.js';
+import { ENDPOINT, KEY, LAYOUT_VERSION, STAT_NAMES, statEnumName } from '../../lib/dataplane/layout.js';
+import { PINNED_MAPS } from '../../lib/dataplane/pinned-maps.js';
 
 for (const layout of [KEY, ENDPOINT]) {
   test(`struct ${layout.struct} matches its codec`, (t) => {
@@ -32,4 +34,23 @@ test('enum vmpeer_stat lists the stat slots in codec order', (t) => {
   const names = [...body.matchAll(/^\s*(VMPEER_STAT_\w+)/gm)].map((m) => m[1]);
   t.deepEqual(names, [...STAT_NAMES.map(statEnumName), 'VMPEER_STAT_MAX']);
   t.regex(body, /VMPEER_STAT_FIXED = 0,/);
+});
+
+/** What each layout version stands for (a digest of the pinned maps' shapes, the endpoint struct and the stat names). */
+const LAYOUTS: Record<number, string> = {
+  2: '1a2c678daea4f2f5', // 88-byte endpoint, 15 stats (VMPEER_STAT_PASS_NEW_FLOW)
+};
+
+test('LAYOUT_VERSION is raised with every change of a pinned map (the stamp migrate.ts checks)', (t) => {
+  const obj = BpfObject.open(OBJECT_PATH);
+  t.teardown(() => obj.close());
+  const shapes = PINNED_MAPS.map((name) => {
+    const m = native().mapInfo(obj.map(name).fd);
+    return [name, m.type, m.keySize, m.valueSize, m.maxEntries];
+  });
+  const digest = createHash('sha256')
+    .update(JSON.stringify({ shapes, endpoint: obj.btfStruct(ENDPOINT.struct), stats: STAT_NAMES }))
+    .digest('hex')
+    .slice(0, 16);
+  t.is(digest, LAYOUTS[LAYOUT_VERSION] ?? 'none recorded', `the layout is not version ${LAYOUT_VERSION}'s: raise LAYOUT_VERSION in lib/dataplane/layout.ts and record ${digest} for it here`);
 });

@@ -140,4 +140,5 @@ test('a pinned map of another layout is refused with exit 1, naming the map and 
   t.regex(r.stderr, /another vmpeer version made it/);
   t.notRegex(r.stderr, /too old/);
   t.deepEqual(native().listHook({ netns: ns.path, ifname: 'lo', hook: 'ingress' }), []);
+  t.false(fs.existsSync(path.join(root, 'maps_next')), 'nothing staged: the refusal comes before any change');
 });

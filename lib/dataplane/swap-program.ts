@@ -20,7 +20,7 @@ import fs from 'node:fs';
 import { TC_HANDLE, type HookTarget } from '../bpf/link.js';
 import type { Program } from '../bpf/program.js';
 import { pinned } from '../bpf/fdinfo.js';
-import type { AttachmentRecord } from '../dataplane/dataplane.js';
+import type { AttachmentRecord } from './records.js';
 import { killPoint } from '../kill-point.js';
 import type { Native } from '../native.js';
 
