@@ -18,7 +18,7 @@ import { Dataplane } from '../../lib/dataplane/dataplane.js';
 import { LAYOUT_VERSION, STAT_NAMES } from '../../lib/dataplane/layout.js';
 import { readStamp } from '../../lib/dataplane/migrate.js';
 import { inodeOf, sleep, startDaemon, State, type DaemonProcess } from '../helpers/daemon.js';
-import { vmpeer } from '../helpers/cli.js';
+import { vmpeer } from '../../lib/testkit/cli.js';
 import { bpffsDir } from '../helpers/netns.js';
 import { oneVmLab } from '../helpers/state.js';
 
