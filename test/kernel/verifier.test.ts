@@ -1,0 +1,38 @@
+/**
+ * Every program vmpeer ships through this kernel's verifier, with the count of
+ * instructions the verifier processed (bpf_prog_info.verified_insns since
+ * 5.16, the "processed N insns" line of its statistics log before). Run on
+ * every kernel of the VM matrix; the "kernel-fact: verified_insns.<program>="
+ * lines go into the README's compatibility table.
+ */
+import test from 'ava';
+import path from 'node:path';
+import { native, packageRoot } from '../../lib/native.js';
+import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
+
+const SHIPPED = [
+  { object: OBJECT_PATH, programs: ['fixup', 'redirect', 'from_guest'] },
+  { object: path.join(packageRoot, 'dist', 'bpf', 'cni_emulator.bpf.o'), programs: null },
+];
+
+for (const { object, programs } of SHIPPED) {
+  test(`${path.basename(object)}: every program loads, and the verifier says how many instructions it processed`, (t) => {
+    const obj = native().openObject(object, { verifierStats: true });
+    t.teardown(() => obj.close());
+    const names = obj.programs.map((p) => p.name);
+    if (programs) t.deepEqual([...names].sort(), [...programs].sort(), 'the programs the object ships');
+    t.true(names.length > 0);
+    for (const p of obj.programs) {
+      const n = p.verifiedInsns ?? 0;
+      // at least every instruction once, and far below the 1M limit: a count of 0 is a parse failure
+      t.true(n >= p.insnCount && n < 1_000_000, `${p.name}: ${n} verified for ${p.insnCount} instructions`);
+      if (object === OBJECT_PATH) process.stdout.write(`kernel-fact: verified_insns.${p.name}=${n}\n`);
+    }
+  });
+}
+
+test('without verifierStats no count is reported (the product loads without a log)', (t) => {
+  const obj = native().openObject(OBJECT_PATH);
+  t.teardown(() => obj.close());
+  t.true(obj.programs.every((p) => p.verifiedInsns === undefined));
+});
