@@ -40,8 +40,8 @@ function run(label, cmd, argv) {
 /** "bpf      node 20    58 passed   0 failed   0 skipped" lines of scripts/test.mjs. */
 function parseSuites(out) {
   const suites = {};
-  for (const m of out.matchAll(/^(?:\[[^\]]*\] )?(\w+)\s+node \d+\s+(\d+) passed\s+(\d+) failed\s+(\d+) skipped$/gm)) {
-    suites[m[1]] = { passed: Number(m[2]), failed: Number(m[3]), skipped: Number(m[4]) };
+  for (const m of out.matchAll(/^(?:\[[^\]]*\] )?(\w+)\s+node \d+\s+(\d+) passed\s+(\d+) failed\s+(\d+) skipped(?:\s+(\d+) s)?$/gm)) {
+    suites[m[1]] = { passed: Number(m[2]), failed: Number(m[3]), skipped: Number(m[4]), seconds: Number(m[5] ?? 0) };
   }
   return suites;
 }
