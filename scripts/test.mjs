@@ -29,7 +29,7 @@ const tiers = kernelSuites
   ? [
       // every shipped program through this kernel's verifier, and a few BPF_PROG_TEST_RUN cases per program
       ['bpf', ['kernel/verifier.test.js', 'bpf/fixup.test.js', 'bpf/redirect.test.js', 'bpf/bypass.test.js'], [20],
-        ['*every program loads*', 'the seed case*', "IPv6 * with the node's MAC is re-addressed*", 'IPv4 fragments are re-addressed*',
+        ['*every program loads*', 'the per-CPU endpoint table lookup*', 'the seed case*', "IPv6 * with the node's MAC is re-addressed*", 'IPv4 fragments are re-addressed*',
           '* to a known guest is forwarded and peer-redirected', 'TTL 64 → 63*', 'ARP, broadcast, multicast*',
           'IPv4: fixup re-addresses a frame for a bypassed guest*', 'IPv6: from_guest sends*']],
       // each attach mode this kernel has (tcx from 6.6), through the addon and the Dataplane

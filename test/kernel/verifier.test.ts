@@ -6,6 +6,7 @@
  * lines go into the README's compatibility table.
  */
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { native, packageRoot } from '../../lib/native.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
@@ -30,6 +31,24 @@ for (const { object, programs } of SHIPPED) {
     }
   });
 }
+
+// The endpoint table is a per-CPU array (bpf/vmpeer.h): newer kernels inline its
+// lookup into array arithmetic (no call in the translated program), older ones call
+// percpu_array_map_lookup_elem. Which one this kernel does is a fact for the README.
+test('the per-CPU endpoint table lookup: inlined by the verifier or a call to the map', (t) => {
+  const obj = native().openObject(OBJECT_PATH);
+  t.teardown(() => obj.close());
+  const forms = new Set<string>();
+  for (const p of obj.programs) {
+    const calls = execFileSync('bpftool', ['prog', 'dump', 'xlated', 'id', String(p.id)], { encoding: 'utf8' })
+      .split('\n').map((l) => /\bcall ([a-z_]+)/.exec(l)?.[1]).filter((c): c is string => !!c);
+    const lookups = calls.filter((c) => c.includes('lookup'));
+    t.true(lookups.every((c) => c === 'percpu_array_map_lookup_elem'), `${p.name} calls ${lookups.join(', ')}`);
+    forms.add(lookups.length > 0 ? 'call' : 'inlined');
+  }
+  t.is(forms.size, 1, 'every program looks the table up the same way');
+  process.stdout.write(`kernel-fact: percpu_lookup=${[...forms][0]}\n`);
+});
 
 test('without verifierStats no count is reported (the product loads without a log)', (t) => {
   const obj = native().openObject(OBJECT_PATH);
