@@ -201,8 +201,9 @@ for (const [series, suite, release] of [
   });
 }
 
-/** What the system's apt configuration and package lists are (names and mtimes). */
+/** The system's apt configuration (names and mtimes) and which package lists it has (names). */
 function aptState(): string[] {
-  const list = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir).map((f) => `${dir}/${f} ${fs.statSync(path.join(dir, f)).mtimeMs}`) : []);
-  return [...list('/etc/apt'), ...list('/etc/apt/sources.list.d'), ...list('/var/lib/apt/lists')].sort();
+  const list = (dir: string, mtime: boolean) =>
+    fs.existsSync(dir) ? fs.readdirSync(dir).map((f) => `${dir}/${f}${mtime ? ` ${fs.statSync(path.join(dir, f)).mtimeMs}` : ''}`) : [];
+  return [...list('/etc/apt', true), ...list('/etc/apt/sources.list.d', true), ...list('/var/lib/apt/lists', false)].sort();
 }
