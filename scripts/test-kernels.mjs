@@ -73,8 +73,11 @@ for (const kernel of kernels) {
 
 const dir = path.join(root, '.cache/vmtest-results');
 fs.mkdirSync(dir, { recursive: true });
+// The README's table covers every kernel: one not in this run keeps its row of the last run that had it.
+const previous = fs.existsSync(path.join(dir, 'latest.json')) ? JSON.parse(fs.readFileSync(path.join(dir, 'latest.json'), 'utf8')) : null;
 fs.writeFileSync(path.join(dir, `${results.date.replace(/[:.]/g, '-')}.json`), JSON.stringify(results, null, 2));
-fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(results, null, 2));
+fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify({ ...results, runner: results.runner ?? previous?.runner ?? null,
+  kernels: [...(previous?.kernels ?? []).filter((k) => !kernels.includes(k.kernel)), ...results.kernels] }, null, 2));
 
 const cell = (s) => (s.missing ? 'missing' : `${s.failed ? 'FAILED' : 'passed'} ${s.passed}/${s.passed + s.failed}`);
 console.log('\nkernel'.padEnd(34) + SUITES.map((s) => s.padEnd(14)).join('') + 'time');
@@ -83,7 +86,11 @@ for (const k of results.kernels) {
 }
 if (results.runner) console.log(`vmtest runner tests: ${results.runner.passed} passed, ${results.runner.failed} failed (${results.runner.seconds} s)`);
 
-if (args.includes('--update-readme')) updateReadme(results);
+if (args.includes('--update-readme')) {
+  const kept = (previous?.kernels ?? []).filter((k) => !kernels.includes(k.kernel));
+  const order = (k) => ['5.10', '6.1', '6.12', 'sid', 'host'].indexOf(k.kernel) >>> 0;
+  updateReadme({ ...results, runner: results.runner ?? previous?.runner ?? null, kernels: [...kept, ...results.kernels].sort((a, b) => order(a) - order(b)) });
+}
 
 let passed = results.runner?.passed ?? 0;
 let failed = results.runner?.failed ?? 0;
