@@ -73,7 +73,9 @@ test('pkt_type at the pod after a raw peer redirect, and after fixup', async (t)
     sendFrames(lab.client.ns as never, lab.client.iface.name, [packet(id)]);
     for (let waited = 0; seen(after, id) === 'none' && waited < 20_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
   }
-  t.true(lab.emulatorStats().redirected >= 1, 'the second packet was peer-redirected');
+  const stats = lab.emulatorStats();
+  t.log(`emulator ${JSON.stringify(stats)}; before ${seen(before, 0x1001)}/${seen(before, 0x1002)}, after ${seen(after, 0x1001)}/${seen(after, 0x1002)}`);
+  t.true(stats.redirected >= 1, 'the second packet was peer-redirected');
   t.is(seen(before, 0x1001), 'OTHERHOST', 'kernel path: addressed to the guest, classified OTHERHOST on the port');
   // the frame was addressed to the node, and since 6.15 (and the 6.12 stable backport)
   // bpf_redirect_peer() also resets pkt_type: PACKET_HOST either way
