@@ -66,9 +66,9 @@ test('pkt_type at the pod after a raw peer redirect, and after fixup', async (t)
     const v = obj.map('pkt_types').lookup(key)?.[0]?.readUInt32LE(0) ?? 0;
     return PKT_TYPES.filter((_, i) => v & (1 << i)).join('|') || 'none';
   };
-  // One after the other, each seen at the pod before the next is sent: frames sent from
-  // two processes can sit in two CPUs' backlogs and reach the CNI's program out of order
-  // (the second then looks like a flow's first), which a loaded emulated VM does.
+  // One after the other, each seen at the pod before the next is sent (not a fixed sleep:
+  // an emulated VM on a loaded host can take longer). Still flaky on 6.12 and sid under
+  // heavy load (the second frame sometimes not redirected): not root-caused yet.
   for (const id of [0x1001, 0x1002]) {
     sendFrames(lab.client.ns as never, lab.client.iface.name, [packet(id)]);
     for (let waited = 0; seen(after, id) === 'none' && waited < 20_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
