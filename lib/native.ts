@@ -29,6 +29,7 @@ export interface NativeProgram {
   fd: number;
   id: number;
   insnCount: number; // xlated instructions, from bpf_obj_get_info_by_fd
+  verifiedInsns?: number; // instructions the verifier processed (only with OpenOptions.verifierStats)
 }
 
 export interface NativeMap {
@@ -57,6 +58,8 @@ export interface BtfStruct {
 export interface OpenOptions {
   /** Reuse maps pinned in this bpffs directory (as <dir>/<map name>), pin the ones not there yet. */
   pinMapsIn?: string;
+  /** Also report what the verifier processed per program (verifiedInsns; from its statistics log before Linux 5.16). */
+  verifierStats?: boolean;
 }
 
 /** A loaded BPF object. Its program and map fds stay valid until close(). */

@@ -15,7 +15,7 @@ ProgInfo GetProgInfo(int fd, const std::string &object) {
   memset(&info, 0, sizeof info);
   __u32 len = sizeof info;
   Check(bpf_obj_get_info_by_fd(fd, &info, &len), "bpf_obj_get_info_by_fd", object);
-  return {info.id, info.name, info.xlated_prog_len / static_cast<uint32_t>(sizeof(bpf_insn))};
+  return {info.id, info.name, info.xlated_prog_len / static_cast<uint32_t>(sizeof(bpf_insn)), info.verified_insns};
 }
 
 MapInfo GetMapInfo(int fd, const std::string &object) {

@@ -10,6 +10,7 @@ struct ProgInfo {
   uint32_t id;
   std::string name; // the kernel's copy: at most 15 characters
   uint32_t insnCount; // xlated instructions
+  uint32_t verifiedInsns; // what the verifier processed; 0 before Linux 5.16
 };
 
 struct MapInfo {

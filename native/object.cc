@@ -8,6 +8,8 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include <cstdlib>
+#include <map>
 #include <memory>
 
 namespace vmpeer {
@@ -61,7 +63,18 @@ private:
   ObjectPtr obj_;
 };
 
-Napi::Array Programs(Napi::Env env, bpf_object *obj, const std::string &label) {
+// The verifier's statistics (log level BPF_LOG_STATS = 4, since 5.2) end with
+// "processed N insns (limit ...)" (kernel/bpf/verifier.c, print_verification_stats).
+constexpr uint32_t kLogStats = 4;
+constexpr size_t kStatsLogSize = 1024;
+
+uint32_t ProcessedInsns(const std::string &log) {
+  size_t at = log.find("processed ");
+  return at == std::string::npos ? 0 : static_cast<uint32_t>(std::strtoul(log.c_str() + at + 10, nullptr, 10));
+}
+
+Napi::Array Programs(Napi::Env env, bpf_object *obj, const std::string &label,
+                     const std::map<std::string, std::string> &statsLogs) {
   Napi::Array list = Napi::Array::New(env);
   bpf_program *prog;
   uint32_t i = 0;
@@ -75,6 +88,9 @@ Napi::Array Programs(Napi::Env env, bpf_object *obj, const std::string &label) {
     p.Set("fd", fd);
     p.Set("id", pi.id);
     p.Set("insnCount", pi.insnCount);
+    auto log = statsLogs.find(bpf_program__name(prog));
+    if (log != statsLogs.end()) // the kernel's count (>= 5.16), else the one in the log
+      p.Set("verifiedInsns", pi.verifiedInsns ? pi.verifiedInsns : ProcessedInsns(log->second));
     list.Set(i++, p);
   }
   return list;
@@ -102,13 +118,17 @@ Napi::Array Maps(Napi::Env env, bpf_object *obj, const std::string &label) {
   return list;
 }
 
-// openObject(source: string | Buffer, options?: { pinMapsIn?: string })
+// openObject(source: string | Buffer, options?: { pinMapsIn?: string, verifierStats?: boolean })
 Napi::Value OpenObject(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Args args(info, "openObject");
   std::optional<std::string> pinDir;
-  if (auto options = args.optObject(1, "options"))
-    pinDir = Fields(*options, "openObject").optString("pinMapsIn");
+  bool verifierStats = false;
+  if (auto options = args.optObject(1, "options")) {
+    Fields fields(*options, "openObject");
+    pinDir = fields.optString("pinMapsIn");
+    verifierStats = fields.optBool("verifierStats", false);
+  }
 
   bpf_object *raw;
   std::string label;
@@ -134,9 +154,19 @@ Napi::Value OpenObject(const Napi::CallbackInfo &info) {
       Check(bpf_map__set_pin_path(map, path.c_str()), "bpf_map__set_pin_path", label, path);
     }
   }
+  std::map<std::string, std::string> statsLogs;
+  if (verifierStats) {
+    bpf_program *prog;
+    bpf_object__for_each_program(prog, obj.get()) {
+      std::string &log = statsLogs[bpf_program__name(prog)];
+      log.assign(kStatsLogSize, '\0');
+      bpf_program__set_log_level(prog, kLogStats);
+      bpf_program__set_log_buf(prog, log.data(), log.size());
+    }
+  }
   Check(bpf_object__load(obj.get()), "bpf_object__load", label);
 
-  Napi::Array programs = Programs(env, obj.get(), label);
+  Napi::Array programs = Programs(env, obj.get(), label, statsLogs);
   Napi::Array maps = Maps(env, obj.get(), label);
   auto *ctor = env.GetInstanceData<Napi::FunctionReference>();
   Napi::Object instance = ctor->New({Napi::External<bpf_object>::New(env, obj.release())});

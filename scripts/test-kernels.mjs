@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // The kernel matrix: the suites that carry kernel-specific risk (scripts/test.mjs
-// --kernel-suites) on Debian's 6.1 and 6.12 kernels under QEMU (scripts/vmtest)
-// and on the host kernel, after the VM runner's own tests.
+// --kernel-suites) on Debian's 5.10 (bullseye), 6.1 and 6.12 (bookworm) and the
+// newest sid kernel under QEMU (scripts/vmtest), one after the other, and on the
+// host kernel, after the VM runner's own tests.
 //
-//   node scripts/test-kernels.mjs [--kernels 6.1,6.12,host] [--no-runner-tests] [--update-readme]
+//   node scripts/test-kernels.mjs [--kernels 5.10,6.1,6.12,sid,host] [--no-runner-tests] [--update-readme]
 //
 // Prints a table kernel × suite, stores it as JSON under .cache/vmtest-results/,
 // and ends with one line: "N passed, N failed".
@@ -18,8 +19,8 @@ const option = (name, fallback) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : fallback;
 };
-const kernels = option('--kernels', '6.1,6.12,host').split(',');
-const SUITES = ['bpf', 'addon', 'kernel', 'seed', 'fix', 'restart'];
+const kernels = option('--kernels', '5.10,6.1,6.12,sid,host').split(',');
+const SUITES = ['bpf', 'addon', 'kernel', 'fix', 'restart'];
 
 /** Runs a command, streaming its output with a prefix, and returns the output and exit code. */
 function run(label, cmd, argv) {
@@ -40,14 +41,14 @@ function run(label, cmd, argv) {
 /** "bpf      node 20    58 passed   0 failed   0 skipped" lines of scripts/test.mjs. */
 function parseSuites(out) {
   const suites = {};
-  for (const m of out.matchAll(/^(?:\[[^\]]*\] )?(\w+)\s+node \d+\s+(\d+) passed\s+(\d+) failed\s+(\d+) skipped$/gm)) {
-    suites[m[1]] = { passed: Number(m[2]), failed: Number(m[3]), skipped: Number(m[4]) };
+  for (const m of out.matchAll(/^(?:\[[^\]]*\] )?(\w+)\s+node \d+\s+(\d+) passed\s+(\d+) failed\s+(\d+) skipped(?:\s+(\d+) s)?$/gm)) {
+    suites[m[1]] = { passed: Number(m[2]), failed: Number(m[3]), skipped: Number(m[4]), seconds: Number(m[5] ?? 0) };
   }
   return suites;
 }
 
 function parseFacts(out) {
-  return Object.fromEntries([...out.matchAll(/kernel-fact: (\w+)=(\S+)/g)].map((m) => [m[1], m[2]]));
+  return Object.fromEntries([...out.matchAll(/kernel-fact: ([\w.]+)=(\S+)/g)].map((m) => [m[1], m[2]]));
 }
 
 const results = { date: new Date().toISOString(), runner: null, kernels: [] };
@@ -72,8 +73,11 @@ for (const kernel of kernels) {
 
 const dir = path.join(root, '.cache/vmtest-results');
 fs.mkdirSync(dir, { recursive: true });
+// The README's table covers every kernel: one not in this run keeps its row of the last run that had it.
+const previous = fs.existsSync(path.join(dir, 'latest.json')) ? JSON.parse(fs.readFileSync(path.join(dir, 'latest.json'), 'utf8')) : null;
 fs.writeFileSync(path.join(dir, `${results.date.replace(/[:.]/g, '-')}.json`), JSON.stringify(results, null, 2));
-fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(results, null, 2));
+fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify({ ...results, runner: results.runner ?? previous?.runner ?? null,
+  kernels: [...(previous?.kernels ?? []).filter((k) => !kernels.includes(k.kernel)), ...results.kernels] }, null, 2));
 
 const cell = (s) => (s.missing ? 'missing' : `${s.failed ? 'FAILED' : 'passed'} ${s.passed}/${s.passed + s.failed}`);
 console.log('\nkernel'.padEnd(34) + SUITES.map((s) => s.padEnd(14)).join('') + 'time');
@@ -82,7 +86,11 @@ for (const k of results.kernels) {
 }
 if (results.runner) console.log(`vmtest runner tests: ${results.runner.passed} passed, ${results.runner.failed} failed (${results.runner.seconds} s)`);
 
-if (args.includes('--update-readme')) updateReadme(results);
+if (args.includes('--update-readme')) {
+  const kept = (previous?.kernels ?? []).filter((k) => !kernels.includes(k.kernel));
+  const order = (k) => ['5.10', '6.1', '6.12', 'sid', 'host'].indexOf(k.kernel) >>> 0;
+  updateReadme({ ...results, runner: results.runner ?? previous?.runner ?? null, kernels: [...kept, ...results.kernels].sort((a, b) => order(a) - order(b)) });
+}
 
 let passed = results.runner?.passed ?? 0;
 let failed = results.runner?.failed ?? 0;
@@ -93,6 +101,8 @@ for (const k of results.kernels) {
   }
   if (k.exit !== 0 && Object.values(k.suites).every((s) => s.failed === 0)) failed += 1; // the VM itself failed
 }
+const seconds = (results.runner?.seconds ?? 0) + results.kernels.reduce((n, k) => n + k.seconds, 0);
+console.log(`kernel matrix: ${seconds} s (${results.kernels.map((k) => `${k.kernel} ${k.seconds} s`).join(', ')})`);
 console.log(`\n${passed} passed, ${failed} failed`);
 process.exit(failed > 0 ? 1 : 0);
 
@@ -100,17 +110,21 @@ process.exit(failed > 0 ? 1 : 0);
 function updateReadme(res) {
   const readme = path.join(root, 'README.md');
   const text = fs.readFileSync(readme, 'utf8');
+  const insns = (k) => ['fixup', 'redirect', 'from_guest'].map((p) => k.facts[`verified_insns.${p}`] ?? '?').join(' / ');
   const rows = res.kernels.map((k) => {
-    const ok = SUITES.every((s) => k.suites[s].failed === 0 && !k.suites[s].missing);
+    const ok = k.exit === 0 && SUITES.every((s) => k.suites[s].failed === 0 && !k.suites[s].missing);
     const total = SUITES.reduce((n, s) => n + k.suites[s].passed, 0);
-    return `| ${k.release}${k.kernel === 'host' ? ' (host)' : ''} | ${k.facts.attach_mode ?? '?'} | ${k.facts.redirect_peer_pkt_type ?? '?'} → ${k.facts.after_fixup_pkt_type ?? '?'} | ${ok ? `passed (${total} tests)` : 'FAILED'} |`;
+    const where = k.kernel === 'host' ? ' (host)' : ` (\`${k.kernel}\`)`;
+    return `| ${k.release}${where} | ${k.facts.attach_mode ?? '?'} | ${k.facts.redirect_peer_pkt_type ?? '?'} → ${k.facts.after_fixup_pkt_type ?? '?'} | ${insns(k)} | ${k.facts.percpu_lookup ?? '?'} | ${ok ? `passed (${total} tests)` : 'FAILED'} | ${k.seconds} s |`;
   });
+  const runner = res.runner ? `The runner's own tests: ${res.runner.passed} passed, ${res.runner.failed} failed (${res.runner.seconds} s). ` : '';
+  const seconds = (res.runner?.seconds ?? 0) + res.kernels.reduce((n, k) => n + k.seconds, 0);
   const table = [
     '<!-- kernel-matrix:start (generated by `npm run test:vm -- --update-readme`) -->',
-    `Last run: ${res.date.slice(0, 10)}.`,
+    `Last run: ${res.date.slice(0, 10)}. ${runner}The whole matrix: ${seconds} s.`,
     '',
-    '| kernel | attach mode (host interfaces) | pkt_type at the pod after a raw peer redirect → after fixup | suites (bpf, addon, kernel, seed, fix, restart) |',
-    '|---|---|---|---|',
+    '| kernel | attach mode (host interfaces) | pkt_type at the pod after a raw peer redirect → after fixup | instructions verified (fixup / redirect / from_guest) | per-CPU table lookup | suites (bpf, addon, kernel, fix, restart) | time |',
+    '|---|---|---|---|---|---|---|',
     ...rows,
     '<!-- kernel-matrix:end -->',
   ].join('\n');

@@ -1,7 +1,8 @@
 /**
  * A Debian kernel for the lab's QEMU guests. Downloading and extracting is
- * scripts/vmtest's job (`--prepare`: newest bookworm generic image of a
- * series, resolved with apt-cache, cached under .cache/vmtest); this module
+ * scripts/vmtest's job (`--prepare`: newest generic image of a series in the
+ * Debian suite that ships it, through a private sources list, cached under
+ * .cache/vmtest); this module
  * asks it for a kernel and picks the image and the modules the guest needs.
  */
 import { existsSync } from 'node:fs';
@@ -27,7 +28,7 @@ export function vmtestCache(): string {
 }
 
 /**
- * Resolves `series` ("6.1", "6.12", or an exact Debian release such as
+ * Resolves `series` ("5.10", "6.1", "6.12", "sid", or an exact Debian release such as
  * "6.1.0-56-amd64"), downloading it once. Throws when it is not available.
  */
 export async function guestKernel(series = '6.1'): Promise<GuestKernel> {

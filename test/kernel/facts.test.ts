@@ -60,17 +60,22 @@ test('pkt_type at the pod after a raw peer redirect, and after fixup', async (t)
   // the same flow twice: the first packet takes the kernel path, the second the CNI's peer redirect
   const packet = (id: number) => ether(lab.node.uplink.mac, lab.client.iface.mac, ETH_P_IP,
     ipv4({ src: lab.client.ip, dst: vm.podIp, protocol: IPPROTO_UDP, id }, udp(lab.client.ip, vm.podIp, 40001, 9, Buffer.from('pkt_type'))));
-  for (const id of [0x1001, 0x1002]) {
-    sendFrames(lab.client.ns as never, lab.client.iface.name, [packet(id)]);
-    await new Promise((r) => setTimeout(r, 300));
-  }
   const seen = (obj: BpfObject, id: number) => {
     const key = Buffer.alloc(2);
     key.writeUInt16LE(id);
     const v = obj.map('pkt_types').lookup(key)?.[0]?.readUInt32LE(0) ?? 0;
     return PKT_TYPES.filter((_, i) => v & (1 << i)).join('|') || 'none';
   };
-  t.true(lab.emulatorStats().redirected >= 1, 'the second packet was peer-redirected');
+  // One after the other, each seen at the pod before the next is sent (not a fixed sleep:
+  // an emulated VM on a loaded host can take longer). Still flaky on 6.12 and sid under
+  // heavy load (the second frame sometimes not redirected): not root-caused yet.
+  for (const id of [0x1001, 0x1002]) {
+    sendFrames(lab.client.ns as never, lab.client.iface.name, [packet(id)]);
+    for (let waited = 0; seen(after, id) === 'none' && waited < 20_000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+  }
+  const stats = lab.emulatorStats();
+  t.log(`emulator ${JSON.stringify(stats)}; before ${seen(before, 0x1001)}/${seen(before, 0x1002)}, after ${seen(after, 0x1001)}/${seen(after, 0x1002)}`);
+  t.true(stats.redirected >= 1, 'the second packet was peer-redirected');
   t.is(seen(before, 0x1001), 'OTHERHOST', 'kernel path: addressed to the guest, classified OTHERHOST on the port');
   // the frame was addressed to the node, and since 6.15 (and the 6.12 stable backport)
   // bpf_redirect_peer() also resets pkt_type: PACKET_HOST either way
