@@ -22,7 +22,7 @@
  * what is left); destroy() here kills the QEMUs first.
  */
 import { existsSync, rmSync } from 'node:fs';
-import { BRIDGE_IP, CALICO_HOST_MAC, CLIENT_IP, NODE_UPLINK_IP, POD_IF, VM_BRIDGE, VM_NIC, VM_TAP, caliName, normalizeMac, randomMac } from './addressing.js';
+import { CALICO_HOST_MAC, CLIENT_IP, NODE_UPLINK_IP, POD_IF, VM_BRIDGE, VM_NIC, VM_TAP, caliName, normalizeMac, randomMac } from './addressing.js';
 import { CommandError, ipBatch, killAndWait, run, spawnIn, sysctls } from './exec.js';
 import type { Lab } from './lab.js';
 import type { CniEmulator } from './emulator.js';
@@ -30,7 +30,7 @@ import { type NetnsRef, deleteNetns, netnsRef } from './netns.js';
 import { Qmp } from './qmp.js';
 import { QemuGuest } from './qemu.js';
 import type { Iface, VmPod } from './topology.js';
-import { portsForwarding } from './wiring.js';
+import { bridgeLines, portsForwarding } from './wiring.js';
 
 /** The emulated CNI's route priorities: a pod's route, and a migration target's once active. */
 export const ROUTE_METRIC = 1024;
@@ -171,14 +171,7 @@ export class Migrations {
           'link set lo up',
           `addr add ${ip}/32 dev ${POD_IF}`,
           `tuntap add dev ${VM_TAP} mode tap`,
-          `link add ${VM_BRIDGE} address ${nicMac} type bridge`,
-          `addr add ${BRIDGE_IP}/32 dev ${VM_BRIDGE}`,
-          `link set ${VM_NIC} master ${VM_BRIDGE}`,
-          `link set ${VM_NIC} type bridge_slave learning off`,
-          `link set ${VM_TAP} master ${VM_BRIDGE}`,
-          `link set ${VM_BRIDGE} up`,
-          `link set ${VM_NIC} up`,
-          `link set ${VM_TAP} up`,
+          ...bridgeLines(nicMac),
         ],
         name,
       );
