@@ -57,7 +57,6 @@ export class Daemon {
   /** Starts the daemon; resolves once it is ready (first full reconcile done). */
   static async start(config: DaemonConfig, options: DaemonOptions = {}): Promise<Daemon> {
     const log = options.log ?? createLogger(config.logLevel, { node: config.nodeName || undefined });
-    for (const w of options.warnings ?? []) log.warn(w);
     const n = options.native ?? loadNative();
     resolveMode(n, config.mode); // a mode this kernel lacks is a usage error, before anything changes
 
@@ -109,6 +108,8 @@ export class Daemon {
         },
         'vmpeer daemon starting',
       );
+      // after the start-up checks that can still refuse (metrics address, node lock): a refused start prints one line
+      for (const w of options.warnings ?? []) log.warn(w);
       if (config.accelerate) log.warn({ hostDevs: config.hostDevs }, ACCELERATE_WARNING.replace(/^warning: /, ''));
       await r.start();
     } catch (e) {

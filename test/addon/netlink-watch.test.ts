@@ -107,6 +107,10 @@ test.serial('unsubscribing closes the socket (no fd left) and releases the netns
   const ids: number[] = [];
   const pods = Array.from({ length: 5 }, () => netns(t, 'wp'));
   for (const pod of pods) ids.push(addon.watchNetlink(pod.path, () => undefined));
+  // each subscription also opens a dump socket in its netns, which the watcher thread closes
+  // once it has made the link dump that names the events' devices: wait for those dumps
+  const settle = Date.now() + 5000;
+  while (openFds() > before + pods.length && Date.now() < settle) await sleep(20);
   t.is(openFds(), before + pods.length, 'one socket per subscription, nothing else');
   for (const id of ids) t.true(addon.unwatchNetlink(id));
   t.false(addon.unwatchNetlink(ids[0]!), 'a second unwatch finds nothing');
