@@ -128,6 +128,13 @@ Napi::Value MapLookupAll(const Napi::CallbackInfo &info) {
     uint32_t next = 0;
     int rc = bpf_map_lookup_batch(fd, first ? nullptr : &cursor, &next, keys.data() + done,
                                   values.Data() + size_t(done) * stride, &count, &opts);
+    // Some kernels have no batch op for this map type (seen on 5.10 for per-CPU
+    // arrays: ENOTSUPP, 524, from map_lookup_batch being NULL): one lookup per slot.
+    if (first && (rc == -524 || rc == -EOPNOTSUPP)) {
+      for (uint32_t key = 0; key < m.maxEntries; key++)
+        Check(bpf_map_lookup_elem(fd, &key, values.Data() + size_t(key) * stride), "bpf_map_lookup_elem", label);
+      return values;
+    }
     // the slots come in key order; ENOENT: the last batch reached the end
     if (rc < 0 && rc != -ENOENT)
       Check(rc, "bpf_map_lookup_batch", label);
