@@ -22,15 +22,15 @@
  * what is left); destroy() here kills the QEMUs first.
  */
 import { existsSync, rmSync } from 'node:fs';
-import { CALICO_HOST_MAC, CLIENT_IP, NODE_UPLINK_IP, POD_IF, VM_BRIDGE, VM_NIC, VM_TAP, caliName, normalizeMac, randomMac } from './addressing.js';
-import { CommandError, ipBatch, killAndWait, run, spawnIn, sysctls } from './exec.js';
+import { CLIENT_IP, NODE_UPLINK_IP, VM_BRIDGE, VM_NIC, VM_TAP, caliName, normalizeMac, randomMac } from './addressing.js';
+import { ipBatch, killAndWait, run, spawnIn, sysctls } from './exec.js';
 import type { Lab } from './lab.js';
 import type { CniEmulator } from './emulator.js';
 import { type NetnsRef, deleteNetns, netnsRef } from './netns.js';
 import { Qmp } from './qmp.js';
 import { QemuGuest } from './qemu.js';
-import type { Iface, VmPod } from './topology.js';
-import { bridgeLines, portsForwarding } from './wiring.js';
+import type { VmPod } from './topology.js';
+import { bridgeLines, caliSysctls, caliVethLine, dummyKind, dummyLines, iface, links, NO_IPV6, portsForwarding, VM_POD_SYSCTLS } from './wiring.js';
 
 /** The emulated CNI's route priorities: a pod's route, and a migration target's once active. */
 export const ROUTE_METRIC = 1024;
@@ -103,29 +103,6 @@ export interface MigrationReport {
   activatedAt: number;
 }
 
-let dummyKind: 'dummy' | 'bridge' | undefined;
-
-/** The dummy eth0 of a virt-launcher pod; a DOWN bridge on kernels without the dummy driver (DESIGN.md §6). */
-async function addDummy(nsName: string, mac: string): Promise<'dummy' | 'bridge'> {
-  if (dummyKind !== 'bridge') {
-    try {
-      await run('ip', ['-n', nsName, 'link', 'add', POD_IF, 'address', mac, 'type', 'dummy']);
-      return (dummyKind = 'dummy');
-    } catch (e) {
-      if (!(e instanceof CommandError) || dummyKind === 'dummy') throw e;
-      dummyKind = 'bridge';
-    }
-  }
-  await run('ip', ['-n', nsName, 'link', 'add', POD_IF, 'address', mac, 'type', 'bridge']);
-  return 'bridge';
-}
-
-async function iface(nsName: string, name: string): Promise<Iface> {
-  const { stdout } = await run('ip', ['-j', '-n', nsName, 'link', 'show', 'dev', name]);
-  const [l] = JSON.parse(stdout) as Array<{ ifindex: number; address: string }>;
-  return { name, ifindex: l!.ifindex, mac: l!.address };
-}
-
 export class Migrations {
   private seq = 0;
   private readonly live = new Map<string, MigratablePod>();
@@ -148,33 +125,16 @@ export class Migrations {
     const cali = caliName();
     const nicMac = randomMac(0x06);
     const dummyMac = randomMac(0x0a);
-    await ipBatch([
-      `netns add ${name}`,
-      `link add ${cali} netns ${nodeNs.name} address ${CALICO_HOST_MAC} type veth peer name ${VM_NIC} netns ${name} address ${nicMac}`,
-    ]);
+    await ipBatch([`netns add ${name}`, caliVethLine(cali, nodeNs, podNs, VM_NIC, nicMac)]);
     this.lab.adopt(podNs);
     const qmpSocket = `/tmp/${name}.qmp`;
     try {
       await ipBatch([`link set ${cali} up`], nodeNs.name);
-      await sysctls(nodeNs.path, [
-        [`net.ipv4.conf.${cali}.proxy_arp`, 1],
-        [`net.ipv4.neigh.${cali}.proxy_delay`, 0],
-      ]);
-      await sysctls(podNs.path, [
-        ['net.ipv6.conf.all.disable_ipv6', 1],
-        ['net.ipv6.conf.default.disable_ipv6', 1],
-        ['net.ipv4.conf.all.arp_ignore', 1],
-      ]);
-      const kind = await addDummy(name, dummyMac);
-      await ipBatch(
-        [
-          'link set lo up',
-          `addr add ${ip}/32 dev ${POD_IF}`,
-          `tuntap add dev ${VM_TAP} mode tap`,
-          ...bridgeLines(nicMac),
-        ],
-        name,
-      );
+      await sysctls(nodeNs.path, caliSysctls(cali));
+      await sysctls(podNs.path, [...NO_IPV6, ...VM_POD_SYSCTLS]);
+      const kind = await dummyKind(podNs);
+      await ipBatch([...dummyLines(dummyMac, ip, kind), 'link set lo up', `tuntap add dev ${VM_TAP} mode tap`, ...bridgeLines(nicMac)], name);
+      const [podLinks, nodeLinks] = await Promise.all([links(podNs), links(nodeNs)]);
       const pod: MigratablePod = {
         name,
         node,
@@ -185,10 +145,10 @@ export class Migrations {
         dummyMac,
         dummyKind: kind,
         bridgeTxChecksumOff: false,
-        nic: await iface(name, VM_NIC),
+        nic: iface(podLinks, VM_NIC),
         bridge: VM_BRIDGE,
         tap: VM_TAP,
-        hostVeth: await iface(nodeNs.name, cali),
+        hostVeth: iface(nodeLinks, cali),
         guest: null,
         guestNs: null,
         qmpSocket,
