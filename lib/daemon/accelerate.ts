@@ -5,25 +5,15 @@
  * egress (egress-policy.ts).
  */
 import type { HookTarget } from '../bpf/link.js';
-import type { Dataplane, ProgramName } from '../dataplane/dataplane.js';
 import { conntrackWarning, describeEgress, egressPrograms, SKIP_EGRESS_FLAG } from '../dataplane/egress-policy.js';
 import { swapProgram } from '../dataplane/swap-program.js';
 import { verifyRecord } from '../dataplane/verify.js';
 import type { VmPort } from '../discovery/vm-pod.js';
-import type { Native } from '../native.js';
-import type { Changes } from './changes.js';
-import type { DaemonConfig } from './config.js';
-import type { Logger } from './log.js';
+import type { ProgramSyncDeps } from './changes.js';
 import type { DaemonMetrics } from './metrics.js';
 import type { Pod } from './pod.js';
 
-export interface AccelerateDeps {
-  cfg: DaemonConfig;
-  dp: Dataplane;
-  native: Native;
-  log: Logger;
-  changes: Changes;
-  tags: Record<ProgramName, string>;
+export interface AccelerateDeps extends ProgramSyncDeps {
   selfInode: number;
   metrics: () => DaemonMetrics | null;
 }

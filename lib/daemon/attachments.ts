@@ -5,24 +5,15 @@
  * and detached when the port is no longer the pod's.
  */
 import type { HookTarget } from '../bpf/link.js';
-import { isPodProgram, type AttachmentRecord, type Dataplane, type PodProgram, type ProgramName } from '../dataplane/dataplane.js';
+import { isPodProgram, type AttachmentRecord, type PodProgram } from '../dataplane/dataplane.js';
 import { swapProgram } from '../dataplane/swap-program.js';
 import { verifyRecord } from '../dataplane/verify.js';
 import type { VmPort } from '../discovery/vm-pod.js';
-import type { Native } from '../native.js';
-import type { Changes } from './changes.js';
-import type { DaemonConfig } from './config.js';
-import type { Logger } from './log.js';
+import type { ProgramSyncDeps } from './changes.js';
 import type { CheckRequest, Pod } from './pod.js';
 import type { Slots } from './slots.js';
 
-export interface AttachmentSyncDeps {
-  cfg: DaemonConfig;
-  dp: Dataplane;
-  native: Native;
-  log: Logger;
-  changes: Changes;
-  tags: Record<ProgramName, string>;
+export interface AttachmentSyncDeps extends ProgramSyncDeps {
   /** Attaching, each on its own native thread: a bounded number at once. */
   attachSlots: Slots<Pod>;
   stopping: () => boolean;

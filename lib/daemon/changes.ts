@@ -5,8 +5,9 @@
  * attachment record, and the records themselves, read once per full resync.
  */
 import fs from 'node:fs';
-import type { AttachmentRecord, Dataplane } from '../dataplane/dataplane.js';
+import type { AttachmentRecord, Dataplane, ProgramName } from '../dataplane/dataplane.js';
 import type { Native } from '../native.js';
+import type { DaemonConfig } from './config.js';
 import type { Logger } from './log.js';
 import type { DaemonMetrics } from './metrics.js';
 import { inodeOf } from './pod.js';
@@ -20,6 +21,17 @@ export interface ChangesDeps {
   metrics: () => DaemonMetrics | null;
   /** A full resync runs: the records are read once, and again after each change. */
   resyncing: () => boolean;
+}
+
+/** What a part that attaches vmpeer's programs is handed. */
+export interface ProgramSyncDeps {
+  cfg: DaemonConfig;
+  dp: Dataplane;
+  native: Native;
+  log: Logger;
+  changes: Changes;
+  /** The tags of this object's programs: an attached program with another tag is outdated. */
+  tags: Record<ProgramName, string>;
 }
 
 export class Changes {
