@@ -39,7 +39,7 @@ export function perPacket({ repeat, rounds, object = OBJECT_PATH }: PerPacketOpt
   const obj = BpfObject.open(object);
   const harness = BpfObject.open(HARNESS);
   try {
-    const table = new EndpointTable(obj.map('endpoints'));
+    const table = EndpointTable.of(obj.maps);
     for (const ip of [GUEST4, GUEST6]) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true });
     const cases = [
       { program: 'fixup', frame: 'IPv4 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },
