@@ -2,8 +2,10 @@
  * The endpoint table from user space: an open-addressing hash table in the
  * per-CPU array `endpoints` (bpf/vmpeer.h). A guest lives in one of the
  * PROBES slots from its home slot on; lookups stop at the first slot never
- * used, so a removed endpoint leaves a DELETED marker as long as a lookup
- * for another endpoint must probe past it, and no longer.
+ * used. A removed endpoint's slot is taken by the next endpoint whose probe
+ * sequence passes through it (backward shift), and is never-used again once
+ * no lookup must probe past it, so churn leaves the table as short to search
+ * as one filled afresh.
  *
  * The home slot is keyed (vmpeer_slot(), the node's hash_key map): a new
  * table draws its key when Dataplane opens it, or at the latest with its
@@ -24,6 +26,8 @@ const KEY = ENDPOINT.fields.key;
 const COUNTERS = ENDPOINT.fields.fixed.offset;
 const M64 = (1n << 64n) - 1n;
 const KEY0 = Buffer.alloc(4);
+const DELETED = Buffer.alloc(ENDPOINT.size);
+DELETED.writeUInt32LE(EP_DELETED, FLAGS);
 
 /** struct vmpeer_hash_key as bytes (HASH_KEY.size of them). */
 export type HashKey = Buffer;
@@ -194,22 +198,46 @@ export class EndpointTable {
   delete(guestIp: string): boolean {
     const found = this.locate(encodeKey(guestIp));
     if (!found) return false;
-    const deleted = Buffer.alloc(ENDPOINT.size);
-    deleted.writeUInt32LE(EP_DELETED, FLAGS);
-    this.map.update(slotKey(found.slot), deleted);
-    this.reclaim(found.slot);
+    this.map.update(slotKey(found.slot), DELETED);
+    this.reclaim(this.shift(found.slot));
     return true;
+  }
+
+  /**
+   * Backward-shift deletion (Knuth's Algorithm R, vol. 3 §6.4) with markers:
+   * each endpoint after the hole whose probe sequence passes through it
+   * moves into it, and its old slot becomes the hole. A move writes the copy
+   * first and marks the old slot DELETED second, so a lookup finds the
+   * endpoint at one place or the other; only one stalled between two slot
+   * reads for longer than that pair of writes (microseconds) can miss it
+   * once, and its frame then takes the kernel path (the programs pass what
+   * they do not find). Counters move with the endpoint; a frame counted at
+   * the old slot between its read and its marking is lost. Returns the last
+   * hole.
+   */
+  private shift(hole: number): number {
+    const mask = this.slots - 1;
+    for (let j = (hole + 1) & mask; ((j - hole) & mask) < this.probeCount; j = (j + 1) & mask) {
+      const v = this.read(j);
+      const flags = this.flags(v);
+      if (flags === 0) break; // nothing after a never-used slot probes back past it
+      if (!(flags & EP_LIVE)) continue;
+      const home = this.home(Buffer.from(v[0]!.subarray(KEY.offset, KEY.offset + KEY.size)));
+      if (((j - home) & mask) < ((j - hole) & mask)) continue; // its probe sequence starts after the hole
+      this.map.update(slotKey(hole), v);
+      this.map.update(slotKey(j), DELETED);
+      hole = j;
+    }
+    return hole;
   }
 
   /**
    * Turns DELETED markers back into never-used slots where no lookup needs
    * to probe past them: a marker is needed only while a live endpoint sits
    * after it and has its home at or before it (linear probing keeps every
-   * slot between a key's home and its place in use). The one deleted at
-   * `slot` can only have kept markers in the PROBES slots up to it needed,
-   * so those are the ones looked at. Nothing moves, so a lookup running
-   * meanwhile finds every live endpoint; and markers never pile up: the
-   * table stays as short to search as if it had been filled afresh.
+   * slot between a key's home and its place in use). The one at `slot`
+   * can only have kept markers in the PROBES slots up to it needed, so
+   * those are the ones looked at.
    */
   private reclaim(slot: number): void {
     const n = this.probeCount;
