@@ -5,7 +5,9 @@
  */
 import path from 'node:path';
 import { BpfObject } from '../../lib/bpf/object.js';
-import { EndpointTable } from '../../lib/dataplane/endpoint-table.js';
+import { randomBytes } from 'node:crypto';
+import { encodeKey } from '../../lib/dataplane/codec.js';
+import { EndpointTable, unkeyedSlotOf } from '../../lib/dataplane/endpoint-table.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
 import { packageRoot } from '../../lib/native.js';
 import { CLIENT4, CLIENT6, CLIENT_MAC, GATEWAY_MAC, GUEST4, GUEST6, GUEST_MAC, HOST_IFINDEX, HOST_MAC, NODE_MAC } from '../../lib/testkit/addresses.js';
@@ -33,14 +35,46 @@ export interface PerPacketOptions {
   rounds: number;
   /** The object under test (default: the shipped one); for before/after comparisons. */
   object?: string;
+  /**
+   * Endpoints in the table besides the two measured guests (inserted after
+   * them): `random` IPv4 and IPv6 addresses, or `colliding` ones (IPs that
+   * shared a home slot in layout 2's unkeyed table, 16 per slot). Default: none.
+   */
+  population?: { endpoints: number; kind: 'random' | 'colliding' };
 }
 
-export function perPacket({ repeat, rounds, object = OBJECT_PATH }: PerPacketOptions): PerPacketCase[] {
+/** `count` guest IPs for a populated table (none of them the measured guests). */
+export function populationIps(count: number, kind: 'random' | 'colliding'): string[] {
+  if (kind === 'random') {
+    const bytes = randomBytes(4 * count);
+    return Array.from({ length: count }, (_, i) =>
+      i % 2 ? `10.${64 + (bytes[4 * i]! & 63)}.${bytes[4 * i + 1]}.${bytes[4 * i + 2]}` : `fd00:${bytes.readUInt16LE(4 * i).toString(16)}::${(i + 1).toString(16)}`,
+    );
+  }
+  // 16 per home slot of the old hash (as many as it could hold), over as many slots as needed
+  const bySlot = new Map<number, string[]>();
+  const out: string[] = [];
+  for (let i = 1; out.length < count; i++) {
+    const ip = `10.${64 + ((i >> 16) & 63)}.${(i >> 8) & 255}.${i & 255}`;
+    const slot = unkeyedSlotOf(encodeKey(ip));
+    const group = bySlot.get(slot) ?? [];
+    bySlot.set(slot, group);
+    if (group.length >= 16 || (group.length === 0 && bySlot.size > Math.ceil(count / 16))) continue;
+    group.push(ip);
+    out.push(ip);
+  }
+  return out;
+}
+
+export function perPacket({ repeat, rounds, object = OBJECT_PATH, population }: PerPacketOptions): PerPacketCase[] {
   const obj = BpfObject.open(object);
   const harness = BpfObject.open(HARNESS);
   try {
     const table = EndpointTable.of(obj.maps);
     for (const ip of [GUEST4, GUEST6]) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true });
+    for (const ip of population ? populationIps(population.endpoints, population.kind) : []) {
+      table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX + 1, redirect: true });
+    }
     const cases = [
       { program: 'fixup', frame: 'IPv4 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },
       { program: 'fixup', frame: 'IPv6 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT6, GUEST6).tcp! },
