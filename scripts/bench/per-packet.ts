@@ -36,8 +36,8 @@ export interface PerPacketOptions {
   /** The object under test (default: the shipped one); for before/after comparisons. */
   object?: string;
   /**
-   * Endpoints in the table besides the two measured guests (inserted after
-   * them): `random` IPv4 and IPv6 addresses, or `colliding` ones (IPs that
+   * Endpoints in the table besides the two measured guests (inserted
+   * before them, so that the guests land where the others leave room): `random` IPv4 and IPv6 addresses, or `colliding` ones (IPs that
    * shared a home slot in layout 2's unkeyed table, 16 per slot). Default: none.
    */
   population?: { endpoints: number; kind: 'random' | 'colliding' };
@@ -46,10 +46,12 @@ export interface PerPacketOptions {
 /** `count` guest IPs for a populated table (none of them the measured guests). */
 export function populationIps(count: number, kind: 'random' | 'colliding'): string[] {
   if (kind === 'random') {
-    const bytes = randomBytes(4 * count);
-    return Array.from({ length: count }, (_, i) =>
-      i % 2 ? `10.${64 + (bytes[4 * i]! & 63)}.${bytes[4 * i + 1]}.${bytes[4 * i + 2]}` : `fd00:${bytes.readUInt16LE(4 * i).toString(16)}::${(i + 1).toString(16)}`,
-    );
+    const ips = new Set<string>();
+    while (ips.size < count) {
+      const b = randomBytes(4);
+      ips.add(ips.size % 2 ? `10.${64 + (b[0]! & 63)}.${b[1]}.${b[2]}` : `fd00:${b.readUInt16LE(0).toString(16)}::${b.readUInt16LE(2).toString(16)}`);
+    }
+    return [...ips];
   }
   // 16 per home slot of the old hash (as many as it could hold), over as many slots as needed
   const bySlot = new Map<number, string[]>();
@@ -71,10 +73,10 @@ export function perPacket({ repeat, rounds, object = OBJECT_PATH, population }: 
   const harness = BpfObject.open(HARNESS);
   try {
     const table = EndpointTable.of(obj.maps);
-    for (const ip of [GUEST4, GUEST6]) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true });
     for (const ip of population ? populationIps(population.endpoints, population.kind) : []) {
       table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX + 1, redirect: true });
     }
+    for (const ip of [GUEST4, GUEST6]) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true });
     const cases = [
       { program: 'fixup', frame: 'IPv4 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },
       { program: 'fixup', frame: 'IPv6 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT6, GUEST6).tcp! },
