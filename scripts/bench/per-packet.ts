@@ -43,6 +43,21 @@ export interface PerPacketOptions {
   population?: { endpoints: number; kind: 'random' | 'colliding' };
 }
 
+/** The per-packet cases with the table holding `endpoints` guests (the two measured ones included). */
+export interface PerPacketAt {
+  endpoints: number;
+  kind: 'random' | 'colliding';
+  cases: PerPacketCase[];
+}
+
+/** The populations the benchmark measures besides the plain run (two guests): 250 and 1000 guests, random and colliding IPs. */
+export const POPULATIONS = [250, 1000].flatMap((endpoints) => (['random', 'colliding'] as const).map((kind) => ({ endpoints, kind })));
+
+/** perPacket() at each of POPULATIONS. */
+export function perPacketAtScale(options: Omit<PerPacketOptions, 'population'>): PerPacketAt[] {
+  return POPULATIONS.map(({ endpoints, kind }) => ({ endpoints, kind, cases: perPacket({ ...options, population: { endpoints: endpoints - 2, kind } }) }));
+}
+
 /** `count` guest IPs for a populated table (none of them the measured guests). */
 export function populationIps(count: number, kind: 'random' | 'colliding'): string[] {
   if (kind === 'random') {
