@@ -27,6 +27,30 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/*
+ * The VM pod this instance of fixup and from_guest serves: the inode of its
+ * netns, as its endpoints hold it (pod_netns). ifindexes are per netns, and
+ * identically built pods have identical ones, so only this tells pods apart
+ * in the data path. bpf_get_netns_cookie() cannot: tc programs may call it
+ * only from Linux 6.13, and it answers for skb->sk's netns (the init netns
+ * for a guest's forwarded frames), not the device's (net/core/filter.c).
+ *
+ * User space writes it into .rodata before it loads a pod's own instance
+ * (lib/dataplane/pod-instances.ts); the shared fixup keeps 0 and never takes
+ * the bypass. The kernel freezes .rodata, so the verifier knows the value and
+ * drops the branch a value makes dead. Instances differ only in this map, and
+ * a program's tag ignores map references (kernel/bpf/core.c,
+ * bpf_prog_calc_tag() zeroes the imm of every map ld_imm64), so all of them
+ * share one tag.
+ */
+const volatile __u32 vmpeer_pod = 0;
+
+/* Whether the endpoint belongs to the pod this instance serves. */
+static __always_inline int in_this_pod(const struct vmpeer_endpoint *ep)
+{
+	return vmpeer_pod != 0 && ep->pod_netns == vmpeer_pod;
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, VMPEER_SLOTS);
@@ -123,9 +147,9 @@ int fixup(struct __sk_buff *skb)
 		reason = VMPEER_STAT_FIXED;
 	}
 
-	/* ifindexes are per netns: the uplink check keeps the guest port's
-	 * ifindex from being used in another pod's netns */
-	if ((ep->flags & VMPEER_EP_BYPASS) && skb->ifindex == ep->uplink_ifindex) {
+	/* only in the endpoint's own pod (and only on its uplink): another
+	 * pod's guest port may have the same ifindex */
+	if ((ep->flags & VMPEER_EP_BYPASS) && in_this_pod(ep) && skb->ifindex == ep->uplink_ifindex) {
 		ep->bypassed_in++;
 		next(reason);
 		return bpf_redirect(ep->guest_ifindex, 0);
@@ -151,7 +175,8 @@ int from_guest(struct __sk_buff *skb)
 	ep = find_endpoint(&f);
 	if (!ep)
 		return next(VMPEER_STAT_PASS_UNKNOWN);
-	if (!(ep->flags & VMPEER_EP_BYPASS) || skb->ifindex != ep->guest_ifindex)
+	/* a guest forging another pod's guest (its IP and MAC) stays on its own bridge */
+	if (!(ep->flags & VMPEER_EP_BYPASS) || !in_this_pod(ep) || skb->ifindex != ep->guest_ifindex)
 		return next(VMPEER_STAT_PASS_NO_BYPASS);
 	/* frames for the bridge itself (KubeVirt's DHCP server) or another port stay on the bridge */
 	if (!mac_equal(f.eth->dest, ep->gateway_mac) || !mac_equal(f.eth->source, ep->guest_mac))

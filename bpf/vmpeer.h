@@ -51,7 +51,7 @@ struct vmpeer_endpoint {
 	__u8 gateway_mac[6];   /* the MAC of the VM pod's host-side veth */
 	__u32 host_ifindex;    /* that veth's ifindex in the node netns */
 	__u32 flags;           /* VMPEER_EP_* */
-	__u32 pod_netns;       /* inode of the VM pod's netns: user-space bookkeeping */
+	__u32 pod_netns;       /* inode of the VM pod's netns: the bypass acts only where vmpeer_pod equals it */
 	__u32 uplink_ifindex;  /* the bridge's uplink port (eth0-nic), in the pod netns */
 	__u32 guest_ifindex;   /* the bridge's guest port (tap0), in the pod netns */
 	__u64 fixed;           /* frames `fixup` re-addressed to the guest */

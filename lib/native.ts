@@ -60,6 +60,12 @@ export interface OpenOptions {
   pinMapsIn?: string;
   /** Also report what the verifier processed per program (verifiedInsns; from its statistics log before Linux 5.16). */
   verifierStats?: boolean;
+  /** Load only these programs (default: all). */
+  programs?: readonly string[];
+  /** `const volatile` 32-bit globals of the object's .rodata, by name, set before load. */
+  constants?: Readonly<Record<string, number>>;
+  /** Use these maps (by name: an fd) instead of making new ones; libbpf checks that their shapes fit. */
+  reuseMaps?: Readonly<Record<string, number>>;
 }
 
 /** A loaded BPF object. Its program and map fds stay valid until close(). */
@@ -220,6 +226,11 @@ export interface Native {
   mapKeys(mapFd: number, keySize: number): Buffer[];
   /** The map's value struct, from the BTF the kernel keeps for the map; null without BTF or when the value is no struct. */
   mapValueStruct(mapFd: number): BtfStruct | null;
+  /**
+   * The `const volatile` globals of a loaded program's .rodata map (OpenOptions.constants),
+   * from the BTF the kernel keeps for it; null when the program has none.
+   */
+  progConstants(progFd: number): Record<string, number> | null;
   /** A new map (without BTF); its fd. */
   mapCreate(type: number, keySize: number, valueSize: number, maxEntries: number, name: string): number;
   /** Every slot of an array map (BPF_MAP_LOOKUP_BATCH): each slot's value (all CPUs), slot 0 first, in one buffer. */

@@ -15,6 +15,9 @@
 
 #include <cstring>
 #include <memory>
+#include <vector>
+
+#include "fd.h"
 
 namespace vmpeer {
 
@@ -69,6 +72,63 @@ Napi::Value MapValueStruct(const Napi::CallbackInfo &info) {
   return StructLayoutOf(info.Env(), kernelBtf.get(), static_cast<int>(mi.btf_value_type_id), label);
 }
 
+// progConstants(progFd): the variables of the program's .rodata map (the
+// `const volatile` globals user space set before load), by name, from the
+// BTF the kernel keeps for that map: its value type is the section's
+// DATASEC. Variables of 1, 2 or 4 bytes only. Null when the program has no
+// .rodata map with BTF. A .rodata map is frozen at load, so what it says
+// holds for the program's whole life.
+Napi::Value ProgConstants(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Args args(info, "progConstants");
+  int fd = args.fd(0, "progFd");
+  std::string label = "program fd " + std::to_string(fd);
+  bpf_prog_info pi;
+  memset(&pi, 0, sizeof pi);
+  __u32 len = sizeof pi;
+  Check(bpf_obj_get_info_by_fd(fd, &pi, &len), "bpf_obj_get_info_by_fd", label);
+  std::vector<__u32> ids(pi.nr_map_ids);
+  if (ids.empty())
+    return env.Null();
+  memset(&pi, 0, sizeof pi);
+  pi.nr_map_ids = static_cast<__u32>(ids.size());
+  pi.map_ids = reinterpret_cast<__u64>(ids.data());
+  len = sizeof pi;
+  Check(bpf_obj_get_info_by_fd(fd, &pi, &len), "bpf_obj_get_info_by_fd", label);
+  for (__u32 id : ids) {
+    UniqueFd map(bpf_map_get_fd_by_id(id));
+    if (map.get() < 0)
+      continue;
+    bpf_map_info mi;
+    memset(&mi, 0, sizeof mi);
+    len = sizeof mi;
+    if (bpf_obj_get_info_by_fd(map.get(), &mi, &len) < 0 || mi.btf_id == 0 || mi.btf_value_type_id == 0 || mi.max_entries != 1)
+      continue;
+    std::unique_ptr<btf, decltype(&btf__free)> kernelBtf(btf__load_from_kernel_by_id(mi.btf_id), &btf__free);
+    if (!kernelBtf)
+      continue;
+    const btf *b = kernelBtf.get();
+    const btf_type *sec = btf__type_by_id(b, mi.btf_value_type_id);
+    const char *secName = sec ? btf__name_by_offset(b, sec->name_off) : nullptr;
+    if (!sec || !btf_is_datasec(sec) || !secName || std::strcmp(secName, ".rodata") != 0)
+      continue;
+    std::vector<uint8_t> value(mi.value_size);
+    uint32_t key = 0;
+    Check(bpf_map_lookup_elem(map.get(), &key, value.data()), "bpf_map_lookup_elem", label, ".rodata");
+    Napi::Object out = Napi::Object::New(env);
+    const btf_var_secinfo *v = btf_var_secinfos(sec);
+    for (uint32_t i = 0; i < btf_vlen(sec); i++, v++) {
+      if ((v->size != 1 && v->size != 2 && v->size != 4) || v->offset + v->size > value.size())
+        continue;
+      uint32_t x = 0;
+      std::memcpy(&x, value.data() + v->offset, v->size); // little-endian hosts
+      out.Set(btf__name_by_offset(b, btf__type_by_id(b, v->type)->name_off), x);
+    }
+    return out;
+  }
+  return env.Null();
+}
+
 // mapCreate(type, keySize, valueSize, maxEntries, name): a new map's fd (no BTF).
 Napi::Value MapCreate(const Napi::CallbackInfo &info) {
   Args args(info, "mapCreate");
@@ -86,6 +146,7 @@ Napi::Value MapCreate(const Napi::CallbackInfo &info) {
 void InitBtf(Napi::Env env, Napi::Object exports) {
   exports.Set("mapValueStruct", Napi::Function::New<Guard<MapValueStruct>>(env, "mapValueStruct"));
   exports.Set("mapCreate", Napi::Function::New<Guard<MapCreate>>(env, "mapCreate"));
+  exports.Set("progConstants", Napi::Function::New<Guard<ProgConstants>>(env, "progConstants"));
 }
 
 } // namespace vmpeer

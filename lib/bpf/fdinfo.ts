@@ -51,3 +51,26 @@ export function tagOfProgId(n: Native, id: number): string | null {
 export function pinned(n: Native, pin: string): FdInfo | null {
   return infoOf(n, () => n.objGet(pin));
 }
+
+/** progConstants() by program id: a program's .rodata is frozen at load, so an answer holds while the id lives. */
+const constantsById = new Map<number, Record<string, number> | null>();
+const CONSTANTS_CACHE = 4096;
+
+/** The `const volatile` globals of the loaded program with this id (OpenOptions.constants); null when it has none or is gone. */
+export function programConstants(n: Native, id: number): Record<string, number> | null {
+  if (constantsById.has(id)) return constantsById.get(id)!;
+  let fd: number;
+  try {
+    fd = n.progFdById(id);
+  } catch {
+    return null;
+  }
+  try {
+    const constants = n.progConstants(fd);
+    if (constantsById.size >= CONSTANTS_CACHE) constantsById.clear();
+    constantsById.set(id, constants);
+    return constants;
+  } finally {
+    n.closeFd(fd);
+  }
+}

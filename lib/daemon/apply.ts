@@ -13,6 +13,7 @@ import type { EndpointSync } from './endpoints.js';
 import type { Logger } from './log.js';
 import { AMBIGUOUS_MACS, AMBIGUOUS_POLL_MS, type CheckRequest, type Pod } from './pod.js';
 import type { NodeView, PodLook } from './probe.js';
+import { scopeFor } from '../dataplane/pod-instances.js';
 
 export interface PodSyncDeps {
   cfg: DaemonConfig;
@@ -76,10 +77,10 @@ export class PodSync {
     const routes = await this.d.node.nodeRoutes();
     for (const port of look.ports) {
       const bypass = this.bypassFor(pod, port);
-      await this.d.attach.ensureAttached('fixup', pod, port, port.uplink.ifname, records, request);
+      await this.d.attach.ensureAttached('fixup', pod, port, port.uplink.ifname, records, request, scopeFor('fixup', pod.inode, bypass !== null));
       if (pod.gone || this.d.stopping()) return;
       if (bypass) {
-        await this.d.attach.ensureAttached('from_guest', pod, port, bypass.ifname, records, request);
+        await this.d.attach.ensureAttached('from_guest', pod, port, bypass.ifname, records, request, scopeFor('from_guest', pod.inode, true));
         if (pod.gone || this.d.stopping()) return;
       } else {
         const stale = records.filter((r) => r.program === 'from_guest' && port.guestPorts.includes(r.ifname));

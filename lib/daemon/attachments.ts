@@ -25,19 +25,19 @@ export class AttachmentSync {
 
   constructor(private readonly d: AttachmentSyncDeps) {}
 
-  /** `program` attached at `ifname` in the pod: adopted, upgraded or attached. */
-  async ensureAttached(program: PodProgram, pod: Pod, port: VmPort, ifname: string, records: AttachmentRecord[], request: CheckRequest): Promise<void> {
+  /** `program` attached at `ifname` in the pod: adopted, upgraded or attached; `scope`: the pod whose own instance it must be (pod-instances.ts), 0 the shared one. */
+  async ensureAttached(program: PodProgram, pod: Pod, port: VmPort, ifname: string, records: AttachmentRecord[], request: CheckRequest, scope: number): Promise<void> {
     const { dp, changes, tags } = this.d;
     const { reason, verify } = request;
     const record = records.find((r) => r.program === program && r.ifname === ifname);
     const target: HookTarget = { netns: pod.path, ifname, hook: 'ingress' };
     const key = `${program}@${ifname}`;
-    const generation = `${port.uplink.ifindex}/${port.hostVeth.ifindex}/${port.guestPort?.ifindex ?? 0}`;
+    const generation = `${port.uplink.ifindex}/${port.hostVeth.ifindex}/${port.guestPort?.ifindex ?? 0}/${scope}`;
     const where = { program, netns: pod.path, ifname };
     if (record) {
       const known = pod.verified.get(key);
       if (!verify && known === generation) return;
-      const v = verifyRecord(this.d.native, record, target, tags[program]);
+      const v = verifyRecord(this.d.native, record, target, tags[program], scope);
       if (v.state === 'ok') {
         if (known === undefined) {
           this.adopted++;
@@ -47,7 +47,7 @@ export class AttachmentSync {
         return;
       }
       if (v.state === 'outdated') {
-        swapProgram(this.d.native, record, target, dp.program(program));
+        swapProgram(this.d.native, record, target, dp.program(program, scope));
         pod.verified.set(key, generation);
         changes.change('upgrade', { ...where, mode: record.mode, from: v.tag, to: tags[program] }, `upgraded ${program}`, 'the attached program differs from this object (replaced in place)');
         return;
@@ -59,7 +59,7 @@ export class AttachmentSync {
     let created: AttachmentRecord;
     try {
       if (pod.gone || this.d.stopping()) return;
-      ({ record: created } = await dp.attachAsync(program, target, { mode: this.d.cfg.mode }));
+      ({ record: created } = await dp.attachAsync(program, target, { mode: this.d.cfg.mode, pod: scope }));
     } finally {
       attaching();
     }

@@ -11,6 +11,7 @@ import type { AttachMode } from '../native.js';
 import type { VmInterface } from '../discovery/vm-pod.js';
 import type { Endpoint } from './codec.js';
 import { killPoint } from '../kill-point.js';
+import { scopeFor } from './pod-instances.js';
 import { netnsInode, type AttachmentRecord, type Dataplane } from './dataplane.js';
 
 export interface CoverOptions {
@@ -36,6 +37,7 @@ export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = 
   if (bypass && !vm.guestPort) throw new Error(`the bridge bypass needs one guest port on ${vm.bridge}`);
   const uplink = { netns: vm.netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };
   const previous = dp.endpoint(vm.guestIp);
+  const pod = netnsInode(vm.netns);
 
   const wrote: Endpoint = {
     guestIp: vm.guestIp,
@@ -43,7 +45,7 @@ export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = 
     gatewayMac: vm.hostVeth.mac,
     hostIfindex: vm.hostVeth.ifindex,
     redirect,
-    podNetns: netnsInode(vm.netns),
+    podNetns: pod,
     bypass: bypass ? { uplinkIfindex: vm.uplink.ifindex, guestIfindex: vm.guestPort!.ifindex } : null,
   };
   const endpoint = dp.setEndpoint(wrote);
@@ -58,14 +60,15 @@ export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = 
     });
   }
   try {
-    const fixup = dp.attach('fixup', uplink, { mode });
+    // with the bypass, the pod's own instances: only they take it, and only for this pod's endpoints
+    const fixup = dp.attach('fixup', uplink, { mode, pod: scopeFor('fixup', pod, bypass) });
     if (fixup.created) undo.push(() => dp.removeRecordIfSame(fixup.record, uplink));
     killPoint('record');
     let fromGuest: Covered['fromGuest'] = null;
     let bypassRemoved = false;
     if (bypass) {
       const guestPort = { netns: vm.netns, ifname: vm.guestPort!.ifname, hook: 'ingress' as const };
-      fromGuest = dp.attach('from_guest', guestPort, { mode });
+      fromGuest = dp.attach('from_guest', guestPort, { mode, pod: scopeFor('from_guest', pod, bypass) });
     } else {
       // the endpoint no longer asks for the bypass, so from_guest already passes every frame
       for (const ifname of vm.guestPorts) bypassRemoved = dp.detach('from_guest', { netns: vm.netns, ifname, hook: 'ingress' }) || bypassRemoved;

@@ -32,6 +32,8 @@ import { decodeStats, encodeStatKey, type Endpoint, type Stats } from './codec.j
 import { EndpointTable, type WithCounters } from './endpoint-table.js';
 import { STAT_NAMES } from './layout.js';
 import { pinStamp, settleLayout, STAMP_MAP, type Migration } from './migrate.js';
+import { PodInstances } from './pod-instances.js';
+import { swapProgram } from './swap-program.js';
 
 export const DEFAULT_BPFFS_ROOT = '/sys/fs/bpf/vmpeer';
 export const OBJECT_PATH = path.join(packageRoot, 'dist', 'bpf', 'vmpeer.bpf.o');
@@ -54,6 +56,8 @@ export function autoMode(n: Native, program: ProgramName): AttachMode {
 export interface AttachOptions {
   mode?: 'auto' | AttachMode;
   first?: boolean;
+  /** The pod whose own instance of a pod program to attach (pod-instances.ts); 0 or absent: the shared one. */
+  pod?: number;
 }
 
 export interface DataplaneOptions {
@@ -77,6 +81,8 @@ export class Dataplane {
   private closed = false;
   /** Attachments under way (attachAsync), by their record's pin. */
   private readonly attaching = new Map<string, Promise<unknown>>();
+  /** Pods' own instances of the pod programs; null for a view(). */
+  private readonly instances: PodInstances | null;
 
   private constructor(
     root: string,
@@ -86,9 +92,11 @@ export class Dataplane {
     private readonly n: Native,
     /** What opening it migrated (migrate.ts); null when the state had this build's layout. */
     readonly migration: Migration | null = null,
+    source: string | Buffer | null = null,
   ) {
     this.root = root;
     this.obj = obj;
+    this.instances = obj && source !== null ? new PodInstances(n, source, obj.maps) : null;
     this.maps = maps;
     this.lockFd = lockFd;
   }
@@ -150,7 +158,7 @@ export class Dataplane {
         obj.close();
         throw e;
       }
-      return new Dataplane(root, obj, obj.maps, lockFd, n, migration);
+      return new Dataplane(root, obj, obj.maps, lockFd, n, migration, source);
     } catch (e) {
       n.closeFd(lockFd);
       throw e;
@@ -173,6 +181,7 @@ export class Dataplane {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.instances?.close();
     if (this.obj) this.obj.close();
     else for (const m of this.maps.values()) this.n.closeFd(m.fd);
     if (this.lockFd !== null) this.n.closeFd(this.lockFd);
@@ -184,9 +193,16 @@ export class Dataplane {
     return this;
   }
 
-  /** A program of the loaded object: its fd, id and instruction count (the daemon compares it with what is attached). */
-  program(name: ProgramName): Program {
-    return this.writable().obj!.program(name);
+  /**
+   * A program of the loaded object: its fd, id and instruction count (the
+   * daemon compares it with what is attached). With a `pod`, that pod's own
+   * instance of a pod program (pod-instances.ts), loaded on first use.
+   */
+  program(name: ProgramName, pod = 0): Program {
+    this.writable();
+    if (!pod) return this.obj!.program(name);
+    if (!isPodProgram(name)) throw new Error(`${name} has no per-pod instances`);
+    return this.instances!.program(name, pod);
   }
 
   private tagCache: Map<string, ProgramName> | null = null;
@@ -308,12 +324,19 @@ export class Dataplane {
   attach(program: ProgramName, target: HookTarget, options: AttachOptions = {}): { record: AttachmentRecord; created: boolean } {
     const existing = this.findRecord(program, target);
     if (existing) {
-      if (verifyRecord(this.n, existing, target, programTag(this.program(program))).state !== 'stale') return { record: existing, created: false };
+      const pod = options.pod ?? 0;
+      const verdict = verifyRecord(this.n, existing, target, programTag(this.program(program)), isPodProgram(program) ? pod : undefined);
+      if (verdict.state === 'ok') return { record: existing, created: false };
+      if (verdict.state === 'outdated') {
+        // another build's program, or another pod's instance (the bypass turned on or off): replaced in place
+        swapProgram(this.n, existing, target, this.program(program, pod));
+        return { record: existing, created: false };
+      }
       this.removeRecord(existing, target.netns);
     }
     const record = this.newRecord(program, target, options.mode);
     try {
-      attach(this.n, this.program(program), target, { ...options, mode: record.mode, pinPath: record.pin });
+      attach(this.n, this.program(program, options.pod), target, { ...options, mode: record.mode, pinPath: record.pin });
     } catch (e) {
       if (!this.adoptOrphan(e, program, target, record, options)) throw e;
       return this.attach(program, target, options); // the adopted record is verified, or attached again
@@ -337,7 +360,9 @@ export class Dataplane {
       await underway.catch(() => undefined);
       return this.attachAsync(program, target, options);
     }
-    const attaching = attachAsync(this.n, this.program(program), target, { ...options, mode: record.mode, pinPath: record.pin });
+    const prog = this.program(program, options.pod);
+    const release = this.instances!.hold(options.pod ?? 0);
+    const attaching = attachAsync(this.n, prog, target, { ...options, mode: record.mode, pinPath: record.pin });
     this.attaching.set(record.pin, attaching);
     let outcome: 'attached' | 'adopted' | 'removed' = 'attached';
     try {
@@ -348,8 +373,14 @@ export class Dataplane {
       outcome = recovered;
     } finally {
       this.attaching.delete(record.pin);
+      release();
     }
     if (outcome === 'removed') return this.attachAsync(program, target, options);
+    if (outcome === 'adopted' && isPodProgram(program)) {
+      // the orphan has this build's tag, but maybe another pod's constant (or none)
+      const pod = options.pod ?? 0;
+      if (verifyRecord(this.n, record, target, programTag(prog), pod).state === 'outdated') swapProgram(this.n, record, target, this.program(program, pod));
+    }
     return { record, created: true };
   }
 
@@ -391,7 +422,9 @@ export class Dataplane {
 
   /** Removes an attachment this process made, unless its record now holds another program (another writer's). */
   removeRecordIfSame(record: AttachmentRecord, target: HookTarget): boolean {
-    if (pinned(this.n, record.pin)?.progId !== this.program(record.program).id) return false;
+    const id = pinned(this.n, record.pin)?.progId;
+    const ours = id !== undefined && (id === this.program(record.program).id || (isPodProgram(record.program) && this.instances!.has(record.program, id)));
+    if (!ours) return false;
     this.removeRecord(record, target.netns);
     return true;
   }

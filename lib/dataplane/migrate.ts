@@ -22,9 +22,11 @@
  *   3. replace the program of every record in place with this build's,
  *      loaded with the new maps (swap-program.ts: BPF_LINK_UPDATE,
  *      BPF_TC_F_REPLACE): each frame runs the old program on the old maps or
- *      the new program on the new maps; then add what the old maps counted
- *      since the copy to the new ones (a migration resumed by another
- *      process has no copy-time figures and leaves that out);
+ *      the new program on the new maps. A pod with the bridge bypass (a
+ *      from_guest record) gets its own instances of fixup and from_guest
+ *      (pod-instances.ts), the others the shared fixup. Then add what the
+ *      old maps counted since the copy to the new ones (a migration resumed
+ *      by another process has no copy-time figures and leaves that out);
  *   4. rename each pin of maps_next/ over maps/ (the stamp last), then
  *      remove maps_next/. The old maps, referenced by nothing any more, are
  *      freed by the kernel.
@@ -46,7 +48,8 @@ import { ENDPOINT, EP_LIVE, LAYOUT_VERSION } from './layout.js';
 import { netnsPaths } from './netns-paths.js';
 import { mismatchedPin, openPinnedMaps, PINNED_MAPS } from './pinned-maps.js';
 import { STAGING_DIR } from './root.js';
-import { listRecords } from './records.js';
+import { listRecords, type AttachmentRecord } from './records.js';
+import { loadPodInstance, scopeFor } from './pod-instances.js';
 import { swapProgram } from './swap-program.js';
 
 export const STAMP_MAP = 'layout';
@@ -128,6 +131,7 @@ function migrate(n: Native, root: string, source: string | Buffer, from: number,
   fs.mkdirSync(staging, { recursive: true });
   const obj = BpfObject.open(source, { pinMapsIn: staging }, n);
   let copy: Copy | null = null;
+  const instances = new Map<number, BpfObject>();
   try {
     if (!copied) {
       copy = copyState(n, root, obj);
@@ -136,12 +140,22 @@ function migrate(n: Native, root: string, source: string | Buffer, from: number,
       pinStamp(n, staging);
     }
     const paths = netnsPaths(netnsDirs);
-    for (const record of listRecords(root)) {
+    const records = listRecords(root);
+    const bypassed = new Set(records.filter((r) => r.program === 'from_guest').map((r) => r.netnsInode));
+    const program = (record: AttachmentRecord) => {
+      const pod = scopeFor(record.program, record.netnsInode, bypassed.has(record.netnsInode));
+      if (!pod) return obj.program(record.program);
+      let instance = instances.get(pod);
+      if (!instance) instances.set(pod, (instance = loadPodInstance(n, source, obj.maps, pod)));
+      return instance.program(record.program);
+    };
+    for (const record of records) {
       const netns = paths.get(record.netnsInode);
       const target = { netns: record.mode === 'tcx' ? undefined : netns, ifname: record.ifname, hook: record.hook };
+      const prog = program(record); // a load that fails stops the migration (resumed by the next run), it drops no record
       try {
         if (record.mode === 'clsact' && netns === undefined) throw new Error('its netns is not visible');
-        swapProgram(n, record, target, obj.program(record.program));
+        swapProgram(n, record, target, prog);
         migration.replaced++;
       } catch {
         // the hook is gone: the record is stale (a filter of this build's program left without one is adopted by the next attach)
@@ -153,6 +167,7 @@ function migrate(n: Native, root: string, source: string | Buffer, from: number,
     // nothing counts in the old maps any more: what they counted since the copy goes to the new ones
     if (copy) addSinceCopy(n, root, obj, copy);
   } finally {
+    for (const instance of instances.values()) instance.close();
     obj.close();
   }
   commit(root);

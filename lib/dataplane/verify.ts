@@ -8,10 +8,12 @@ import { TC_HANDLE, type HookTarget } from '../bpf/link.js';
 import { pinned } from '../bpf/fdinfo.js';
 import type { Native } from '../native.js';
 import type { AttachmentRecord } from './records.js';
+import { podOfProgram } from './pod-instances.js';
 
 export type Verdict =
   | { state: 'ok'; tag: string }
-  | { state: 'outdated'; tag: string }
+  /** Another build's program (its tag), or this build's for another pod (`pod`: the one it serves, 0 shared). */
+  | { state: 'outdated'; tag: string; pod?: number }
   | { state: 'stale'; why: string };
 
 /** Why a record is stale (its attachment is not at its hook), or null when it is there. Changes nothing. */
@@ -26,12 +28,14 @@ export function recordInKernel(n: Native, record: AttachmentRecord, target: Hook
 }
 
 /**
- * Compares a record with the kernel: is it at its hook, running `tag`?
- * Throws when the hook cannot be listed (no such interface: the caller
- * decides). Extra vmpeer clsact filters at the hook (a swap that was cut
- * short) are removed.
+ * Compares a record with the kernel: is it at its hook, running `tag`, and
+ * (when `pod` is given) the instance that serves `pod` (pod-instances.ts; 0:
+ * the shared one)? Every instance has the same tag, so the tag alone cannot
+ * tell them apart. Throws when the hook cannot be listed (no such interface:
+ * the caller decides). Extra vmpeer clsact filters at the hook (a swap that
+ * was cut short) are removed.
  */
-export function verifyRecord(n: Native, record: AttachmentRecord, target: HookTarget, tag: string): Verdict {
+export function verifyRecord(n: Native, record: AttachmentRecord, target: HookTarget, tag: string, pod?: number): Verdict {
   const why = recordInKernel(n, record, target);
   if (why) return { state: 'stale', why };
   const info = pinned(n, record.pin);
@@ -40,5 +44,10 @@ export function verifyRecord(n: Native, record: AttachmentRecord, target: HookTa
     for (const extra of extras) n.detach({ ...target, mode: 'clsact', handle: TC_HANDLE, priority: extra.priority, progId: extra.progId });
   }
   const current = info?.progTag ?? '';
-  return current === tag ? { state: 'ok', tag: current } : { state: 'outdated', tag: current };
+  if (current !== tag) return { state: 'outdated', tag: current };
+  if (pod !== undefined && info?.progId !== undefined) {
+    const serves = podOfProgram(n, info.progId);
+    if (serves !== pod) return { state: 'outdated', tag: current, pod: serves };
+  }
+  return { state: 'ok', tag: current };
 }

@@ -25,12 +25,16 @@ function prng(seed: number) {
   };
 }
 
-// BPF_PROG_TEST_RUN runs the programs on loopback (ifindex 1): the first guest
-// bypasses the bridge in both directions there, the third only from the guest
+// BPF_PROG_TEST_RUN runs the programs on loopback (ifindex 1), the pod
+// programs as POD's own instances: the first guest bypasses the bridge in
+// both directions there, the third only from the guest; the fourth has the
+// same ports in another pod, whose bypass this instance never takes
+const POD = 4026530001;
 const guests = [
-  { guestIp: '198.18.1.10', guestMac: '52:54:00:00:00:0a', bypass: { uplinkIfindex: 1, guestIfindex: 1 } },
-  { guestIp: '198.18.1.11', guestMac: '52:54:00:00:00:0b', redirect: false },
-  { guestIp: '2001:db8::a', guestMac: '52:54:00:00:00:0c', bypass: { uplinkIfindex: 99, guestIfindex: 1 } },
+  { guestIp: '198.18.1.10', guestMac: '52:54:00:00:00:0a', bypass: { uplinkIfindex: 1, guestIfindex: 1 }, podNetns: POD },
+  { guestIp: '198.18.1.11', guestMac: '52:54:00:00:00:0b', redirect: false, podNetns: POD },
+  { guestIp: '2001:db8::a', guestMac: '52:54:00:00:00:0c', bypass: { uplinkIfindex: 99, guestIfindex: 1 }, podNetns: POD },
+  { guestIp: '198.18.1.13', guestMac: '52:54:00:00:00:0d', bypass: { uplinkIfindex: 1, guestIfindex: 1 }, podNetns: POD + 1 },
 ];
 const strangers = ['198.18.1.12', '198.18.2.10', '10.0.0.1', '2001:db8::b', '::ffff:198.18.1.99', 'fe80::1'];
 
@@ -66,7 +70,7 @@ function generator(seed: number, direction: 'to guest' | 'from guest') {
 function modelEndpoints(): Map<string, ModelEndpoint> {
   return new Map(guests.map((g) => [
     encodeKey(g.guestIp).toString('hex'),
-    { guestMac: macToBytes(g.guestMac), gatewayMac: macToBytes(GATEWAY_MAC), hostIfindex: HOST_IFINDEX, redirect: g.redirect ?? true, bypass: g.bypass ?? null },
+    { guestMac: macToBytes(g.guestMac), gatewayMac: macToBytes(GATEWAY_MAC), hostIfindex: HOST_IFINDEX, redirect: g.redirect ?? true, bypass: g.bypass ?? null, podNetns: g.podNetns },
   ]));
 }
 
@@ -81,17 +85,17 @@ for (const program of ['fixup', 'redirect', 'from_guest'] as const) {
     const endpoints = modelEndpoints();
     const known = new Set(endpoints.keys());
     const next = generator(seed, program === 'from_guest' ? 'from guest' : 'to guest');
-    const model = MODELS[program];
     const expectedStats = new Map<string, bigint>();
     let unknownSeen = 0;
 
     let refused = 0;
     for (let i = 0; i < FRAMES_PER_PROGRAM; i++) {
       const frame = next();
-      const want = model(frame, endpoints);
+      const pod = program === 'redirect' ? 0 : POD;
+      const want = program === 'redirect' ? modelRedirect(frame, endpoints) : MODELS[program](frame, endpoints, 1, pod);
       let got;
       try {
-        got = f.run(program, frame);
+        got = f.run(program, frame, 1, pod);
       } catch (e) {
         // BPF_PROG_TEST_RUN refuses IP frames shorter than their IP header; live.test.ts covers those
         if (!shortIpHeader(frame)) throw e;

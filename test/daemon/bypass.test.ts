@@ -9,6 +9,8 @@ import { announce } from '../../lib/lab/dynamic.js';
 import { VM_TAP } from '../../lib/lab/addressing.js';
 import { runIn } from '../../lib/lab/exec.js';
 import { native } from '../../lib/native.js';
+import { netnsInode } from '../../lib/dataplane/records.js';
+import { podOfProgram } from '../../lib/dataplane/pod-instances.js';
 import { lab } from '../helpers/lab.js';
 import { bpffsDir } from '../helpers/netns.js';
 import { startDaemon, State } from '../helpers/daemon.js';
@@ -33,6 +35,10 @@ test('--bypass-bridge: from_guest at every guest port, the guests reached past t
     t.deepEqual(state.dp.endpoint(vm.podIp)!.bypass, { uplinkIfindex: n.ifindex(vm.podNs.path, vm.nic.name), guestIfindex: n.ifindex(vm.podNs.path, VM_TAP) });
   }
   t.is(d.changes('attach').filter((c) => c.program === 'from_guest').length, 2);
+  // each pod runs its own instances, which take the bypass only for that pod's endpoints
+  const serves = (vm: (typeof l.vms)[number]) =>
+    [...state.hook(vm.podNs.path, vm.nic.name), ...state.hook(vm.podNs.path, VM_TAP)].filter((e) => e.progName === 'fixup' || e.progName === 'from_guest').map((e) => podOfProgram(n, e.progId));
+  for (const vm of l.vms) t.deepEqual(serves(vm), [netnsInode(vm.podNs.path), netnsInode(vm.podNs.path)], `${vm.podNs.name}: fixup and from_guest serve their own pod`);
 
   const vm = l.vms[0]!;
   // neighbours first: ARP still takes the bridge
@@ -49,6 +55,7 @@ test('--bypass-bridge: from_guest at every guest port, the guests reached past t
   for (const v of l.vms) {
     t.deepEqual(state.hook(v.podNs.path, VM_TAP), [], 'from_guest detached');
     t.is(state.dp.endpoint(v.podIp)!.bypass, null, 'the endpoint no longer asks for the bypass');
+    t.deepEqual(serves(v), [0], 'the shared fixup again, replaced in place');
   }
   t.is(plain.changes('detach').filter((c) => c.program === 'from_guest').length, 2);
   t.is((await l.ping(l.client, vm.podIp, PINGS)).received, 0, 'the disabled guest port cuts the guest off: the bridge is on the path again');

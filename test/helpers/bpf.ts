@@ -5,6 +5,8 @@ import { decodeStats, encodeStatKey, type Endpoint, type Stats } from '../../lib
 import { EndpointTable } from '../../lib/dataplane/endpoint-table.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
 import { STAT_NAMES } from '../../lib/dataplane/layout.js';
+import { loadPodInstance } from '../../lib/dataplane/pod-instances.js';
+import { native } from '../../lib/native.js';
 
 export const TC_ACT_UNSPEC = -1;
 export const TC_ACT_REDIRECT = 7;
@@ -13,7 +15,15 @@ export { GUEST4, GUEST6, GUEST_MAC, GATEWAY_MAC, CLIENT4, CLIENT6, CLIENT_MAC, N
 import { GATEWAY_MAC, GUEST4, GUEST6, GUEST_MAC, HOST_IFINDEX } from '../../lib/testkit/addresses.js';
 
 export class Fixture {
+  private readonly pods = new Map<number, BpfObject>();
+
   constructor(readonly obj: BpfObject) {}
+
+  /** Closes the object and the pod instances it loaded. */
+  close(): void {
+    for (const p of this.pods.values()) p.close();
+    this.obj.close();
+  }
 
   get table(): EndpointTable {
     return EndpointTable.of(this.obj.maps);
@@ -23,8 +33,16 @@ export class Fixture {
     this.table.set({ guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true, ...ep });
   }
 
-  run(program: 'fixup' | 'redirect' | 'from_guest', frame: Buffer, repeat = 1): { retval: number; data: Buffer; durationNs: number } {
-    return this.obj.program(program).testRun({ data: frame, repeat });
+  /** Runs the shared program, or with `pod` that pod's own instance of a pod program (on the same maps). */
+  run(program: 'fixup' | 'redirect' | 'from_guest', frame: Buffer, repeat = 1, pod = 0): { retval: number; data: Buffer; durationNs: number } {
+    return this.program(program, pod).testRun({ data: frame, repeat });
+  }
+
+  program(program: 'fixup' | 'redirect' | 'from_guest', pod = 0) {
+    if (!pod) return this.obj.program(program);
+    let instance = this.pods.get(pod);
+    if (!instance) this.pods.set(pod, (instance = loadPodInstance(native(), OBJECT_PATH, this.obj.maps, pod)));
+    return instance.program(program);
   }
 
   stats(): Stats {
@@ -38,9 +56,8 @@ export class Fixture {
 }
 
 export function fixture(t: ExecutionContext, endpoints: (Partial<Endpoint> & { guestIp: string })[] = [{ guestIp: GUEST4 }, { guestIp: GUEST6 }]): Fixture {
-  const obj = BpfObject.open(OBJECT_PATH);
-  t.teardown(() => obj.close());
-  const f = new Fixture(obj);
+  const f = new Fixture(BpfObject.open(OBJECT_PATH));
+  t.teardown(() => f.close());
   for (const ep of endpoints) f.setEndpoint(ep);
   return f;
 }

@@ -11,7 +11,12 @@ export interface ModelEndpoint {
   hostIfindex: number;
   redirect: boolean;
   bypass?: { uplinkIfindex: number; guestIfindex: number } | null;
+  /** The netns inode of the endpoint's pod: only that pod's instances take its bypass. */
+  podNetns?: number;
 }
+
+/** Whether a program instance serving `pod` (0: the shared fixup) may take `ep`'s bypass. */
+const inPod = (ep: ModelEndpoint, pod: number) => pod !== 0 && ep.podNetns === pod;
 
 export interface Outcome {
   retval: number; // -1 TC_ACT_UNSPEC, 7 TC_ACT_REDIRECT
@@ -56,24 +61,24 @@ function readdress(frame: Buffer, ep: ModelEndpoint): Buffer {
   return out;
 }
 
-/** `ifindex`: the device the frame arrives on (BPF_PROG_TEST_RUN: loopback, 1). */
-export function modelFixup(frame: Buffer, endpoints: Map<string, ModelEndpoint>, ifindex = 1): Outcome {
+/** `ifindex`: the device the frame arrives on (BPF_PROG_TEST_RUN: loopback, 1); `pod`: the instance's constant (vmpeer_pod). */
+export function modelFixup(frame: Buffer, endpoints: Map<string, ModelEndpoint>, ifindex = 1, pod = 0): Outcome {
   const p = parse(frame);
   if (typeof p === 'string') return pass(frame, p);
   const ep = endpoints.get(p.key);
   if (!ep) return pass(frame, 'passUnknown');
   const out = frame.subarray(0, 6).equals(ep.guestMac) ? pass(frame, 'passAddressed') : pass(readdress(frame, ep), 'fixed');
   // the bypass sends the frame, as fixup leaves it, to the guest port's egress
-  return ep.bypass && ep.bypass.uplinkIfindex === ifindex ? { ...out, retval: TC_ACT_REDIRECT } : out;
+  return ep.bypass && inPod(ep, pod) && ep.bypass.uplinkIfindex === ifindex ? { ...out, retval: TC_ACT_REDIRECT } : out;
 }
 
 /** At the guest port: the guest's unicast IP frames to its gateway go into the host veth, unchanged. */
-export function modelFromGuest(frame: Buffer, endpoints: Map<string, ModelEndpoint>, ifindex = 1): Outcome {
+export function modelFromGuest(frame: Buffer, endpoints: Map<string, ModelEndpoint>, ifindex = 1, pod = 0): Outcome {
   const p = parse(frame, 'source');
   if (typeof p === 'string') return pass(frame, p);
   const ep = endpoints.get(p.key);
   if (!ep) return pass(frame, 'passUnknown');
-  if (!ep.bypass || ep.bypass.guestIfindex !== ifindex) return pass(frame, 'passNoBypass');
+  if (!ep.bypass || !inPod(ep, pod) || ep.bypass.guestIfindex !== ifindex) return pass(frame, 'passNoBypass');
   if (!frame.subarray(0, 6).equals(ep.gatewayMac) || !frame.subarray(6, 12).equals(ep.guestMac)) return pass(frame, 'passNotGateway');
   return { retval: TC_ACT_REDIRECT, frame, stat: 'bypassedOut' };
 }
