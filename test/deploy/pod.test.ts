@@ -20,7 +20,6 @@
  */
 import fs from 'node:fs';
 import test, { type ExecutionContext } from 'ava';
-import { spawnSync } from 'node:child_process';
 import { announce } from '../../lib/lab/dynamic.js';
 import { NODE_UPLINK_IP, type Lab } from '../../lib/lab/index.js';
 import { fdInfo, pinned } from '../../lib/bpf/fdinfo.js';
@@ -30,7 +29,7 @@ import { lab } from '../helpers/lab.js';
 import { bpffsDir } from '../helpers/netns.js';
 import { httpIn, inodeOf, metric, rebuiltObject, sleep, State, until } from '../helpers/daemon.js';
 import { daemonSet, render, type Obj } from '../helpers/kustomize.js';
-import { buildTestImage, containerLogs, containerName, inspect, playPod, podFromDaemonSet, podman, probeUrls, TEST_IMAGE } from '../helpers/pod.js';
+import { buildah, buildTestImage, containerLogs, containerName, inspect, playPod, podFromDaemonSet, podman, probeUrls, TEST_IMAGE } from '../helpers/pod.js';
 
 const DEPLOY = `${packageRoot}/deploy`;
 const UPGRADE_IMAGE = `${TEST_IMAGE}-upgrade`;
@@ -47,18 +46,18 @@ test.before(() => {
 /** The upgrade: the test image with a rebuilt BPF object (other program tags), as a second image. */
 function upgradeImage(t: ExecutionContext): { fixupTag: string } {
   const object = rebuiltObject(t);
-  const c = spawnSync('buildah', ['from', '-q', TEST_IMAGE], { encoding: 'utf8' }).stdout.trim();
+  const c = buildah(['from', '-q', TEST_IMAGE]).stdout.trim();
   t.truthy(c, 'buildah from');
   try {
     for (const args of [
       ['copy', '--chown', '0:0', c, object, '/opt/vmpeer/node_modules/vmpeer/dist/bpf/vmpeer.bpf.o'],
       ['commit', '-q', c, UPGRADE_IMAGE],
     ]) {
-      const r = spawnSync('buildah', args, { encoding: 'utf8' });
+      const r = buildah(args);
       if (r.status !== 0) throw new Error(`buildah ${args[0]}: ${r.stderr}`);
     }
   } finally {
-    spawnSync('buildah', ['rm', c]);
+    buildah(['rm', c]);
   }
   t.teardown(() => podman(['rmi', '-f', UPGRADE_IMAGE]));
   const obj = native().openObject(object);
@@ -155,7 +154,7 @@ test.serial("the DaemonSet's pod spec under podman: covers the lab, survives kil
   const netnsMount = at('/var/run/netns') ?? at('/run/netns');
   t.true(netnsMount![5]!.split(',').includes('ro'), '/var/run/netns read-only');
   const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-  t.deepEqual(argv.slice(-main.args.length), main.args.map((a: string) => a.replace('$(POD_IP)', NODE_UPLINK_IP)));
+  t.deepEqual(argv.slice(-main.args.length), main.args.map((a: string) => a.replace('$(NODE_IP)', NODE_UPLINK_IP)));
 
   step('covers the lab:');
   // covers the lab: probes, metrics, echoes through the emulated fast path
