@@ -10,10 +10,10 @@ import test from 'ava';
 import { packageRoot } from '../../lib/native.js';
 import { buildTestImage, podman, TEST_IMAGE } from '../helpers/pod.js';
 
-// Measured 167 MB, of which node itself is 107 MB (stripped) and Debian's
-// minimal userland (sh, coreutils, mount for the init container; glibc,
-// libstdc++, libbpf1) most of the rest; the limit catches a stage leaking in.
-const MAX_BYTES = 175e6;
+// Measured 131 MB: node itself is 103 MB (stripped); the rest is glibc,
+// libstdc++, libbpf1 and what the init container runs (dash, coreutils'
+// stat, mount), the package and its dependencies. The issue's target is 150 MB.
+const MAX_BYTES = 150e6;
 
 const run = (args: string[]) => podman(['run', '--rm', '--network', 'none', ...args]);
 
