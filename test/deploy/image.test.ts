@@ -30,10 +30,10 @@ test('one layer, at most 150 MB, non-root by default', async (t) => {
   t.is(user, '65532:65532');
 });
 
-test('no compiler, npm, system or Node headers, apt or perl (the package keeps its own sources, for --build-from-source); what the init container runs is there', async (t) => {
+test('no compiler, npm, system or Node headers, apt, dpkg, perl, bash or user tools (the package keeps its own sources, for --build-from-source); what the init container runs is there', async (t) => {
   const r = await run([
     '--entrypoint', '/bin/sh', TEST_IMAGE, '-c',
-    'for x in gcc cc g++ c++ clang make cmake python3 npm npx node-gyp apt apt-get perl curl wget; do command -v $x; done; ' +
+    'for x in gcc cc g++ c++ clang make cmake python3 npm npx node-gyp apt apt-get dpkg perl curl wget bash tar useradd login e2fsck; do command -v $x; done; ' +
       'ls -d /usr/local/include /usr/local/lib/node_modules /opt/vmpeer/node_modules/vmpeer/build 2>/dev/null; find / -xdev -name "*.h" -not -path "/opt/vmpeer/*" | head -3; ' +
       'echo --; for x in sh stat mount node; do command -v $x >/dev/null && echo $x; done',
   ]);
