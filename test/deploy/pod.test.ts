@@ -233,6 +233,9 @@ test.serial("the DaemonSet's pod spec under podman: covers the lab, survives kil
     const at = (msg: string) => Date.parse(logs.find((x) => String(x.msg).startsWith(msg))?.time ?? '');
     const exited = Date.parse(await inspect(name, '{{.State.FinishedAt.Format "2006-01-02T15:04:05.000Z07:00"}}'));
     step(`the daemon stopped ${at('stopped') - at('stopping')} ms after SIGTERM; its container exited ${exited - stopAt} ms after the pod stop began`);
+    // it exits once stopped (measured: under 1 s on a loaded 2-core host), not when a
+    // leftover 5 s timer of the stop lets the event loop drain (lib/daemon/reconciler.ts)
+    t.true(exited - stopAt < 4500, `the container exited ${exited - stopAt} ms after the pod stop began`);
     t.is(hooks().map((h) => h.length).join(), l.vms.map(() => 1).join(), 'the stopped pod left the attachments');
     t.is((await podman(['pod', 'rm', '-f', p.metadata.name])).status, 0);
     t.is(hooks().map((h) => h.length).join(), l.vms.map(() => 1).join(), 'the removed pod left the attachments');

@@ -136,14 +136,17 @@ export interface Run {
 export function podman(args: string[], options: { netns?: string; input?: string } = {}): Promise<Run> {
   const argv = options.netns ? ['nsenter', `--net=${options.netns}`, 'podman', ...args] : ['podman', ...args];
   return new Promise((resolve) => {
-    const child = spawn(argv[0]!, argv.slice(1), { env: podmanEnv(), stdio: ['pipe', 'pipe', 'pipe'], timeout: 120_000 });
+    const child = spawn(argv[0]!, argv.slice(1), { env: podmanEnv(), stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], timeout: 120_000 });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', (e) => (stderr += String(e)));
     child.on('close', (status) => resolve({ status, stdout, stderr }));
-    child.stdin.end(options.input ?? '');
+    if (child.stdin) {
+      child.stdin.on('error', (e) => (stderr += String(e))); // podman gone before reading it: its status says why
+      child.stdin.end(options.input);
+    }
   });
 }
 
