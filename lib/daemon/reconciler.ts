@@ -209,7 +209,8 @@ export class Reconciler {
     }
     await Promise.race([
       Promise.allSettled([this.fullRunning, ...[...this.pods.values()].map((p) => p.running)]),
-      new Promise((resolve) => setTimeout(resolve, 5000)),
+      // unref: once the runs settle, this timer must not keep the process (SIGTERM) alive 5 s
+      new Promise((resolve) => setTimeout(resolve, 5000).unref()),
     ]);
     if (!cleanup) {
       this.dp.close();

@@ -127,14 +127,17 @@ test('the DaemonSet: node-wide, minimal privileges, probes, mounts, metrics', (t
   }
 
   // the arguments and environment are what the daemon accepts, and listen where the probes look
-  const flags = daemonFlags(main!, { POD_IP: '10.0.0.7' });
+  const flags = daemonFlags(main!, { NODE_IP: '10.0.0.7' });
   const env = Object.fromEntries((main!.env as Obj[]).filter((e) => e.value !== undefined).map((e) => [e.name, e.value as string]));
   const config = parseConfig(flags, { ...env, NODE_NAME: 'node-1' });
+  // bound to the node's IP, from the downward API, not to every address
+  t.deepEqual((main!.env as Obj[]).find((e) => e.name === 'NODE_IP')?.valueFrom, { fieldRef: { fieldPath: 'status.hostIP' } });
+  t.true((main!.args as string[]).includes('--metrics-address=$(NODE_IP):9808'));
   t.deepEqual(config.metrics, { host: '10.0.0.7', port: port!.containerPort, text: `10.0.0.7:${port!.containerPort}` });
   t.is(config.nodeName, 'node-1');
   t.is(env.VMPEER_RESYNC_INTERVAL, DEFAULT_RESYNC_INTERVAL, 'the resync interval the README documents as the default');
   t.false(config.cleanupOnExit, 'a rolling update must not clean up');
-  const known = new Set<string>([...Object.values(ENV), 'POD_IP']);
+  const known = new Set<string>([...Object.values(ENV), 'NODE_IP']);
   for (const e of main!.env as Obj[]) t.true(known.has(e.name), `env ${e.name} is read by the daemon`);
 });
 
@@ -154,16 +157,16 @@ test('components: host-pid (/proc discovery), uninstall (--cleanup-on-exit) and 
   t.true(hostPid.spec.template.spec.hostPID);
   const main = hostPid.spec.template.spec.containers[0];
   t.true(main.securityContext.capabilities.add.includes('SYS_PTRACE'));
-  t.true(parseConfig(daemonFlags(main, { POD_IP: '10.0.0.7' }), {}).proc);
+  t.true(parseConfig(daemonFlags(main, { NODE_IP: '10.0.0.7' }), {}).proc);
 
   const uninstall = daemonSet(render(DEPLOY, ['components/uninstall']));
   t.notThrows(() => validate(uninstall));
-  t.true(parseConfig(daemonFlags(uninstall.spec.template.spec.containers[0], { POD_IP: '10.0.0.7' }), {}).cleanupOnExit);
+  t.true(parseConfig(daemonFlags(uninstall.spec.template.spec.containers[0], { NODE_IP: '10.0.0.7' }), {}).cleanupOnExit);
 
   const bypass = daemonSet(render(DEPLOY, ['components/bypass-bridge']));
   t.notThrows(() => validate(bypass));
-  t.true(parseConfig(daemonFlags(bypass.spec.template.spec.containers[0], { POD_IP: '10.0.0.7' }), {}).bypassBridge);
-  t.false(parseConfig(daemonFlags(daemonSet(render(DEPLOY)).spec.template.spec.containers[0], { POD_IP: '10.0.0.7' }), {}).bypassBridge, 'off in the base');
+  t.true(parseConfig(daemonFlags(bypass.spec.template.spec.containers[0], { NODE_IP: '10.0.0.7' }), {}).bypassBridge);
+  t.false(parseConfig(daemonFlags(daemonSet(render(DEPLOY)).spec.template.spec.containers[0], { NODE_IP: '10.0.0.7' }), {}).bypassBridge, 'off in the base');
 });
 
 test('kubectl kustomize renders the same objects as the renderer the tests use', (t) => {

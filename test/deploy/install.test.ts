@@ -9,29 +9,24 @@
  * and which systems are supported; no node-gyp, no stack. (`npm pack --json`
  * is parsed in test/package.)
  */
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import test from 'ava';
-import { packageRoot } from '../../lib/native.js';
-import { buildTestImage, podman, TEST_IMAGE } from '../helpers/pod.js';
+import { buildTestImage, imageScript, podman, TEST_IMAGE } from '../helpers/pod.js';
 
 const PKG = '/opt/vmpeer/node_modules/vmpeer';
 let mounted = '';
 
-test.before(() => {
+test.before(async () => {
   buildTestImage();
-  const r = podman(['image', 'mount', TEST_IMAGE]);
+  const r = await podman(['image', 'mount', TEST_IMAGE]);
   if (r.status !== 0) throw new Error(`podman image mount: ${r.stderr}`);
   mounted = r.stdout.trim();
 });
-test.after.always(() => {
-  if (mounted) podman(['image', 'unmount', TEST_IMAGE]);
+test.after.always(async () => {
+  if (mounted) await podman(['image', 'unmount', TEST_IMAGE]);
 });
 
 function debianBase(suite: string): string {
-  const r = spawnSync('flock', [path.join(packageRoot, '.cache/image/.build-lock'), path.join(packageRoot, 'scripts/image'), '--debian-base', suite], { cwd: packageRoot, encoding: 'utf8', timeout: 600_000 });
-  if (r.status !== 0) throw new Error(`scripts/image --debian-base ${suite}: ${r.stderr}`);
-  return r.stdout.trim();
+  return imageScript(['--debian-base', suite]);
 }
 
 /** node and the installed package from the image, on another system. */
@@ -50,9 +45,9 @@ for (const [suite, what] of [
   ['bookworm', /libbpf\.so\.1 is missing: install libbpf1 \(Debian\/Ubuntu: apt-get install libbpf1/],
   ['bullseye', /this system's glibc is 2\.31, older than the 2\.34 the addon needs/],
 ] as const) {
-  test(`Debian ${suite} (minbase, no libbpf1): the install and the first load say what to install`, (t) => {
+  test(`Debian ${suite} (minbase, no libbpf1): the install and the first load say what to install`, async (t) => {
     const image = debianBase(suite);
-    const install = onSystem(image, [`${PKG}/scripts/install.mjs`]);
+    const install = await onSystem(image, [`${PKG}/scripts/install.mjs`]);
     t.is(install.status, 1, 'the install fails');
     const lines = install.stderr.trim().split('\n');
     t.is(lines.length, 1, install.stderr);
@@ -60,7 +55,7 @@ for (const [suite, what] of [
     t.regex(lines[0]!, /vmpeer supports Linux x86_64 with glibc >= 2\.34 and libbpf 1\.x/);
     t.notRegex(install.stderr, /gyp (ERR|info)|node-gyp rebuild|Traceback|\n\s+at /, 'no node-gyp, no stack');
 
-    const load = onSystem(image, FIRST_LOAD);
+    const load = await onSystem(image, FIRST_LOAD);
     t.is(load.status, 2);
     t.regex(load.stderr.trim(), /^AddonLoadError: vmpeer's native addon cannot be loaded: /);
     t.regex(load.stderr, what);
@@ -68,8 +63,8 @@ for (const [suite, what] of [
   });
 }
 
-test('the image itself: the install step passes (the prebuilt addon loads)', (t) => {
-  const r = podman(['run', '--rm', '--network', 'none', '--entrypoint', 'node', TEST_IMAGE, `${PKG}/scripts/install.mjs`]);
+test('the image itself: the install step passes (the prebuilt addon loads)', async (t) => {
+  const r = await podman(['run', '--rm', '--network', 'none', '--entrypoint', 'node', TEST_IMAGE, `${PKG}/scripts/install.mjs`]);
   t.is(r.status, 0, r.stderr);
   t.is(`${r.stdout}${r.stderr}`, '');
 });

@@ -77,13 +77,13 @@ test('the PrometheusRule passes promtool check rules and its unit tests', (t) =>
   fs.writeFileSync(path.join(dir, 'rules.yaml'), stringify(rule.spec));
   const check = promtool(t, dir, ['check', 'rules', 'rules.yaml']);
   t.is(check.status, 0, check.out);
-  t.regex(check.out, /SUCCESS: 5 rules found/);
+  t.regex(check.out, /SUCCESS: 6 rules found/);
   fs.copyFileSync(path.join(packageRoot, 'test/deploy/monitoring.rules-test.yaml'), path.join(dir, 'tests.yaml'));
   const unit = promtool(t, dir, ['test', 'rules', 'tests.yaml']);
   t.is(unit.status, 0, unit.out);
   t.deepEqual(
     (rule.spec.groups[0].rules as Obj[]).map((r) => r.alert),
-    ['VmpeerNotReady', 'VmpeerReconcileErrors', 'VmpeerPodsUncovered', 'VmpeerWaitingForGuestMac', 'VmpeerAbsent'],
+    ['VmpeerNotReady', 'VmpeerReconcileErrors', 'VmpeerPodsUncovered', 'VmpeerWaitingForGuestMac', 'VmpeerEndpointConflict', 'VmpeerAbsent'],
   );
 
   // negative control: an alert that fires too early fails its unit test

@@ -14,7 +14,7 @@
  * security context, mounts, env and args is checked by the tests on the
  * running process (/proc), not trusted.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -87,36 +87,76 @@ export function probeUrls(ds: Obj, podIp: string): { liveness: string; readiness
 }
 
 /**
- * podman's environment for the tests: a containers.conf whose default ulimits
- * do not exceed this process's (podman as root raises them past 1M otherwise,
- * which fails where root lacks CAP_SYS_RESOURCE).
+ * The tier's own container storage, under the checkout's .cache: images,
+ * layers, containers and podman's state live there, so the tests add nothing
+ * to the machine's storage, and scripts/image --prune-cache keeps it to the
+ * bases, one build's layer cache and the tagged images.
+ */
+export const STORE = path.join(packageRoot, '.cache/containers');
+
+/**
+ * podman's and buildah's environment for the tests: the private store
+ * (CONTAINERS_STORAGE_CONF, and podman's tmp_dir beside it), and default
+ * ulimits that do not exceed this process's (podman as root raises them past
+ * 1M otherwise, which fails where root lacks CAP_SYS_RESOURCE).
  */
 function podmanEnv(): NodeJS.ProcessEnv {
+  const storage = path.join(STORE, 'storage.conf');
+  if (!fs.existsSync(storage)) {
+    fs.mkdirSync(STORE, { recursive: true });
+    fs.writeFileSync(`${storage}.tmp`, `[storage]\ndriver = "overlay"\ngraphroot = "${STORE}/storage"\nrunroot = "${STORE}/run"\n`);
+    fs.renameSync(`${storage}.tmp`, storage);
+  }
   const conf = path.join(os.tmpdir(), `vpt-containers-${process.pid}.conf`);
   if (!fs.existsSync(conf)) {
     const limits = fs.readFileSync('/proc/self/limits', 'utf8');
     const hard = (what: string) => Number(new RegExp(`^${what}\\s+\\S+\\s+(\\S+)`, 'm').exec(limits)?.[1]) || 1024;
     const nofile = Math.min(hard('Max open files'), 1 << 20);
     const nproc = Math.min(hard('Max processes'), 32768);
-    fs.writeFileSync(conf, `[containers]\ndefault_ulimits = ["nofile=${nofile}:${nofile}", "nproc=${nproc}:${nproc}"]\n`);
+    fs.writeFileSync(conf, `[containers]\ndefault_ulimits = ["nofile=${nofile}:${nofile}", "nproc=${nproc}:${nproc}"]\n[engine]\ntmp_dir = "${STORE}/tmp"\n`);
     process.once('exit', () => fs.rmSync(conf, { force: true }));
   }
-  return { ...process.env, CONTAINERS_CONF: conf };
+  return { ...process.env, CONTAINERS_CONF: conf, CONTAINERS_STORAGE_CONF: storage };
 }
 
-export function podman(args: string[], options: { netns?: string; input?: string } = {}): { status: number | null; stdout: string; stderr: string } {
+export interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * podman, as a child the test waits for without blocking: the lab's traffic
+ * (ping in a child process, its output read by this event loop) goes on
+ * meanwhile. A spawnSync() here stopped the loop for as long as podman took
+ * (`pod stop`: seconds, `kube play`: up to 20 s on a loaded host), the ping's
+ * stdout pipe filled, ping blocked in write(2) and stopped sending: echoes
+ * counted as lost that no packet path ever dropped.
+ */
+export function podman(args: string[], options: { netns?: string; input?: string } = {}): Promise<Run> {
   const argv = options.netns ? ['nsenter', `--net=${options.netns}`, 'podman', ...args] : ['podman', ...args];
-  const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', env: podmanEnv(), input: options.input, timeout: 120_000 });
-  return { status: r.status, stdout: r.stdout ?? '', stderr: `${r.stderr ?? ''}${r.error ? String(r.error) : ''}` };
+  return new Promise((resolve) => {
+    const child = spawn(argv[0]!, argv.slice(1), { env: podmanEnv(), stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], timeout: 120_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', (e) => (stderr += String(e)));
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+    if (child.stdin) {
+      child.stdin.on('error', (e) => (stderr += String(e))); // podman gone before reading it: its status says why
+      child.stdin.end(options.input);
+    }
+  });
 }
 
 /** Plays the pod in `netns` (hostNetwork: the node's netns is the pod's); removed when the test ends. */
-export function playPod(t: ExecutionContext, pod: Obj, netns: string): void {
+export async function playPod(t: ExecutionContext, pod: Obj, netns: string): Promise<void> {
   const name = pod.metadata.name as string;
-  t.teardown(() => {
-    podman(['pod', 'rm', '-f', '-t', '0', name]);
+  t.teardown(async () => {
+    await podman(['pod', 'rm', '-f', '-t', '0', name]);
   });
-  const r = podman(['kube', 'play', '-'], { netns, input: stringify(pod) });
+  const r = await podman(['kube', 'play', '-'], { netns, input: stringify(pod) });
   if (r.status !== 0) throw new Error(`podman kube play: ${r.stderr}`);
 }
 
@@ -126,8 +166,8 @@ export function containerName(pod: Obj): string {
 }
 
 /** The container's log lines, parsed (JSON lines; others as raw). */
-export function containerLogs(name: string): Array<Record<string, any>> {
-  const r = podman(['logs', name]);
+export async function containerLogs(name: string): Promise<Array<Record<string, any>>> {
+  const r = await podman(['logs', name]);
   return `${r.stdout}${r.stderr}`
     .split('\n')
     .filter(Boolean)
@@ -140,20 +180,32 @@ export function containerLogs(name: string): Array<Record<string, any>> {
     });
 }
 
-export function inspect(name: string, format: string): string {
-  return podman(['inspect', '--format', format, name]).stdout.trim();
+export async function inspect(name: string, format: string): Promise<string> {
+  return (await podman(['inspect', '--format', format, name])).stdout.trim();
 }
 
-/** Builds the image once per run for every test file that needs it (cached layers make a second call cheap). */
-export function buildTestImage(tag = TEST_IMAGE): { ms: number } {
-  const t0 = Date.now();
+/** buildah on the tier's store. */
+export function buildah(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync('buildah', args, { encoding: 'utf8', env: podmanEnv(), timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout ?? '', stderr: `${r.stderr ?? ''}${r.error ? String(r.error) : ''}` };
+}
+
+/** scripts/image on the tier's store, one at a time (its cache is shared by the test files); its stdout. */
+export function imageScript(args: string[]): string {
   fs.mkdirSync(path.join(packageRoot, '.cache/image'), { recursive: true });
-  const r = spawnSync('flock', [path.join(packageRoot, '.cache/image/.build-lock'), path.join(packageRoot, 'scripts/image'), '--tag', tag], {
+  const r = spawnSync('flock', [path.join(packageRoot, '.cache/image/.build-lock'), path.join(packageRoot, 'scripts/image'), ...args], {
     cwd: packageRoot,
     encoding: 'utf8',
     env: podmanEnv(),
     timeout: 600_000,
   });
-  if (r.status !== 0) throw new Error(`scripts/image failed: ${r.stderr}`);
+  if (r.status !== 0) throw new Error(`scripts/image ${args.join(' ')} failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** Builds the image once per run for every test file that needs it (cached layers make a second call cheap). */
+export function buildTestImage(tag = TEST_IMAGE): { ms: number } {
+  const t0 = Date.now();
+  imageScript(['--tag', tag, '--prune-cache']);
   return { ms: Date.now() - t0 };
 }
