@@ -28,7 +28,7 @@ import { routedDevice, type RefusedClaim } from '../discovery/ownership.js';
 import type { Route } from '../discovery/iproute.js';
 import { Claims } from './claims.js';
 import { EndpointTableFullError } from '../dataplane/endpoint-table.js';
-import { conntrackWarning, describeEgress, egressPrograms, SKIP_EGRESS_FLAG } from '../dataplane/egress-policy.js';
+import { conntrackWarning, policyInTheWay, SKIP_EGRESS_FLAG } from '../dataplane/egress-policy.js';
 import type { Native } from '../native.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './log.js';
@@ -750,14 +750,14 @@ export class Reconciler {
   /** Accelerate mode: whether `redirect` may skip the host veth's egress (egress-policy.ts). */
   private mayRedirect(pod: Pod, port: VmPort): boolean {
     if (!this.cfg.accelerate || this.cfg.skipEgressPrograms) return true;
-    const egress = egressPrograms(port.hostVeth.ifname, this.n);
-    const refused = egress.length > 0;
+    const why = policyInTheWay(port.hostVeth, this.n);
+    const refused = why !== null;
     if (refused !== this.notAccelerated.has(port.guestIp)) {
       if (refused) {
         this.notAccelerated.add(port.guestIp);
         this.log.warn(
-          { netns: pod.path, guestIp: port.guestIp, hostVeth: port.hostVeth.ifname, egress: egress.map((e) => e.progName) },
-          `accelerate: not for ${port.guestIp}: ${describeEgress(port.hostVeth.ifname, egress)} (its policy), which redirect would skip; its traffic takes the kernel path (--${SKIP_EGRESS_FLAG} redirects past it)`,
+          { netns: pod.path, guestIp: port.guestIp, hostVeth: port.hostVeth.ifname },
+          `accelerate: not for ${port.guestIp}: ${why} (its policy), which redirect would skip; its traffic takes the kernel path (--${SKIP_EGRESS_FLAG} redirects past it)`,
         );
       } else {
         this.notAccelerated.delete(port.guestIp);
