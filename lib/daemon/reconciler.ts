@@ -750,14 +750,14 @@ export class Reconciler {
   /** Accelerate mode: whether `redirect` may skip the host veth's egress (egress-policy.ts). */
   private mayRedirect(pod: Pod, port: VmPort): boolean {
     if (!this.cfg.accelerate || this.cfg.skipEgressPrograms) return true;
-    const why = policyInTheWay(port.hostVeth, this.n);
-    const refused = why !== null;
+    const policy = policyInTheWay(port.hostVeth, this.n);
+    const refused = policy !== null;
     if (refused !== this.notAccelerated.has(port.guestIp)) {
       if (refused) {
         this.notAccelerated.add(port.guestIp);
         this.log.warn(
-          { netns: pod.path, guestIp: port.guestIp, hostVeth: port.hostVeth.ifname },
-          `accelerate: not for ${port.guestIp}: ${why} (its policy), which redirect would skip; its traffic takes the kernel path (--${SKIP_EGRESS_FLAG} redirects past it)`,
+          { netns: pod.path, guestIp: port.guestIp, hostVeth: port.hostVeth.ifname, egress: policy.programs },
+          `accelerate: not for ${port.guestIp}: ${policy.why} (its policy), which redirect would skip; its traffic takes the kernel path (--${SKIP_EGRESS_FLAG} redirects past it)`,
         );
       } else {
         this.notAccelerated.delete(port.guestIp);

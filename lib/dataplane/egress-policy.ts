@@ -78,10 +78,11 @@ export interface HostDevice {
 
 /**
  * What of the CNI's policy for the pod behind `dev` a peer redirect would
- * skip, as a sentence; null when nothing (redirect may go there).
+ * skip: a sentence and the programs' names (none listed for netkit); null
+ * when nothing (redirect may go there).
  */
-export function policyInTheWay(dev: HostDevice, n: Native = native()): string | null {
-  if (dev.kind === 'netkit') return `${dev.ifname} is a netkit device, whose programs (a CNI's policy for the pod) run where redirect would skip them`;
+export function policyInTheWay(dev: HostDevice, n: Native = native()): { why: string; programs: string[] } | null {
+  if (dev.kind === 'netkit') return { why: `${dev.ifname} is a netkit device, whose programs (a CNI's policy for the pod) run where redirect would skip them`, programs: [] };
   const egress = egressPrograms(dev.ifname, n);
-  return egress.length > 0 ? describeEgress(dev.ifname, egress) : null;
+  return egress.length > 0 ? { why: describeEgress(dev.ifname, egress), programs: egress.map((e) => e.progName) } : null;
 }

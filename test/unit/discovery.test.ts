@@ -196,5 +196,7 @@ test('the two ends of a pod device must be the same kind: a netkit port whose if
 
 test('accelerate mode never redirects toward a netkit host device: its programs (the pod policy) run where redirect skips them', (t) => {
   const kernelUntouched = new Proxy({}, { get: () => () => t.fail('a netkit device needs no kernel query') }) as Native;
-  t.regex(policyInTheWay({ ifname: 'cali1b864d60622', kind: 'netkit' }, kernelUntouched) ?? '', /^cali1b864d60622 is a netkit device, whose programs \(a CNI's policy for the pod\) run where redirect would skip them$/);
+  const policy = policyInTheWay({ ifname: 'cali1b864d60622', kind: 'netkit' }, kernelUntouched);
+  t.regex(policy?.why ?? '', /^cali1b864d60622 is a netkit device, whose programs \(a CNI's policy for the pod\) run where redirect would skip them$/);
+  t.deepEqual(policy?.programs, []);
 });

@@ -121,7 +121,7 @@ Examples:
       const skipEgress = values[SKIP_EGRESS_FLAG] === true;
       const redirectTo = new Map<string, boolean>();
       for (const vm of vms) {
-        const why = policyInTheWay(vm.hostVeth);
+        const why = policyInTheWay(vm.hostVeth)?.why ?? null;
         redirectTo.set(vm.guestIp, why === null || skipEgress);
         if (why !== null && !skipEgress) {
           io.err(`warning: ${why}: accelerate mode leaves ${vm.guestIp} to the kernel path (and that policy); --${SKIP_EGRESS_FLAG} redirects past it`);
@@ -158,7 +158,7 @@ async function accelerate(values: Values, mode: 'auto' | AttachMode, root: strin
       const devices = new Map((await iproute.links()).map((l) => [l.ifindex, { ifname: l.ifname, kind: l.linkinfo?.info_kind }]));
       for (const ep of dp.endpoints().filter((e) => e.redirect && e.hostIfindex)) {
         const dev = devices.get(ep.hostIfindex);
-        const why = dev ? policyInTheWay(dev) : null;
+        const why = dev ? (policyInTheWay(dev)?.why ?? null) : null;
         if (why !== null) {
           throw new UsageError(
             `refusing to accelerate: ${why}, which redirect would skip for ${ep.guestIp}; run vmpeer attach --netns for its pod again (it then takes the kernel path), or pass --${SKIP_EGRESS_FLAG}`,
