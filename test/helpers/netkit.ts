@@ -52,3 +52,18 @@ export async function netkitPodDevice(lab: Lab, vm: LabVm): Promise<NetkitPod> {
     peerInfo: { kind: podLink.linkinfo?.info_kind, master: podLink.master },
   };
 }
+
+/**
+ * Whether the pod's bridge takes a netkit device in L3 mode as a port: a
+ * throwaway L3 pair in the pod netns, the bridge asked to enslave one end,
+ * the pair deleted again. Returns ip's error ('' when it was taken).
+ */
+export async function netkitL3AsBridgePort(vm: LabVm): Promise<string> {
+  const steps = [
+    `python3 ${script} vptl3a - vptl3b - ${vm.podNs.path} l3`,
+    `ip link set vptl3a master ${VM_BRIDGE} 2>&1 || true`,
+    'ip link delete vptl3a',
+    'exit 0',
+  ];
+  return (await runIn(vm.podNs.path, 'sh', ['-ec', steps.join('\n')])).stdout.trim();
+}

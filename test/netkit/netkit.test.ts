@@ -5,7 +5,8 @@
  * the host: its kernel has no netkit.
  *
  * What it asserts, each where the kernel decides it:
- *   - the netkit peer is accepted as the bridge's uplink port and the VM pod
+ *   - the netkit peer (L2) is accepted as the bridge's uplink port (in L3
+ *     mode, without a MAC, the bridge refuses it) and the VM pod
  *     works on the kernel path (netkit's xmit scrubs the skb and classifies
  *     pkt_type by the destination MAC, drivers/net/netkit.c netkit_xmit();
  *     the MAC the node's neighbour table wrote is the guest's);
@@ -23,7 +24,7 @@
 import test from 'ava';
 import { bpffsDir } from '../helpers/netns.js';
 import { lab as newLab } from '../helpers/lab.js';
-import { netkitPodDevice } from '../helpers/netkit.js';
+import { netkitL3AsBridgePort, netkitPodDevice } from '../helpers/netkit.js';
 import { vmpeer } from '../../lib/testkit/cli.js';
 
 const PINGS = 10;
@@ -44,6 +45,8 @@ test('a VM pod on a netkit pair (L2): bridge port, the fault after a peer redire
   t.deepEqual(nk.peerInfo, { kind: 'netkit', master: 'k6t-eth0' }, 'the netkit peer is the bridge uplink port');
   t.is((await lab.ping(lab.client, vm.podIp, FAST)).received, PINGS, 'kernel path: every echo answered through the netkit pair');
   fact('bridge_port', 'yes');
+  // L3 mode (Cilium's default) has no MAC: br_add_if() refuses it (EINVAL), so bridge binding needs L2
+  t.regex(await netkitL3AsBridgePort(vm), /Invalid argument/, 'netkit L3 is no bridge port');
 
   // the emulated CNI: established flows peer-redirected from the node's uplink to the netkit primary
   lab.emulator.setRoute(vm.podIp, nk.primary.ifindex);
