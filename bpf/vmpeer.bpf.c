@@ -35,6 +35,13 @@ struct {
 } endpoints SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct vmpeer_hash_key);
+} hash_key SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, VMPEER_STAT_MAX);
 	__type(key, __u32); /* enum vmpeer_stat */
@@ -55,7 +62,13 @@ static __always_inline int next(enum vmpeer_stat reason)
 /* The endpoint for the frame's destination IP, or NULL (see vmpeer.h). */
 static __always_inline struct vmpeer_endpoint *find_endpoint(const struct frame *f)
 {
-	__u32 home = vmpeer_slot(f->words);
+	const struct vmpeer_hash_key *key;
+	__u32 zero = 0, home;
+
+	key = bpf_map_lookup_elem(&hash_key, &zero);
+	if (!key)
+		return 0;
+	home = vmpeer_slot(key, f->words);
 
 #pragma unroll
 	for (__u32 i = 0; i < VMPEER_PROBES; i++) {

@@ -74,10 +74,7 @@ export class Daemon {
       throw e;
     }
     try {
-      const sources = new NetnsSources(
-        { dirs: config.netnsDirs, prefix: config.netnsPrefix, proc: config.proc, procRoot: config.procRoot },
-        () => reconciler?.childPids() ?? new Set(),
-      );
+      const sources = new NetnsSources({ dirs: config.netnsDirs, prefix: config.netnsPrefix, proc: config.proc, procRoot: config.procRoot });
       reconciler = new Reconciler({ config, dp, native: n, log, sources });
       const r = reconciler;
       metrics = new DaemonMetrics(

@@ -49,11 +49,6 @@ export class Monitor {
     }
   }
 
-  /** No process does the watching. */
-  get pid(): number | undefined {
-    return undefined;
-  }
-
   get netns(): string | undefined {
     return this.options.netns;
   }

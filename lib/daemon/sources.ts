@@ -5,9 +5,9 @@
  * identified by the inode of its nsfs file; the same namespace seen several
  * ways is one entry, named by its most stable path (a netns file first).
  *
- * The daemon's own namespace is the node's and is never a pod. Processes the
- * daemon started itself (monitors, `ip` runs) are not evidence that a pod
- * exists: they would keep a deleted pod alive forever.
+ * The daemon's own namespace is the node's and is never a pod. A process the
+ * daemon started itself (a child of its own) is not evidence that a pod
+ * exists: it would keep a deleted pod alive forever.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -36,7 +36,7 @@ export class NetnsSources {
   private readonly nsfsDev: number;
   private readonly ownPid = process.pid;
 
-  constructor(private readonly options: SourceOptions, private readonly ownChildren: () => Set<number> = () => new Set()) {
+  constructor(private readonly options: SourceOptions) {
     const self = fs.statSync('/proc/self/ns/net');
     this.selfInode = self.ino;
     this.nsfsDev = self.dev;
@@ -81,12 +81,11 @@ export class NetnsSources {
     } catch {
       return;
     }
-    const children = this.ownChildren();
     const candidates = new Map<number, number[]>();
     for (const p of pids) {
       if (!/^\d+$/.test(p)) continue;
       const pid = Number(p);
-      if (pid === this.ownPid || children.has(pid)) continue;
+      if (pid === this.ownPid) continue;
       let link: string;
       try {
         link = fs.readlinkSync(`${root}/${p}/ns/net`);

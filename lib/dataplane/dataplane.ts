@@ -145,6 +145,7 @@ export class Dataplane {
       try {
         // new state (an older one was migrated above): stamped once its maps exist
         if (!fs.existsSync(path.join(root, 'maps', STAMP_MAP))) pinStamp(n, path.join(root, 'maps'));
+        EndpointTable.of(obj.maps).seed(); // a new table draws its hash key now, under the lock
       } catch (e) {
         obj.close();
         throw e;
@@ -270,9 +271,7 @@ export class Dataplane {
   // ---- endpoints
 
   private get table(): EndpointTable {
-    const map = this.maps.get('endpoints');
-    if (!map) throw new UsageError(`the object has no map 'endpoints'`);
-    return new EndpointTable(map);
+    return EndpointTable.of(this.maps);
   }
 
   /** Adds or updates the endpoint for a guest IP; its counters are kept. */

@@ -10,8 +10,9 @@
  * bpf/vmpeer.h or to a pinned map's definition; test/unit/codec.test.ts
  * remembers the layout of each version and fails until it is raised.
  * 1: vmpeer 0.1 (88-byte endpoint, 14 stats, no stamp). 2: 15 stats (passNewFlow).
+ * 3: 4096 slots, 32 probes, keyed hash (the hash_key map).
  */
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 
 export interface Field {
   offset: number;
@@ -45,9 +46,16 @@ export const ENDPOINT = {
 } as const;
 
 /** The endpoint table's geometry (VMPEER_SLOT_BITS, VMPEER_PROBES). */
-export const SLOT_BITS = 10;
+export const SLOT_BITS = 12;
 export const SLOTS = 1 << SLOT_BITS;
-export const PROBES = 16;
+export const PROBES = 32;
+
+/** struct vmpeer_hash_key: four multipliers and an addend, little-endian __u64s. */
+export const HASH_KEY = {
+  struct: 'vmpeer_hash_key',
+  size: 40,
+  fields: { mul: { offset: 0, size: 32 }, add: { offset: 32, size: 8 } },
+} as const;
 
 /** VMPEER_EP_* */
 export const EP_LIVE = 1 << 0;

@@ -14,12 +14,17 @@
  *      way) and load this build's object with its maps pinned there;
  *   2. copy every endpoint (field by field, by name, through the BTF the
  *      kernel keeps for the old map: no offsets of old builds are written
- *      down anywhere) and the counters (by slot: enum vmpeer_stat is
- *      append-only), then pin maps_next/layout (the copy is complete);
+ *      down anywhere), counters included, re-inserting each under the new
+ *      table's geometry and its own new hash key (a rehash: the old table
+ *      may have another size, another hash), and the global counters (by
+ *      slot: enum vmpeer_stat is append-only), then pin maps_next/layout
+ *      (the copy is complete);
  *   3. replace the program of every record in place with this build's,
  *      loaded with the new maps (swap-program.ts: BPF_LINK_UPDATE,
  *      BPF_TC_F_REPLACE): each frame runs the old program on the old maps or
- *      the new program on the new maps;
+ *      the new program on the new maps; then add what the old maps counted
+ *      since the copy to the new ones (a migration resumed by another
+ *      process has no copy-time figures and leaves that out);
  *   4. rename each pin of maps_next/ over maps/ (the stamp last), then
  *      remove maps_next/. The old maps, referenced by nothing any more, are
  *      freed by the kernel.
@@ -36,7 +41,8 @@ import type { BpfMap } from '../bpf/map.js';
 import { VmpeerError } from '../errors.js';
 import { killPoint } from '../kill-point.js';
 import type { BtfStruct, Native } from '../native.js';
-import { LAYOUT_VERSION } from './layout.js';
+import { EndpointTable } from './endpoint-table.js';
+import { ENDPOINT, EP_LIVE, LAYOUT_VERSION } from './layout.js';
 import { netnsPaths } from './netns-paths.js';
 import { mismatchedPin, openPinnedMaps, PINNED_MAPS } from './pinned-maps.js';
 import { STAGING_DIR } from './root.js';
@@ -121,9 +127,11 @@ function migrate(n: Native, root: string, source: string | Buffer, from: number,
   if (!copied) checkMigratable(n, root, source);
   fs.mkdirSync(staging, { recursive: true });
   const obj = BpfObject.open(source, { pinMapsIn: staging }, n);
+  let copy: Copy | null = null;
   try {
     if (!copied) {
-      migration.endpoints = copyState(n, root, obj);
+      copy = copyState(n, root, obj);
+      migration.endpoints = copy?.endpoints.size ?? 0;
       killPoint('migrate-copied');
       pinStamp(n, staging);
     }
@@ -142,6 +150,8 @@ function migrate(n: Native, root: string, source: string | Buffer, from: number,
       }
       killPoint('migrate-replaced');
     }
+    // nothing counts in the old maps any more: what they counted since the copy goes to the new ones
+    if (copy) addSinceCopy(n, root, obj, copy);
   } finally {
     obj.close();
   }
@@ -161,63 +171,109 @@ function commit(root: string): void {
   fs.rmdirSync(staging);
 }
 
-/** Step 2: the old maps' contents into the object's new ones. Returns the endpoints copied. */
-function copyState(n: Native, root: string, obj: BpfObject): number {
+/** What step 2 copied, as it was then: endpoints (old slot → converted per-CPU values) and global counters (slot → per-CPU values). */
+interface Copy {
+  endpoints: Map<number, Buffer[]>;
+  stats: Map<number, Buffer[]>;
+}
+
+/** Step 2: the old maps' contents into the object's new ones; null when there were none. */
+function copyState(n: Native, root: string, obj: BpfObject): Copy | null {
   const old = openPinnedMaps(n, root);
-  if (!old) return 0; // nothing left to carry over
+  if (!old) return null; // nothing left to carry over
   try {
     // endpoints first: a frame counted meanwhile is then in the global counters too
-    const endpoints = copyEndpoints(n, old.get('endpoints')!, obj.map('endpoints'));
-    const stats = obj.map('stats');
-    const slots = Math.min(n.mapInfo(old.get('stats')!.fd).maxEntries, n.mapInfo(stats.fd).maxEntries);
+    const endpoints = copyEndpoints(n, old.get('endpoints')!, obj);
+    const stats = new Map<number, Buffer[]>();
+    const to = obj.map('stats');
+    const slots = Math.min(n.mapInfo(old.get('stats')!.fd).maxEntries, n.mapInfo(to.fd).maxEntries);
     for (let slot = 0; slot < slots; slot++) {
       const v = old.get('stats')!.lookup(u32(slot));
-      if (v) stats.update(u32(slot), v);
+      if (!v) continue;
+      to.update(u32(slot), v);
+      stats.set(slot, v.map((x) => Buffer.from(x)));
     }
-    return endpoints;
+    return { endpoints, stats };
+  } finally {
+    for (const m of old.values()) n.closeFd(m.fd);
+  }
+}
+
+/** Every live endpoint of the old table, converted, re-inserted into the new one with its counters. */
+function copyEndpoints(n: Native, from: BpfMap, obj: BpfObject): Map<number, Buffer[]> {
+  const convert = converter(n.mapValueStruct(from.fd)!, n.mapValueStruct(obj.map('endpoints').fd)!, from.pinPath ?? from.name);
+  const table = EndpointTable.of(obj.maps);
+  const copied = new Map<number, Buffer[]>();
+  from.lookupAll().forEach((values, slot) => {
+    const converted = values.map(convert);
+    if (!(converted[0]!.readUInt32LE(ENDPOINT.fields.flags.offset) & EP_LIVE)) return; // never used, or deleted
+    table.place(converted);
+    copied.set(slot, converted);
+  });
+  return copied;
+}
+
+/**
+ * Step 3's end: the counts the old programs added between the copy and
+ * their replacement (the old maps, no longer written, hold the final ones),
+ * added to the new maps' endpoints and global counters.
+ */
+function addSinceCopy(n: Native, root: string, obj: BpfObject, copy: Copy): void {
+  const old = openPinnedMaps(n, root);
+  if (!old) return;
+  try {
+    const convert = converter(n.mapValueStruct(old.get('endpoints')!.fd)!, n.mapValueStruct(obj.map('endpoints').fd)!, 'endpoints');
+    const table = EndpointTable.of(obj.maps);
+    const now = old.get('endpoints')!.lookupAll();
+    for (const [slot, then] of copy.endpoints) {
+      const values = now[slot]!.map(convert);
+      if (!values[0]!.subarray(0, ENDPOINT.fields.key.size).equals(then[0]!.subarray(0, ENDPOINT.fields.key.size))) continue;
+      const deltas = values.map((v, cpu) => {
+        const d = Buffer.from(v);
+        for (let o = ENDPOINT.fields.fixed.offset; o < ENDPOINT.size; o += 8) d.writeBigUInt64LE(since(v.readBigUInt64LE(o), then[cpu]!.readBigUInt64LE(o)), o);
+        return d;
+      });
+      if (deltas.some((d) => d.subarray(ENDPOINT.fields.fixed.offset).some((b) => b !== 0))) table.addCounters(deltas);
+    }
+    const stats = obj.map('stats');
+    for (const [slot, then] of copy.stats) {
+      const values = old.get('stats')!.lookup(u32(slot));
+      const current = stats.lookup(u32(slot));
+      if (!values || !current) continue;
+      stats.update(
+        u32(slot),
+        current.map((c, cpu) => {
+          const out = Buffer.alloc(8);
+          out.writeBigUInt64LE((c.readBigUInt64LE(0) + since(values[cpu]!.readBigUInt64LE(0), then[cpu]!.readBigUInt64LE(0))) & ((1n << 64n) - 1n));
+          return out;
+        }),
+      );
+    }
   } finally {
     for (const m of old.values()) n.closeFd(m.fd);
   }
 }
 
 /**
- * Before anything is made: the old state can be read (its endpoints by BTF,
- * into a table of the same size), or an error naming the map that cannot.
+ * Before anything is made: the old state can be read (its endpoints by
+ * BTF), or an error naming the map that cannot.
  */
 function checkMigratable(n: Native, root: string, source: string | Buffer): void {
   const pin = path.join(root, 'maps', PINNED_MAPS[0]);
   if (!fs.existsSync(pin)) return; // nothing to carry over
-  const fresh = BpfObject.open(source, {}, n);
   const fd = n.objGet(pin);
   try {
     const have = n.mapValueStruct(fd);
-    const [slots, want] = [n.mapInfo(fd).maxEntries, n.mapInfo(fresh.map(PINNED_MAPS[0]).fd).maxEntries];
-    if (have?.members.some((m) => m.name === 'flags') && slots === want) {
+    if (have?.members.some((m) => m.name === 'flags') && have.members.some((m) => m.name === 'key')) {
       const stats = path.join(root, 'maps', 'stats');
       if (fs.existsSync(stats)) return;
       throw new VmpeerError(`the pinned map ${stats} is missing beside ${pin}: the state cannot be migrated; run the vmpeer version that made it`);
     }
   } finally {
     n.closeFd(fd);
-    fresh.close();
   }
-  // not vmpeer 0.1's endpoints (no BTF, another table size): name its shape against this build's
-  throw mismatchedPin(n, source, root) ?? new VmpeerError(`the pinned map ${pin} cannot be migrated (no BTF of its endpoints, or another table size): run the vmpeer version that made it`);
-}
-
-function copyEndpoints(n: Native, from: BpfMap, to: BpfMap): number {
-  const have = n.mapValueStruct(from.fd)!;
-  const want = n.mapValueStruct(to.fd)!;
-  const slots = n.mapInfo(from.fd).maxEntries;
-  const convert = converter(have, want, from.pinPath ?? from.name);
-  let live = 0;
-  for (let slot = 0; slot < slots; slot++) {
-    const values = from.lookup(u32(slot));
-    if (!values || values.every((v) => v.every((b) => b === 0))) continue; // never used
-    to.update(u32(slot), values.map(convert));
-    live++;
-  }
-  return live;
+  // not a vmpeer endpoint table (no BTF of its endpoints): name its shape against this build's
+  throw mismatchedPin(n, source, root) ?? new VmpeerError(`the pinned map ${pin} cannot be migrated (no BTF of its endpoints): run the vmpeer version that made it`);
 }
 
 /** Old value → new value, field by field by name; a field the old struct lacks is zero. */
@@ -233,6 +289,11 @@ function converter(have: BtfStruct, want: BtfStruct, label: string): (v: Buffer)
     for (const f of fields) v.copy(out, f.to, f.from, f.from + f.size);
     return out;
   };
+}
+
+/** How much a counter grew since `then` (0 if it did not). */
+function since(now: bigint, then: bigint): bigint {
+  return now > then ? now - then : 0n;
 }
 
 function u32(x: number): Buffer {

@@ -10,14 +10,18 @@ import { BpfObject } from '../bpf/object.js';
 import { isNativeError, VmpeerError } from '../errors.js';
 import type { Native } from '../native.js';
 
-export const PINNED_MAPS = ['endpoints', 'stats'] as const;
+export const PINNED_MAPS = ['endpoints', 'stats', 'hash_key'] as const;
 
-/** The pinned maps under `root`, by name; null when vmpeer has no state there. */
+/** The maps state of every layout has; hash_key came with layout 3. */
+const REQUIRED: ReadonlySet<string> = new Set(['endpoints', 'stats']);
+
+/** The pinned maps under `root`, by name (hash_key absent in state of layouts 1 and 2); null when vmpeer has no state there. */
 export function openPinnedMaps(n: Native, root: string): Map<string, BpfMap> | null {
   const maps = new Map<string, BpfMap>();
   try {
     for (const name of PINNED_MAPS) {
       const pin = path.join(root, 'maps', name);
+      if (!REQUIRED.has(name) && !fs.existsSync(pin)) continue;
       const fd = n.objGet(pin);
       maps.set(name, new BpfMap(n, { name, fd, pinPath: pin, ...n.mapInfo(fd) }));
     }

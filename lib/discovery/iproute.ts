@@ -5,60 +5,9 @@
  * without running a process.
  */
 import { native, type NetlinkDumpKind } from '../native.js';
-import { toAddresses, toFdb, toLinks, toNeighbours, toRoutes } from './netlink-shapes.js';
+import { toAddresses, toFdb, toLinks, toNeighbours, toRoutes, type Address, type FdbEntry, type Link, type Neighbour, type Route } from './netlink-shapes.js';
 
-export interface Link {
-  ifindex: number;
-  ifname: string;
-  address?: string;
-  operstate?: string;
-  flags?: string[];
-  master?: string;
-  link_index?: number; // veth: the peer's ifindex
-  link_netnsid?: number; // present when the peer lives in another netns
-  linkinfo?: {
-    info_kind?: string;
-    info_slave_kind?: string;
-    info_slave_data?: { learning?: boolean };
-    info_data?: { type?: string };
-  };
-}
-
-export interface AddrInfo {
-  family: 'inet' | 'inet6';
-  local: string;
-  prefixlen: number;
-  scope: string;
-}
-
-export interface Address {
-  ifindex: number;
-  ifname: string;
-  address?: string;
-  addr_info: AddrInfo[];
-}
-
-export interface FdbEntry {
-  mac: string;
-  ifname: string;
-  master?: string;
-  state?: string; // 'permanent', 'static', '' (learned)
-  flags?: string[]; // 'self' for the port's own entries
-}
-
-export interface Neighbour {
-  dst: string;
-  dev: string;
-  lladdr?: string;
-  state?: string[];
-}
-
-export interface Route {
-  dst: string; // 'default', a.b.c.d (a /32) or a.b.c.d/len
-  dev: string;
-  scope?: string;
-  metric?: number; // absent: 0
-}
+export type { AddrInfo, Address, FdbEntry, Link, Neighbour, Route } from './netlink-shapes.js';
 
 /** What one netlinkDump of a netns holds, as iproute2 would print it; links always, the rest when asked for. */
 export interface NetnsSnapshot {

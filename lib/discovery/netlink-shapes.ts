@@ -5,7 +5,60 @@
  * ifnames, and the same entries left out by default.
  */
 import type { RtAddress, RtLink, RtNeighbour, RtRoute } from '../native.js';
-import type { Address, FdbEntry, Link, Neighbour, Route } from './iproute.js';
+
+/** `ip -d -j link` */
+export interface Link {
+  ifindex: number;
+  ifname: string;
+  address?: string;
+  operstate?: string;
+  flags?: string[];
+  master?: string;
+  link_index?: number; // veth: the peer's ifindex
+  link_netnsid?: number; // present when the peer lives in another netns
+  linkinfo?: {
+    info_kind?: string;
+    info_slave_kind?: string;
+    info_slave_data?: { learning?: boolean };
+    info_data?: { type?: string };
+  };
+}
+
+export interface AddrInfo {
+  family: 'inet' | 'inet6';
+  local: string;
+  prefixlen: number;
+  scope: string;
+}
+
+export interface Address {
+  ifindex: number;
+  ifname: string;
+  address?: string;
+  addr_info: AddrInfo[];
+}
+
+export interface FdbEntry {
+  mac: string;
+  ifname: string;
+  master?: string;
+  state?: string; // 'permanent', 'static', '' (learned)
+  flags?: string[]; // 'self' for the port's own entries
+}
+
+export interface Neighbour {
+  dst: string;
+  dev: string;
+  lladdr?: string;
+  state?: string[];
+}
+
+export interface Route {
+  dst: string; // 'default', a.b.c.d (a /32) or a.b.c.d/len
+  dev: string;
+  scope?: string;
+  metric?: number; // absent: 0
+}
 
 const IFF = { UP: 0x1, LOOPBACK: 0x8, RUNNING: 0x40, LOWER_UP: 0x10000 };
 /** iproute2's order (print_link_flags). */

@@ -1,7 +1,11 @@
 /** The lab: a throwaway topology in network namespaces reproducing the bridged-VM peer-redirect fault. */
 export * from './addressing.js';
-export { Lab, DEFAULT_PREFIX, DEFAULT_FLOW_TIMEOUT_MS, labName, labOwnerPid } from './lab.js';
-export type { LabOptions, LabVm, EchoOutcome, TransferOutcome, TrafficOptions } from './lab.js';
+export { Lab } from './lab.js';
+export type { LabOptions } from './lab.js';
+export { DEFAULT_PREFIX, labName, labOwnerPid } from './lab-names.js';
+export { DEFAULT_FLOW_TIMEOUT_MS } from './lab-emulator.js';
+export type { LabVm } from './lab-guests.js';
+export type { EchoOutcome, TransferOutcome, TrafficOptions } from './lab-traffic.js';
 export type { Endpoint, ClientHost, NodeHost, PlainPod, VmPod, Iface } from './topology.js';
 export type { NetnsRef } from './netns.js';
 export { CniEmulator, EMULATOR_OBJECT } from './emulator.js';

@@ -15,23 +15,21 @@
  * process forgot to destroy has its namespaces deleted when the process exits.
  */
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import type { AttachMode } from '../native.js';
-import { Agent } from './agent.js';
-import { CLIENT_IP, NODE_UPLINK_IP, randomTag } from './addressing.js';
 import { Capture } from './capture.js';
-import { CniEmulator, type EmulatorStats } from './emulator.js';
+import type { CniEmulator, EmulatorStats } from './emulator.js';
+import { LabEmulator } from './lab-emulator.js';
+import { describeLab } from './lab-describe.js';
+import { bootQemuGuests, qemuIndexes, type GuestOptions, type LabVm } from './lab-guests.js';
+import { DEFAULT_PREFIX, labName } from './lab-names.js';
+import { LabTraffic, type EchoOutcome, type TrafficOptions, type TransferOutcome } from './lab-traffic.js';
 import { killAndWait, runIn, spawnIn, type RunOptions, type RunResult } from './exec.js';
 import { deleteNetns, deleteNetnsSync, type NetnsRef } from './netns.js';
 import { ping, type PingOptions, type PingResult } from './ping.js';
-import { QemuGuest } from './qemu.js';
-import { buildTopology, type ClientHost, type Endpoint, type NodeHost, type PlainPod, type VmPod } from './topology.js';
+import type { QemuGuest } from './qemu.js';
+import { buildTopology, type ClientHost, type Endpoint, type NodeHost, type PlainPod } from './topology.js';
 
-export const DEFAULT_PREFIX = 'vpl';
-export const DEFAULT_FLOW_TIMEOUT_MS = 15_000;
-const QEMU_REACHABLE_TIMEOUT_MS = 30_000;
-
-export interface LabOptions {
+export interface LabOptions extends GuestOptions {
   /** Netns names start with this (tests: 'vpt'). Default 'vpl'. */
   prefix?: string;
   /** VM pods in KubeVirt bridge binding (default 1). */
@@ -40,13 +38,6 @@ export interface LabOptions {
   plainPods?: number;
   /** Per VM pod, a VMI macAddress for the guest (default: the pod MAC). */
   guestMacs?: Array<string | undefined>;
-  /** Real QEMU guests on taps: true for every VM pod, or the indexes of some. Default false. */
-  qemu?: boolean | number[];
-  /** Kernel series or Debian release of the QEMU guests (default "6.1"). */
-  qemuKernel?: string;
-  /** QEMU guests: a multi-queue tap (2 queues), as KubeVirt's networkInterfaceMultiqueue. */
-  multiQueue?: boolean;
-  qemuAccel?: 'auto' | 'kvm' | 'tcg';
   /** Attach the CNI fast-path emulator when the lab is built (default true). */
   emulator?: boolean;
   /** tcx (default where the kernel has it) or clsact. */
@@ -57,54 +48,6 @@ export interface LabOptions {
   flowLifetimeMs?: number;
   /** Keep IPv6 enabled in the lab's namespaces (default off: quiet wires). */
   ipv6?: boolean;
-}
-
-/** A VM pod of the lab, with its guest. */
-export interface LabVm extends VmPod {
-  /** The QEMU guest, when the pod has one (then `guest` is null). */
-  readonly qemu: QemuGuest | null;
-}
-
-export interface EchoOutcome {
-  /** The TCP handshake completed (seen from the client). */
-  connected: boolean;
-  /** Every byte came back, in order. */
-  echoed: boolean;
-  received: Buffer;
-  connectMs: number | null;
-  error: string | null;
-}
-
-export interface TransferOutcome {
-  connected: boolean;
-  sent: number;
-  /** Bytes the sink counted (0 when it never answered). */
-  received: number;
-  /** Bytes that arrived intact: `bytes` when count and sha256 match, else 0. */
-  intact: number;
-  durationMs: number;
-  error: string | null;
-}
-
-export interface TrafficOptions {
-  timeoutMs?: number;
-  port?: number;
-}
-
-/**
- * A lab's name, the prefix of all its netns names: `<prefix><pid>-<6 hex>`,
- * e.g. vpt4242-1a2b3c-node. The pid of the process that owns the lab lets a
- * sweeper tell a leftover (owner gone) from a lab another run still uses.
- */
-export function labName(prefix: string): string {
-  if (!/^[a-z]+$/.test(prefix)) throw new TypeError(`lab: bad prefix ${JSON.stringify(prefix)}`);
-  return `${prefix}${process.pid}-${randomTag(3)}`;
-}
-
-/** The pid that owns the lab a netns belongs to (null when the name is not a lab's). */
-export function labOwnerPid(netnsName: string): number | null {
-  const m = /^[a-z]+?(\d+)-[0-9a-f]{6}-/.exec(netnsName);
-  return m ? Number(m[1]) : null;
 }
 
 const live = new Set<Lab>();
@@ -123,9 +66,8 @@ export class Lab {
   /** The netns names' common prefix (unique to this lab). */
   readonly name: string;
 
-  private emulatorObj: CniEmulator | null = null;
-  private emulatorOn = false;
-  private readonly agents = new Map<string, Promise<Agent>>();
+  private readonly emu: LabEmulator;
+  private readonly traffic: LabTraffic;
   private readonly captures = new Set<Capture>();
   private readonly children = new Set<ChildProcess>();
   private destroying: Promise<void> | null = null;
@@ -133,7 +75,7 @@ export class Lab {
   private constructor(
     name: string,
     topo: Awaited<ReturnType<typeof buildTopology>>,
-    private readonly options: LabOptions,
+    options: LabOptions,
   ) {
     this.name = name;
     this.client = topo.client;
@@ -141,16 +83,19 @@ export class Lab {
     this.vms = topo.vms.map((v) => ({ ...v, qemu: null }));
     this.plain = topo.plain;
     this.netns = [...topo.namespaces];
+    this.emu = new LabEmulator({ mode: options.emulatorMode, flowTimeoutMs: options.flowTimeoutMs, flowLifetimeMs: options.flowLifetimeMs }, this.node, () => [
+      ...this.plain,
+      ...this.vms,
+    ]);
+    this.traffic = new LabTraffic(
+      (ip) => this.endpointFor(ip),
+      () => this.assertAlive(),
+    );
   }
 
   static async create(options: LabOptions = {}): Promise<Lab> {
     const vmCount = options.vmPods ?? 1;
-    const qemuSet = new Set<number>(
-      options.qemu === true ? [...Array(vmCount).keys()] : Array.isArray(options.qemu) ? options.qemu : [],
-    );
-    for (const i of qemuSet) {
-      if (!Number.isInteger(i) || i < 0 || i >= vmCount) throw new RangeError(`lab: qemu index ${i} is not a VM pod`);
-    }
+    const qemuSet = qemuIndexes(options, vmCount);
     const name = labName(options.prefix ?? DEFAULT_PREFIX);
     const topo = await buildTopology({
       namePrefix: name,
@@ -172,29 +117,7 @@ export class Lab {
     }
     try {
       if (options.emulator !== false) lab.setEmulator(true);
-      // allSettled: every boot has ended (and its QEMU is known) before a failure destroys the lab
-      const boots = await Promise.allSettled(
-        [...qemuSet].map(async (i) => {
-          const vm = lab.vms[i]!;
-          const q = await QemuGuest.boot({
-            podNs: vm.podNs.path,
-            tap: vm.tap,
-            mac: vm.guestMac,
-            ip: vm.podIp,
-            kernel: options.qemuKernel,
-            queues: options.multiQueue ? 2 : 1,
-            accel: options.qemuAccel,
-          });
-          if (lab.destroying) {
-            await q.kill();
-            return;
-          }
-          lab.vms[i] = { ...vm, qemu: q };
-          await lab.waitReachable(vm.podIp, QEMU_REACHABLE_TIMEOUT_MS);
-        }),
-      );
-      const failed = boots.find((b): b is PromiseRejectedResult => b.status === 'rejected');
-      if (failed) throw failed.reason;
+      await bootQemuGuests(lab, qemuSet, options);
     } catch (e) {
       await lab.destroy();
       throw e;
@@ -206,53 +129,22 @@ export class Lab {
 
   /** The CNI emulator (loaded on first use). */
   get emulator(): CniEmulator {
-    if (!this.emulatorObj) {
-      const emu = CniEmulator.load({ mode: this.options.emulatorMode });
-      try {
-        emu.configure({
-          idleTimeoutMs: this.options.flowTimeoutMs ?? DEFAULT_FLOW_TIMEOUT_MS,
-          lifetimeMs: this.options.flowLifetimeMs ?? 0,
-        });
-        for (const p of [...this.vms, ...this.plain]) emu.setRoute(p.podIp, p.hostVeth.ifindex);
-      } catch (e) {
-        emu.close();
-        throw e;
-      }
-      this.emulatorObj = emu;
-    }
-    return this.emulatorObj;
+    return this.emu.emulator;
   }
 
   /** Where the emulator attaches: the node's uplink and every pod's host veth (Calico's hooks). */
   emulatorHooks(): Array<{ netns: string; ifname: string }> {
-    const node = this.node.ns.path;
-    return [
-      { netns: node, ifname: this.node.uplink.name },
-      ...[...this.plain, ...this.vms].map((p) => ({ netns: node, ifname: p.hostVeth.name })),
-    ];
+    return this.emu.hooks();
   }
 
   /** Attaches (true) or detaches (false) the emulator at every hook; flows are forgotten either way. */
   setEmulator(on: boolean): void {
     this.assertAlive();
-    if (on === this.emulatorOn) return;
-    const emu = this.emulator;
-    if (on) {
-      try {
-        for (const h of this.emulatorHooks()) emu.attach(h);
-      } catch (e) {
-        emu.detachAll();
-        throw e;
-      }
-    } else {
-      emu.detachAll();
-    }
-    emu.flushFlows();
-    this.emulatorOn = on;
+    this.emu.set(on);
   }
 
   get emulatorAttached(): boolean {
-    return this.emulatorOn;
+    return this.emu.attached;
   }
 
   /** Changes the flow timeouts at run time. */
@@ -261,9 +153,7 @@ export class Lab {
   }
 
   emulatorStats(): EmulatorStats {
-    return this.emulatorObj
-      ? this.emulatorObj.stats()
-      : { first: 0, expired: 0, redirected: 0, optedOut: 0, other: 0 };
+    return this.emu.stats();
   }
 
   // ----------------------------------------------------------------- traffic
@@ -299,52 +189,19 @@ export class Lab {
     return this.endpoints().find((e) => e.ip === ip) ?? null;
   }
 
-  private agent(ep: Endpoint): Promise<Agent> {
-    this.assertAlive();
-    let a = this.agents.get(ep.ns.path);
-    if (!a) {
-      a = Agent.start(ep.ns);
-      this.agents.set(ep.ns.path, a);
-      a.catch(() => this.agents.delete(ep.ns.path));
-    }
-    return a;
-  }
-
-  /** Makes sure the echo and sink servers run at `ip` (a lab endpoint). */
-  private async serverAt(ip: string): Promise<void> {
-    const target = this.endpointFor(ip);
-    if (!target) throw new Error(`lab: ${ip} is not an address of this lab`);
-    if (!(target instanceof QemuGuest)) await this.agent(target);
-  }
-
   async ping(from: Endpoint, toIp: string, options: PingOptions = {}): Promise<PingResult> {
     this.assertAlive();
     return ping(from.ns.path, toIp, options);
   }
 
   /** Sends `payload` to the echo server at `toIp` and waits for it to come back. */
-  async tcpEcho(from: Endpoint, toIp: string, payload?: Buffer | string, options: TrafficOptions = {}): Promise<EchoOutcome> {
-    const data = typeof payload === 'string' ? Buffer.from(payload) : (payload ?? randomBytes(64));
-    if (data.length === 0) throw new RangeError('lab: empty echo payload');
-    await this.serverAt(toIp);
-    const r = await (await this.agent(from)).echo(toIp, data, options.timeoutMs ?? 2000, options.port);
-    const received = Buffer.from(r.received, 'base64');
-    return {
-      connected: r.connected,
-      echoed: received.equals(data),
-      received,
-      connectMs: r.connectMs,
-      error: r.error,
-    };
+  tcpEcho(from: Endpoint, toIp: string, payload?: Buffer | string, options: TrafficOptions = {}): Promise<EchoOutcome> {
+    return this.traffic.tcpEcho(from, toIp, payload, options);
   }
 
   /** Sends `bytes` to the sink at `toIp`; reports what arrived intact (sha256 compared). */
-  async transfer(from: Endpoint, toIp: string, bytes: number, options: TrafficOptions = {}): Promise<TransferOutcome> {
-    await this.serverAt(toIp);
-    const r = await (await this.agent(from)).transfer(toIp, bytes, options.timeoutMs ?? 10_000, options.port);
-    const received = r.reply?.count ?? 0;
-    const intact = r.reply && r.reply.count === bytes && r.reply.sha256 === r.sha256 ? bytes : 0;
-    return { connected: r.connected, sent: r.sent, received, intact, durationMs: r.durationMs, error: r.error };
+  transfer(from: Endpoint, toIp: string, bytes: number, options: TrafficOptions = {}): Promise<TransferOutcome> {
+    return this.traffic.transfer(from, toIp, bytes, options);
   }
 
   /**
@@ -408,7 +265,7 @@ export class Lab {
 
   /** Pids of the lab's processes still running: agents, QEMU guests, spawned commands. */
   async processIds(): Promise<number[]> {
-    const agents = await Promise.all([...this.agents.values()].map((a) => a.then((x) => x.pid, () => undefined)));
+    const agents = await this.traffic.processIds();
     return [...agents, ...this.vms.map((v) => v.qemu?.pid), ...[...this.children].map((c) => c.pid)].filter(
       (p): p is number => p !== undefined && p > 0,
     );
@@ -416,21 +273,7 @@ export class Lab {
 
   /** A human-readable summary of the lab (for `vmpeer demo` and test logs). */
   describe(): string {
-    const lines = [
-      `lab ${this.name}: emulator ${this.emulatorOn ? `attached (${this.emulatorObj?.mode})` : 'detached'}`,
-      `  client  ${this.client.ip.padEnd(15)} netns ${this.client.ns.name}`,
-      `  node    ${this.node.ip.padEnd(15)} netns ${this.node.ns.name}  uplink ${this.node.uplink.name} ${this.node.uplink.mac}`,
-    ];
-    for (const v of this.vms) {
-      const guest = v.qemu ? `QEMU ${v.qemu.release} (${v.qemu.accel})` : `netns ${v.guestNs?.name}`;
-      lines.push(
-        `  vm${v.index}     ${v.podIp.padEnd(15)} pod netns ${v.podNs.name}  ${v.nic.name} ${v.nic.mac}  dummy ${v.dummyMac}  guest ${v.guestMac} (${guest})  host veth ${v.hostVeth.name}@${v.hostVeth.ifindex}`,
-      );
-    }
-    for (const p of this.plain) {
-      lines.push(`  pod${p.index}    ${p.podIp.padEnd(15)} netns ${p.ns.name}  eth0 ${p.iface.mac}  host veth ${p.hostVeth.name}@${p.hostVeth.ifindex}`);
-    }
-    return lines.join('\n');
+    return describeLab(this, this.emu.attached ? `attached (${this.emu.mode})` : 'detached');
   }
 
   // ---------------------------------------------------------------- teardown
@@ -456,11 +299,11 @@ export class Lab {
       };
       await Promise.all([
         ...[...this.captures].map((c) => attempt(() => c.stop())),
-        ...[...this.agents.values()].map((a) => attempt(async () => (await a.catch(() => null))?.stop())),
+        ...this.traffic.stops(attempt),
         ...this.vms.map((v) => attempt(() => v.qemu?.kill())),
         ...[...this.children].map((c) => attempt(() => killAndWait(c))),
       ]);
-      await attempt(() => this.emulatorObj?.close());
+      await attempt(() => this.emu.close());
       await attempt(() => deleteNetns(this.netns.map((n) => n.name)));
       live.delete(this);
       if (errors.length > 0) throw errors[0];
@@ -468,5 +311,3 @@ export class Lab {
     return this.destroying;
   }
 }
-
-export { CLIENT_IP, NODE_UPLINK_IP };

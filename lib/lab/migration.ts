@@ -1,6 +1,6 @@
 /**
  * Live migration of a real QEMU guest between two VM pods of a lab, the way
- * KubeVirt and Calico v3.32 do it for bridge-bound VMs (DESIGN.md §3, §10):
+ * KubeVirt and Calico v3.32 do it for bridge-bound VMs (docs/design.md §3, §4):
  *
  *   - each virt-launcher pod has KubeVirt's bridge layout with its own tap;
  *     the target pod's dummy eth0 holds the guest IP and the target pod's own

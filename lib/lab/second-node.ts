@@ -12,7 +12,8 @@
 import { randomMac } from './addressing.js';
 import { CniEmulator } from './emulator.js';
 import { ipBatch, sysctls } from './exec.js';
-import { DEFAULT_FLOW_TIMEOUT_MS, type Lab } from './lab.js';
+import { DEFAULT_FLOW_TIMEOUT_MS } from './lab-emulator.js';
+import type { Lab } from './lab.js';
 import type { MigrationNode } from './migration.js';
 import { type NetnsRef, deleteNetns, netnsRef } from './netns.js';
 

@@ -12,6 +12,7 @@ export function assemble(parts: {
   started: number;
   machine: ReturnType<typeof machine>;
   perPacket: BenchResult['perPacket'];
+  perPacketAt?: BenchResult['perPacketAt'];
   e2e: Awaited<ReturnType<typeof endToEnd>>;
   cpu: number;
   nice: number;
@@ -42,6 +43,7 @@ export function assemble(parts: {
       profileSeconds: plan.profileSeconds,
     },
     perPacket: parts.perPacket,
+    ...(parts.perPacketAt ? { perPacketAt: parts.perPacketAt } : {}),
     paths: e2e.paths,
     skipped: e2e.skipped,
     orders: e2e.orders,

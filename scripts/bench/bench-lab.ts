@@ -7,11 +7,11 @@
 import { type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BPF_MAP_TYPE_PERCPU_ARRAY, BpfMap } from '../../lib/bpf/map.js';
 import { decodeStats, encodeStatKey, type EndpointCounters } from '../../lib/dataplane/codec.js';
 import { Dataplane, netnsInode } from '../../lib/dataplane/dataplane.js';
 import { EndpointTable } from '../../lib/dataplane/endpoint-table.js';
-import { ENDPOINT, STAT_NAMES } from '../../lib/dataplane/layout.js';
+import { STAT_NAMES } from '../../lib/dataplane/layout.js';
+import { openPinnedMaps } from '../../lib/dataplane/pinned-maps.js';
 import { killAndWait } from '../../lib/lab/exec.js';
 import { Lab } from '../../lib/lab/lab.js';
 import { native } from '../../lib/native.js';
@@ -67,21 +67,14 @@ function toCounters(c: EndpointCounters | undefined, totals: Record<string, bigi
  */
 export function pinnedCounters(root: string, guestIp: string): VmpeerCounters {
   const n = native();
-  const pin = (name: string) => path.join(root, 'maps', name);
-  if (!fs.existsSync(pin('endpoints')) || !fs.existsSync(pin('stats'))) return emptyCounters();
-  const fds: number[] = [];
+  const maps = openPinnedMaps(n, root);
+  if (!maps) return emptyCounters();
   try {
-    const map = (name: string, valueSize: number, maxEntries: number) => {
-      const fd = n.objGet(pin(name));
-      fds.push(fd);
-      return new BpfMap(n, { name, fd, id: 0, type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize, maxEntries, pinPath: pin(name) });
-    };
-    const endpoints = map('endpoints', ENDPOINT.size, 1024);
-    const stats = map('stats', 8, STAT_NAMES.length);
+    const stats = maps.get('stats')!;
     const totals = decodeStats(STAT_NAMES.map((_, slot) => stats.lookup(encodeStatKey(slot)) ?? []));
-    return toCounters(new EndpointTable(endpoints).get(guestIp)?.counters, totals);
+    return toCounters(EndpointTable.of(maps).get(guestIp)?.counters, totals);
   } finally {
-    for (const fd of fds) n.closeFd(fd);
+    for (const m of maps.values()) n.closeFd(m.fd);
   }
 }
 

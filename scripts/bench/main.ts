@@ -21,7 +21,7 @@ import { endToEnd, type BenchLab, type E2eOptions } from './e2e.js';
 import { focusRun } from './focus-run.js';
 import { machine, preflight } from './machine.js';
 import { baseName, RESULTS_DIR, writeIndex, writeOutputs } from './outputs.js';
-import { perPacket } from './per-packet.js';
+import { perPacket, perPacketAtScale } from './per-packet.js';
 import { FULL, QUICK, type Plan } from './plan.js';
 import { validate, type BenchResult } from './results.js';
 
@@ -85,6 +85,8 @@ async function main(): Promise<number> {
   log(`per-packet cost: repeat ${plan.perPacket.repeat}, ${plan.perPacket.rounds} rounds`);
   const pp = perPacket(plan.perPacket);
   for (const c of pp) log(`  ${c.program.padEnd(8)} ${c.frame.padEnd(42)} +${c.deltaNs.toFixed(1)} ns`);
+  const ppAt = perPacketAtScale(plan.perPacket);
+  for (const at of ppAt) log(`  ${at.endpoints} guests (${at.kind} IPs): ${at.cases.map((c) => `+${c.deltaNs.toFixed(0)}`).join(' ')} ns`);
 
   const o: E2eOptions = {
     rounds: plan.rounds,
@@ -113,7 +115,7 @@ async function main(): Promise<number> {
     controlPlane = await run({ quick: plan.quick });
   }
 
-  const r = assemble({ plan, started, machine: mach, perPacket: pp, e2e, cpu, nice, controlPlane });
+  const r = assemble({ plan, started, machine: mach, perPacket: pp, perPacketAt: ppAt, e2e, cpu, nice, controlPlane });
   const problems = validate(r);
   const base = baseName(out, started);
   const files = await writeOutputs(r, out, base);

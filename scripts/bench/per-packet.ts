@@ -5,7 +5,9 @@
  */
 import path from 'node:path';
 import { BpfObject } from '../../lib/bpf/object.js';
-import { EndpointTable } from '../../lib/dataplane/endpoint-table.js';
+import { randomBytes } from 'node:crypto';
+import { encodeKey } from '../../lib/dataplane/codec.js';
+import { EndpointTable, unkeyedSlotOf } from '../../lib/dataplane/endpoint-table.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
 import { packageRoot } from '../../lib/native.js';
 import { CLIENT4, CLIENT6, CLIENT_MAC, GATEWAY_MAC, GUEST4, GUEST6, GUEST_MAC, HOST_IFINDEX, HOST_MAC, NODE_MAC } from '../../lib/testkit/addresses.js';
@@ -33,13 +35,62 @@ export interface PerPacketOptions {
   rounds: number;
   /** The object under test (default: the shipped one); for before/after comparisons. */
   object?: string;
+  /**
+   * Endpoints in the table besides the two measured guests (inserted
+   * before them, so that the guests land where the others leave room): `random` IPv4 and IPv6 addresses, or `colliding` ones (IPs that
+   * shared a home slot in layout 2's unkeyed table, 16 per slot). Default: none.
+   */
+  population?: { endpoints: number; kind: 'random' | 'colliding' };
 }
 
-export function perPacket({ repeat, rounds, object = OBJECT_PATH }: PerPacketOptions): PerPacketCase[] {
+/** The per-packet cases with the table holding `endpoints` guests (the two measured ones included). */
+export interface PerPacketAt {
+  endpoints: number;
+  kind: 'random' | 'colliding';
+  cases: PerPacketCase[];
+}
+
+/** The populations the benchmark measures besides the plain run (two guests): 250 and 1000 guests, random and colliding IPs. */
+export const POPULATIONS = [250, 1000].flatMap((endpoints) => (['random', 'colliding'] as const).map((kind) => ({ endpoints, kind })));
+
+/** perPacket() at each of POPULATIONS. */
+export function perPacketAtScale(options: Omit<PerPacketOptions, 'population'>): PerPacketAt[] {
+  return POPULATIONS.map(({ endpoints, kind }) => ({ endpoints, kind, cases: perPacket({ ...options, population: { endpoints: endpoints - 2, kind } }) }));
+}
+
+/** `count` guest IPs for a populated table (none of them the measured guests). */
+export function populationIps(count: number, kind: 'random' | 'colliding'): string[] {
+  if (kind === 'random') {
+    const ips = new Set<string>();
+    while (ips.size < count) {
+      const b = randomBytes(4);
+      ips.add(ips.size % 2 ? `10.${64 + (b[0]! & 63)}.${b[1]}.${b[2]}` : `fd00:${b.readUInt16LE(0).toString(16)}::${b.readUInt16LE(2).toString(16)}`);
+    }
+    return [...ips];
+  }
+  // 16 per home slot of the old hash (as many as it could hold), over as many slots as needed
+  const bySlot = new Map<number, string[]>();
+  const out: string[] = [];
+  for (let i = 1; out.length < count; i++) {
+    const ip = `10.${64 + ((i >> 16) & 63)}.${(i >> 8) & 255}.${i & 255}`;
+    const slot = unkeyedSlotOf(encodeKey(ip));
+    const group = bySlot.get(slot) ?? [];
+    bySlot.set(slot, group);
+    if (group.length >= 16 || (group.length === 0 && bySlot.size > Math.ceil(count / 16))) continue;
+    group.push(ip);
+    out.push(ip);
+  }
+  return out;
+}
+
+export function perPacket({ repeat, rounds, object = OBJECT_PATH, population }: PerPacketOptions): PerPacketCase[] {
   const obj = BpfObject.open(object);
   const harness = BpfObject.open(HARNESS);
   try {
-    const table = new EndpointTable(obj.map('endpoints'));
+    const table = EndpointTable.of(obj.maps);
+    for (const ip of population ? populationIps(population.endpoints, population.kind) : []) {
+      table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX + 1, redirect: true });
+    }
     for (const ip of [GUEST4, GUEST6]) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true });
     const cases = [
       { program: 'fixup', frame: 'IPv4 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },

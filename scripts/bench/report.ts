@@ -198,12 +198,32 @@ function perPacketSection(F: Facts): string[] {
       ['---', '---', '---', '---:', '---:', '---:'],
     ),
   );
+  out.push(...perPacketAtSection(F));
   const worst = Math.max(...F.r.perPacket.map((c) => c.deltaNs));
   const rt = F.med('C', 'rrP50Us');
   out.push('');
   out.push(
     `The most expensive case costs ${fx(worst, 1)} ns per frame: against a ${fx(rt, 1)} µs round trip on path C that is ${pctOf((2 * worst) / (rt * 1000), 1)} even if both directions paid it (only the direction to the guest does). ` +
       `A TSO super-frame of up to 64 KB is one frame to these programs, so in bulk transfer the cost disappears.`,
+  );
+  return out;
+}
+
+/** The delta of each case with 2, 250 and 1000 guests in the table, and how far apart they are. */
+function perPacketAtSection(F: Facts): string[] {
+  const at = F.r.perPacketAt ?? [];
+  if (at.length === 0) return [];
+  const columns = [{ endpoints: 2, kind: 'random', cases: F.r.perPacket }, ...at];
+  const out = ['', '**At scale.** The same cases (delta over pass-through, ns) with the table holding more guests: random IPs, or IPs that shared home slots in the unkeyed table of layout 2 (16 per slot); the two measured guests are inserted last.', ''];
+  out.push(
+    ...table(
+      ['program', 'frame', ...columns.map((c) => `${c.endpoints}${c.endpoints === 2 ? '' : ` ${c.kind}`}`), 'spread'],
+      F.r.perPacket.map((c, i) => {
+        const deltas = columns.map((col) => col.cases[i]!.deltaNs);
+        return [`\`${c.program}\``, c.frame, ...deltas.map((d) => `+${fx(d, 1)}`), fx(Math.max(...deltas) - Math.min(...deltas), 1)];
+      }),
+      ['---', '---', ...columns.map(() => '---:'), '---:'],
+    ),
   );
   return out;
 }

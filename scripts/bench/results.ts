@@ -6,7 +6,7 @@
 import type { ControlPlaneResult } from './control-plane.js';
 import type { Measurement, PathProfile, StatusCheck, UnpinnedRun } from './e2e.js';
 import { PRIMARY, type PathId, type PathSpec } from './paths.js';
-import type { PerPacketCase } from './per-packet.js';
+import type { PerPacketAt, PerPacketCase } from './per-packet.js';
 import { summarize, type Summary } from './stats.js';
 
 export const SCHEMA = 'vmpeer-bench/1';
@@ -108,6 +108,8 @@ export interface BenchResult {
     profileSeconds: number;
   };
   perPacket: PerPacketCase[];
+  /** The same cases with 250 and 1000 guests in the table (absent in results from before it was measured). */
+  perPacketAt?: PerPacketAt[];
   paths: PathSpec[];
   skipped: Array<{ path: PathId; why: string }>;
   orders: PathId[][];
@@ -231,6 +233,9 @@ export function validate(r: BenchResult): string[] {
   if (r.schema !== SCHEMA) p.push(`schema ${String(r.schema)}`);
   if (!r.date || Number.isNaN(Date.parse(r.date))) p.push('date');
   if (!Array.isArray(r.perPacket) || r.perPacket.length === 0) p.push('perPacket: empty');
+  for (const at of r.perPacketAt ?? []) {
+    if (at.cases.length !== r.perPacket.length || at.cases.some((c) => !Number.isFinite(c.deltaNs))) p.push(`perPacketAt ${at.endpoints} ${at.kind}: cases missing or not finite`);
+  }
   for (const c of r.perPacket ?? []) {
     if (!finitePositive(c.nsPerPacket) || !finitePositive(c.baselineNs) || !Number.isFinite(c.deltaNs)) p.push(`perPacket ${c.program} ${c.frame}: not finite`);
   }

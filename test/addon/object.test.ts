@@ -2,7 +2,8 @@
 import fs from 'node:fs';
 import test from 'ava';
 import type { NativeObject } from '../../lib/native.js';
-import { BPF_MAP_TYPE_PERCPU_ARRAY } from '../../lib/bpf/map.js';
+import { BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY } from '../../lib/bpf/map.js';
+import { HASH_KEY, SLOTS } from '../../lib/dataplane/layout.js';
 import { OBJECT_PATH, addon, map, openObject, program, throwsNative } from './common.js';
 
 function checkContents(t: import('ava').ExecutionContext, obj: NativeObject): void {
@@ -14,7 +15,8 @@ function checkContents(t: import('ava').ExecutionContext, obj: NativeObject): vo
     t.is(addon.progIdOf(p.fd), p.id);
   }
   const endpoints = map(obj, 'endpoints');
-  t.like(endpoints, { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 88, maxEntries: 1024, pinPath: null });
+  t.like(endpoints, { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, valueSize: 88, maxEntries: SLOTS, pinPath: null });
+  t.like(map(obj, 'hash_key'), { type: BPF_MAP_TYPE_ARRAY, keySize: 4, valueSize: HASH_KEY.size, maxEntries: 1, pinPath: null });
   const stats = map(obj, 'stats');
   t.like(stats, { type: BPF_MAP_TYPE_PERCPU_ARRAY, keySize: 4, pinPath: null });
   for (const m of obj.maps) {

@@ -238,6 +238,18 @@ test('the report shows the control-plane section of a run that has one', (t) => 
   t.notRegex(md, /Pending in this report/);
 });
 
+test('the report tabulates the per-packet cases at 250 and 1000 guests, with their spread', (t) => {
+  const r = synthetic();
+  const at = (endpoints: number, kind: 'random' | 'colliding', extra: number) => ({ endpoints, kind, cases: r.perPacket.map((c) => ({ ...c, deltaNs: c.deltaNs + extra })) });
+  r.perPacketAt = [at(250, 'random', 1), at(250, 'colliding', 2), at(1000, 'random', 0.5), at(1000, 'colliding', 3)];
+  t.deepEqual(validate(r), []);
+  const md = report(r, { svg: 'x.svg', json: 'x.json' });
+  t.regex(md, /\| program \| frame \| 2 \| 250 random \| 250 colliding \| 1000 random \| 1000 colliding \| spread \|/);
+  t.regex(md, /\| `fixup` \| IPv4 TCP, node MAC \(re-addressed\) \| \+13\.0 \| \+14\.0 \| \+15\.0 \| \+13\.5 \| \+16\.0 \| 3\.0 \|/);
+  r.perPacketAt[0]!.cases.pop();
+  t.deepEqual(validate(r), ['perPacketAt 250 random: cases missing or not finite']);
+});
+
 test('a result document from before the bridge bypass still renders', (t) => {
   const r = synthetic();
   const old: BenchResult = {

@@ -9,10 +9,10 @@ import path from 'node:path';
 import { native, packageRoot } from '../../lib/native.js';
 import { BpfObject } from '../../lib/bpf/object.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
-import { ENDPOINT, KEY, LAYOUT_VERSION, STAT_NAMES, statEnumName } from '../../lib/dataplane/layout.js';
+import { ENDPOINT, HASH_KEY, KEY, LAYOUT_VERSION, STAT_NAMES, statEnumName } from '../../lib/dataplane/layout.js';
 import { PINNED_MAPS } from '../../lib/dataplane/pinned-maps.js';
 
-for (const layout of [KEY, ENDPOINT]) {
+for (const layout of [KEY, ENDPOINT, HASH_KEY]) {
   test(`struct ${layout.struct} matches its codec`, (t) => {
     const obj = BpfObject.open(OBJECT_PATH);
     t.teardown(() => obj.close());
@@ -39,6 +39,7 @@ test('enum vmpeer_stat lists the stat slots in codec order', (t) => {
 /** What each layout version stands for (a digest of the pinned maps' shapes, the endpoint struct and the stat names). */
 const LAYOUTS: Record<number, string> = {
   2: '1a2c678daea4f2f5', // 88-byte endpoint, 15 stats (VMPEER_STAT_PASS_NEW_FLOW)
+  3: '9b15eec7c68c5546', // 4096 slots, the hash_key map (keyed hash, 32 probes)
 };
 
 test('LAYOUT_VERSION is raised with every change of a pinned map (the stamp migrate.ts checks)', (t) => {

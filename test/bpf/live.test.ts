@@ -36,7 +36,7 @@ test('truncated IP headers pass unchanged on a live port; mis-addressed frames a
   const obj = BpfObject.open(OBJECT_PATH);
   t.teardown(() => obj.close());
   for (const ip of [GUEST4, GUEST6]) {
-    new EndpointTable(obj.map('endpoints')).set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: 0, redirect: false });
+    EndpointTable.of(obj.maps).set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: 0, redirect: false });
   }
   const link = obj.program('fixup').attach({ netns: pod.path, ifname: 'b0', hook: 'ingress' });
   t.teardown(() => link.detach());

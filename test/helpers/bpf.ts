@@ -16,7 +16,7 @@ export class Fixture {
   constructor(readonly obj: BpfObject) {}
 
   get table(): EndpointTable {
-    return new EndpointTable(this.obj.map('endpoints'));
+    return EndpointTable.of(this.obj.maps);
   }
 
   setEndpoint(ep: Partial<Endpoint> & { guestIp: string }): void {

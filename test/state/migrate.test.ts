@@ -1,7 +1,9 @@
 /**
  * An upgrade across a map-layout change: a daemon of vmpeer 0.1 (the frozen
  * fixture bpf/test/v1_vmpeer.bpf.c: 88-byte endpoints, 14 stats, no layout
- * stamp) covers a VM pod, then this build's daemon replaces it under 200
+ * stamp) or of layout 2 (bpf/test/v2_vmpeer.bpf.c: 15 stats; both with the
+ * 1024-slot table of the unkeyed hash, which this build's rehashes into its
+ * own) covers a VM pod, then this build's daemon replaces it under 200
  * echo requests a second. None is lost, at no moment are two vmpeer programs
  * at the hook, the endpoint and its counters are carried over, and the old
  * maps are gone: no pin names them, no attached program uses them. Killed
@@ -23,6 +25,24 @@ import { bpffsDir } from '../helpers/netns.js';
 import { oneVmLab } from '../helpers/state.js';
 
 const V1_OBJECT = path.join(packageRoot, 'dist', 'bpf', 'test', 'v1_vmpeer.bpf.o');
+const V2_OBJECT = path.join(packageRoot, 'dist', 'bpf', 'test', 'v2_vmpeer.bpf.o');
+/** The older builds upgraded from: their object, layout and stat slots. */
+const OLD = { 1: { object: V1_OBJECT, stats: 14 }, 2: { object: V2_OBJECT, stats: 15 } } as const;
+type OldLayout = keyof typeof OLD;
+
+/** Pins a stamp saying `version` (this build's code, which ran the old object, stamped the state with its own). */
+function pinOldStamp(dir: string, version: number): void {
+  const n = native();
+  const fd = n.mapCreate(2, 4, 4, 1, 'vmpeer_layout');
+  try {
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(version);
+    n.mapUpdate(fd, Buffer.alloc(4), v);
+    n.objPin(fd, path.join(dir, 'layout'));
+  } finally {
+    n.closeFd(fd);
+  }
+}
 const RATE_INTERVAL_MS = process.env.VMTEST_KERNEL ? 50 : 5;
 const modes: AttachMode[] = native().kernelFeatures().tcx ? ['clsact', 'tcx'] : ['clsact'];
 const ours = (h: HookEntry[]) => h.filter((e) => e.mode === 'tcx' || e.handle === TC_HANDLE);
@@ -89,14 +109,14 @@ function oldEndpoint(root: string, inode: number): Record<string, Buffer> & { fi
 }
 
 /**
- * A lab whose VM pod a vmpeer 0.1 daemon covered (then stopped, its
+ * A lab whose VM pod a daemon of an older layout covered (then stopped, its
  * programs left running on its maps), echo requests at 200/s running, and
  * the hook watched; `replace` starts the daemons of this build.
  */
-async function coveredByV1(t: ExecutionContext, mode: AttachMode) {
+async function coveredByOld(t: ExecutionContext, mode: AttachMode, from: OldLayout = 1) {
   const { l, vm, root } = await oneVmLab(t);
   const base = { nodeNs: l.node.ns.path, root, prefix: `${l.name}-`, args: ['--mode', mode] };
-  const old = startDaemon(t, { ...base, args: [...base.args, '--object', V1_OBJECT] });
+  const old = startDaemon(t, { ...base, args: [...base.args, '--object', OLD[from].object] });
   await old.ready();
   const state = new State(t, root);
   const hook = () => ours(state.hook(vm.podNs.path, vm.nic.name));
@@ -105,11 +125,12 @@ async function coveredByV1(t: ExecutionContext, mode: AttachMode) {
   t.is((await l.ping(l.client, vm.podIp, { count: 20, intervalMs: 5 })).received, 20);
   t.deepEqual(await old.kill('SIGTERM'), { code: 0, signal: null });
   state.dp.close();
-  // vmpeer 0.1's code pinned no stamp; this build's, which ran its object here, did
+  // vmpeer 0.1's code pinned no stamp, layout 2's its own; this build's, which ran their objects here, pinned its own
   fs.rmSync(path.join(root, 'maps', 'layout'));
+  if (from > 1) pinOldStamp(path.join(root, 'maps'), from);
   const inode = inodeOf(vm.podNs.path)!;
   const before = { ids: pinnedMapIds(root), endpoint: oldEndpoint(root, inode), prog: hook()[0]!.progId, stats: mapShape(root, 'stats').maxEntries };
-  t.deepEqual([...before.ids.keys()].sort(), ['endpoints', 'stats'], 'the state of vmpeer 0.1');
+  t.deepEqual([...before.ids.keys()].sort(), from > 1 ? ['endpoints', 'layout', 'stats'] : ['endpoints', 'stats'], `the state of layout ${from}`);
   t.true(mapIdsOf(before.prog).includes(before.ids.get('endpoints')!));
 
   const count = (4 * 1000) / RATE_INTERVAL_MS;
@@ -134,19 +155,19 @@ async function coveredByV1(t: ExecutionContext, mode: AttachMode) {
     t.is(most, 1, 'never two vmpeer programs at the hook');
   };
   const start = (env: NodeJS.ProcessEnv = {}): DaemonProcess => startDaemon(t, { ...base, args: [...base.args, '--cleanup-on-exit'], env });
-  return { l, vm, root, inode, before, hook, start, finish };
+  return { l, vm, root, inode, before, hook, start, finish, from };
 }
 
 /** The state is this build's: endpoint carried over, old maps gone, one program at the hook on the new maps. */
-function migrated(t: ExecutionContext, s: Awaited<ReturnType<typeof coveredByV1>>): void {
+function migrated(t: ExecutionContext, s: Awaited<ReturnType<typeof coveredByOld>>): void {
   const { root, vm, before } = s;
   t.false(fs.existsSync(path.join(root, 'maps_next')), 'no migration left under way');
   t.is(readStamp(native(), path.join(root, 'maps')), LAYOUT_VERSION);
   const ids = pinnedMapIds(root);
-  t.deepEqual([...ids.keys()].sort(), ['endpoints', 'layout', 'stats']);
+  t.deepEqual([...ids.keys()].sort(), ['endpoints', 'hash_key', 'layout', 'stats']);
   for (const [name, id] of before.ids) t.not(ids.get(name), id, `maps/${name} is a new map`);
   t.is(mapShape(root, 'stats').maxEntries, STAT_NAMES.length, "the stats map has this build's slots");
-  t.is(before.stats, 14, "vmpeer 0.1's had 14");
+  t.is(before.stats, OLD[s.from].stats, `layout ${s.from}'s had ${OLD[s.from].stats}`);
   const hook = s.hook();
   t.is(hook.length, 1);
   const used = mapIdsOf(hook[0]!.progId);
@@ -170,17 +191,17 @@ function migrated(t: ExecutionContext, s: Awaited<ReturnType<typeof coveredByV1>
   }
 }
 
-for (const mode of modes) {
-  test(`${mode}: a daemon of vmpeer 0.1 replaced by this build's: the maps migrated, 0 of 200/s lost, never two programs at the hook`, async (t) => {
+for (const [mode, from] of [...modes.map((m) => [m, 1] as const), [modes[modes.length - 1]!, 2] as const]) {
+  test(`${mode}: a daemon of ${from === 1 ? 'vmpeer 0.1' : 'layout 2'} replaced by this build's: the maps migrated (rehashed), 0 of 200/s lost, never two programs at the hook`, async (t) => {
     t.timeout(120_000);
-    const s = await coveredByV1(t, mode);
+    const s = await coveredByOld(t, mode, from);
     const d = s.start();
     await d.ready().catch((e) => {
       t.log(d.logs.map((x) => JSON.stringify(x)).join('\n'));
       throw e;
     });
     await s.finish();
-    const line = d.logs.find((x) => /^migrated the pinned state from layout 1 to/.test(x.msg));
+    const line = d.logs.find((x) => new RegExp(`^migrated the pinned state from layout ${from} to`).test(x.msg));
     t.truthy(line, 'the daemon says it migrated');
     t.is(line?.endpoints, 1);
     migrated(t, s);
@@ -191,7 +212,7 @@ for (const mode of modes) {
 for (const step of ['migrate-copied', 'migrate-replaced', 'migrate-commit']) {
   test(`killed at ${step}, the next daemon finishes the migration: 0 of 200/s lost throughout`, async (t) => {
     t.timeout(120_000);
-    const s = await coveredByV1(t, modes[modes.length - 1]!);
+    const s = await coveredByOld(t, modes[modes.length - 1]!);
     const killed = s.start({ VMPEER_TEST_KILL_AT: step });
     t.deepEqual(await killed.exited, { code: null, signal: 'SIGKILL' }, `killed at ${step}`);
     t.true(fs.existsSync(path.join(s.root, 'maps_next')), 'a migration left under way');

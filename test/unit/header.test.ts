@@ -1,7 +1,8 @@
 /**
  * The constants lib/dataplane copies from bpf/vmpeer.h, checked against the
  * header itself: a small C program includes it, prints its #defines, enum
- * values, struct offsets and vmpeer_slot() of sample keys, and the test
+ * values, struct offsets and vmpeer_slot() of sample keys under sample hash
+ * keys, and the test
  * compares them with layout.ts and endpoint-table.ts. (The BTF check in
  * test/bpf covers the struct layout as the object has it; this one covers
  * what BTF cannot carry: macros and the hash.)
@@ -13,8 +14,8 @@ import path from 'node:path';
 import test from 'ava';
 import { packageRoot } from '../../lib/native.js';
 import { encodeKey } from '../../lib/dataplane/codec.js';
-import { slotOf } from '../../lib/dataplane/endpoint-table.js';
-import { ENDPOINT, EP_BYPASS, EP_DELETED, EP_LIVE, EP_REDIRECT, PROBES, SLOT_BITS, SLOTS, STAT_NAMES, statEnumName } from '../../lib/dataplane/layout.js';
+import { randomHashKey, slotOf } from '../../lib/dataplane/endpoint-table.js';
+import { ENDPOINT, HASH_KEY, EP_BYPASS, EP_DELETED, EP_LIVE, EP_REDIRECT, PROBES, SLOT_BITS, SLOTS, STAT_NAMES, statEnumName } from '../../lib/dataplane/layout.js';
 
 const BPF_DIR = path.join(packageRoot, 'bpf');
 const SAMPLE_IPS = [
@@ -28,6 +29,8 @@ const SAMPLE_IPS = [
   ...Array.from({ length: 256 }, (_, i) => `10.${i}.${(i * 37) & 255}.${1 + ((i * 101) % 254)}`),
 ];
 const KEYS = SAMPLE_IPS.map((ip) => encodeKey(ip));
+/** Hash keys: a random one, one with every bit set (the sums wrap), and one a little above zero. */
+const HASH_KEYS = [randomHashKey(), Buffer.alloc(HASH_KEY.size, 0xff), Buffer.from(Array.from({ length: HASH_KEY.size }, (_, i) => (i % 8 === 0 ? i + 1 : 0)))];
 
 const PROGRAM = `#include <stdio.h>
 #include <stddef.h>
@@ -45,9 +48,22 @@ int main(void) {
   P("STAT_MAX", VMPEER_STAT_MAX);
 ${STAT_NAMES.map((n) => `  P("${statEnumName(n)}", ${statEnumName(n)});`).join('\n')}
   P("sizeof", sizeof(struct vmpeer_endpoint));
+  P("sizeof hash_key", sizeof(struct vmpeer_hash_key));
+  P("offsetof hash_key.mul", offsetof(struct vmpeer_hash_key, mul));
+  P("offsetof hash_key.add", offsetof(struct vmpeer_hash_key, add));
 ${Object.keys(ENDPOINT.fields).map((f) => `  P("offsetof ${f}", offsetof(struct vmpeer_endpoint, ${f}));\n  P("sizeof ${f}", sizeof(((struct vmpeer_endpoint *)0)->${f}));`).join('\n')}
+  struct vmpeer_hash_key k;
+  unsigned long long m[5];
   __u32 w[4];
-  while (scanf("%x %x %x %x", &w[0], &w[1], &w[2], &w[3]) == 4) P("slot", vmpeer_slot(w));
+  char what[8];
+  while (scanf("%7s", what) == 1) {
+    if (what[0] == 'k' && scanf("%llx %llx %llx %llx %llx", &m[0], &m[1], &m[2], &m[3], &m[4]) == 5) {
+      for (int i = 0; i < 4; i++) k.mul[i] = m[i];
+      k.add = m[4];
+    } else if (what[0] == 'w' && scanf("%x %x %x %x", &w[0], &w[1], &w[2], &w[3]) == 4) {
+      P("slot", vmpeer_slot(&k, w));
+    } else return 1;
+  }
   return 0;
 }
 `;
@@ -64,7 +80,10 @@ function headerFacts(includeDir: string): HeaderFacts {
     fs.writeFileSync(path.join(dir, 'facts.c'), PROGRAM);
     const cc = spawnSync(process.env.CC ?? 'gcc', ['-Wall', '-Werror', `-I${includeDir}`, '-o', path.join(dir, 'facts'), path.join(dir, 'facts.c')], { encoding: 'utf8' });
     if (cc.status !== 0) throw new Error(`compiling against ${includeDir}/vmpeer.h failed: ${cc.stderr || cc.error?.message}`);
-    const input = KEYS.map((k) => [0, 4, 8, 12].map((o) => k.readUInt32LE(o).toString(16)).join(' ')).join('\n');
+    const input = HASH_KEYS.flatMap((hk) => [
+      `k ${[0, 8, 16, 24, 32].map((o) => hk.readBigUInt64LE(o).toString(16)).join(' ')}`,
+      ...KEYS.map((k) => `w ${[0, 4, 8, 12].map((o) => k.readUInt32LE(o).toString(16)).join(' ')}`),
+    ]).join('\n');
     const run = spawnSync(path.join(dir, 'facts'), { input, encoding: 'utf8' });
     if (run.status !== 0) throw new Error(`the header program failed: ${run.stderr}`);
     const values = new Map<string, number>();
@@ -94,9 +113,12 @@ function tsFacts(): HeaderFacts {
     ['STAT_MAX', STAT_NAMES.length],
     ...STAT_NAMES.map((n, i) => [statEnumName(n), i] as [string, number]),
     ['sizeof', ENDPOINT.size],
+    ['sizeof hash_key', HASH_KEY.size],
+    ['offsetof hash_key.mul', HASH_KEY.fields.mul.offset],
+    ['offsetof hash_key.add', HASH_KEY.fields.add.offset],
     ...Object.entries(ENDPOINT.fields).flatMap(([f, { offset, size }]) => [[`offsetof ${f}`, offset] as [string, number], [`sizeof ${f}`, size] as [string, number]]),
   ]);
-  return { values, slots: KEYS.map((k) => slotOf(k)) };
+  return { values, slots: HASH_KEYS.flatMap((hk) => KEYS.map((k) => slotOf(k, hk))) };
 }
 
 test('lib/dataplane agrees with bpf/vmpeer.h: geometry, flags, stat slots, endpoint layout', (t) => {
@@ -106,19 +128,19 @@ test('lib/dataplane agrees with bpf/vmpeer.h: geometry, flags, stat slots, endpo
 
 test("slotOf() hashes every sample key to the header's vmpeer_slot()", (t) => {
   const header = headerFacts(BPF_DIR);
-  t.is(header.slots.length, KEYS.length);
+  t.is(header.slots.length, KEYS.length * HASH_KEYS.length);
   t.deepEqual(tsFacts().slots, header.slots);
-  t.true(new Set(header.slots).size > KEYS.length / 2, 'the samples spread over the table');
+  t.true(new Set(header.slots.slice(0, KEYS.length)).size > KEYS.length * 0.9, 'the samples spread over the table');
 });
 
 test('the check fails when the header drifts', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vmpeer-drift-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const header = fs.readFileSync(path.join(BPF_DIR, 'vmpeer.h'), 'utf8');
-  const drifted = header.replace('#define VMPEER_PROBES 16', '#define VMPEER_PROBES 17').replace('0x9e3779b1U', '0x9e3779b9U');
+  const drifted = header.replace('#define VMPEER_PROBES 32', '#define VMPEER_PROBES 33').replace('0xff51afd7ed558ccdULL', '0xff51afd7ed558ccfULL');
   t.not(drifted, header);
   fs.writeFileSync(path.join(dir, 'vmpeer.h'), drifted);
   const facts = headerFacts(dir);
-  t.is(facts.values.get('PROBES'), 17);
+  t.is(facts.values.get('PROBES'), 33);
   t.notDeepEqual(facts.slots, tsFacts().slots);
 });

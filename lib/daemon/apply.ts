@@ -1,0 +1,118 @@
+/**
+ * Applying a check of a pod: fixup attached at each VM uplink (and
+ * from_guest at the guest port with the bridge bypass), one endpoint per
+ * guest IP, the claims it was refused recorded; attachments and endpoints of
+ * ports and addresses that are gone removed.
+ */
+import type { VmPort } from '../discovery/vm-pod.js';
+import type { AttachmentSync } from './attachments.js';
+import type { Changes } from './changes.js';
+import type { Claims } from './claims.js';
+import type { DaemonConfig } from './config.js';
+import type { EndpointSync } from './endpoints.js';
+import type { Logger } from './log.js';
+import { AMBIGUOUS_MACS, AMBIGUOUS_POLL_MS, type CheckRequest, type Pod } from './pod.js';
+import type { NodeView, PodLook } from './probe.js';
+
+export interface PodSyncDeps {
+  cfg: DaemonConfig;
+  log: Logger;
+  node: NodeView;
+  changes: Changes;
+  attach: AttachmentSync;
+  endpoints: EndpointSync;
+  claims: Claims;
+  /** The live VM pod behind a host veth, or holding the endpoint of `ip`. */
+  ownerOf: (hostVeth: string | null, ip: string) => Pod | null;
+  /** A VM pod is watched by a monitor. */
+  startMonitor: (pod: Pod) => void;
+  stopping: () => boolean;
+}
+
+export class PodSync {
+  constructor(private readonly d: PodSyncDeps) {}
+
+  async apply(pod: Pod, look: PodLook, request: CheckRequest): Promise<void> {
+    const { log, claims } = this.d;
+    const wasVm = pod.kind === 'vm';
+    const oldIps = pod.ports.map((p) => p.guestIp);
+    pod.peers = new Set(look.peers);
+    pod.ports = look.ports;
+    pod.hostIfnames = new Set(look.ports.map((p) => p.hostVeth.ifname));
+    const refused = [...look.refused];
+    const ambiguous = look.ports.some((p) => (p.learnedMacs ?? 0) > AMBIGUOUS_MACS);
+    if (ambiguous !== pod.ambiguous) {
+      pod.ambiguous = ambiguous;
+      if (ambiguous) log.warn({ netns: pod.path, macs: Math.max(...look.ports.map((p) => p.learnedMacs ?? 0)) }, `the pod's bridge learned more than ${AMBIGUOUS_MACS} MACs on a guest port: polled every ${AMBIGUOUS_POLL_MS / 1000} s, its FDB events ignored`);
+      else log.info({ netns: pod.path }, "the pod's bridge is down to a few MACs on its guest ports: its FDB events count again");
+    }
+    for (const ip of pod.uncovered.keys()) if (!look.ports.some((p) => p.guestIp === ip)) pod.uncovered.delete(ip);
+
+    if (look.ports.length === 0) {
+      claims.update(pod, refused, this.d.ownerOf);
+      pod.kind = 'plain';
+      if (wasVm) {
+        pod.ports = oldIps.map((guestIp) => ({ guestIp }) as VmPort); // what forget() removes
+        this.forget(pod, `no longer a VM pod: ${look.why ?? 'no bridge with a guest port leads to this node'}`);
+        pod.ports = [];
+        log.info({ netns: pod.path, why: look.why }, 'pod is no longer a VM pod');
+      }
+      return;
+    }
+
+    if (!wasVm) {
+      pod.kind = 'vm';
+      pod.vmAt ??= Date.now();
+      log.info(
+        { netns: pod.path, ports: look.ports.map((p) => ({ uplink: p.uplink.ifname, guestIp: p.guestIp, guestMac: p.guestMac, hostVeth: p.hostVeth.ifname })), reason: request.reason },
+        'found VM pod',
+      );
+    }
+    this.d.startMonitor(pod);
+
+    // ports that are no longer VM uplinks, or guest ports behind them
+    this.forget(pod, 'the port is no longer a VM uplink or guest port', look.ports.flatMap((p) => [p.uplink.ifname, ...p.guestPorts]));
+    const records = this.d.changes.records().filter((r) => r.netnsInode === pod.inode);
+    const routes = await this.d.node.nodeRoutes();
+    for (const port of look.ports) {
+      const bypass = this.bypassFor(pod, port);
+      await this.d.attach.ensureAttached('fixup', pod, port, port.uplink.ifname, records, request);
+      if (pod.gone || this.d.stopping()) return;
+      if (bypass) {
+        await this.d.attach.ensureAttached('from_guest', pod, port, bypass.ifname, records, request);
+        if (pod.gone || this.d.stopping()) return;
+      } else {
+        const stale = records.filter((r) => r.program === 'from_guest' && port.guestPorts.includes(r.ifname));
+        for (const r of stale) this.d.attach.dropPodRecord(pod, r, 'the bridge bypass is off');
+      }
+      // a port on standby (routed elsewhere) has fixup in place and no endpoint until the route moves here
+      if (port.standby) this.d.endpoints.deleteEndpointOf(pod, port.guestIp, `the node routes the guest IP to ${port.standby.routedTo}`);
+      const conflict = port.standby ?? this.d.endpoints.ensureEndpoint(pod, port, request.reason, bypass ? { uplinkIfindex: port.uplink.ifindex, guestIfindex: bypass.ifindex } : null, routes);
+      if (conflict && !refused.includes(conflict)) refused.push(conflict);
+    }
+    claims.update(pod, refused, this.d.ownerOf);
+
+    for (const ip of oldIps) {
+      if (!look.ports.some((p) => p.guestIp === ip)) this.d.endpoints.deleteEndpointOf(pod, ip, 'the pod no longer has this guest IP');
+    }
+  }
+
+  /** Removes the attachments and endpoints that belong to a pod (but the attachments on `keepPorts`). */
+  forget(pod: Pod, reason: string, keepPorts: string[] = []): void {
+    this.d.attach.forget(pod, reason, keepPorts);
+    if (keepPorts.length === 0) {
+      // the guest IPs this pod had; anything else of it is found by the full resync
+      for (const ip of new Set(pod.ports.map((p) => p.guestIp))) this.d.endpoints.deleteEndpointOf(pod, ip, reason);
+    }
+  }
+
+  /** The guest port to bypass the bridge to, when the bypass is on and the pod allows it. */
+  private bypassFor(pod: Pod, port: VmPort): VmPort['guestPort'] {
+    if (!this.d.cfg.bypassBridge) return null;
+    if (!port.guestPort && !pod.bypassRefusedLogged) {
+      pod.bypassRefusedLogged = true;
+      this.d.log.warn({ netns: pod.path, bridge: port.bridge, guestPorts: port.guestPorts }, 'bridge bypass: the bridge has more than one guest port; its traffic goes through the bridge');
+    }
+    return port.guestPort;
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Attachment sync of a pod: a program at a port is adopted when the kernel
+ * already runs it there (its record verified), swapped in place when the
+ * object changed, attached when missing (its stale record dropped first),
+ * and detached when the port is no longer the pod's.
+ */
+import type { HookTarget } from '../bpf/link.js';
+import { isPodProgram, type AttachmentRecord, type PodProgram } from '../dataplane/dataplane.js';
+import { swapProgram } from '../dataplane/swap-program.js';
+import { verifyRecord } from '../dataplane/verify.js';
+import type { VmPort } from '../discovery/vm-pod.js';
+import type { ProgramSyncDeps } from './changes.js';
+import type { CheckRequest, Pod } from './pod.js';
+import type { Slots } from './slots.js';
+
+export interface AttachmentSyncDeps extends ProgramSyncDeps {
+  /** Attaching, each on its own native thread: a bounded number at once. */
+  attachSlots: Slots<Pod>;
+  stopping: () => boolean;
+}
+
+export class AttachmentSync {
+  /** Attachments found in place (verified, not attached again) since the start. */
+  adopted = 0;
+
+  constructor(private readonly d: AttachmentSyncDeps) {}
+
+  /** `program` attached at `ifname` in the pod: adopted, upgraded or attached. */
+  async ensureAttached(program: PodProgram, pod: Pod, port: VmPort, ifname: string, records: AttachmentRecord[], request: CheckRequest): Promise<void> {
+    const { dp, changes, tags } = this.d;
+    const { reason, verify } = request;
+    const record = records.find((r) => r.program === program && r.ifname === ifname);
+    const target: HookTarget = { netns: pod.path, ifname, hook: 'ingress' };
+    const key = `${program}@${ifname}`;
+    const generation = `${port.uplink.ifindex}/${port.hostVeth.ifindex}/${port.guestPort?.ifindex ?? 0}`;
+    const where = { program, netns: pod.path, ifname };
+    if (record) {
+      const known = pod.verified.get(key);
+      if (!verify && known === generation) return;
+      const v = verifyRecord(this.d.native, record, target, tags[program]);
+      if (v.state === 'ok') {
+        if (known === undefined) {
+          this.adopted++;
+          this.d.log.info({ ...where, mode: record.mode, tag: v.tag }, `adopted ${program} (already attached, same program)`);
+        }
+        pod.verified.set(key, generation);
+        return;
+      }
+      if (v.state === 'outdated') {
+        swapProgram(this.d.native, record, target, dp.program(program));
+        pod.verified.set(key, generation);
+        changes.change('upgrade', { ...where, mode: record.mode, from: v.tag, to: tags[program] }, `upgraded ${program}`, 'the attached program differs from this object (replaced in place)');
+        return;
+      }
+      changes.dropRecord(record, pod.path);
+      changes.change('drop_stale', { ...where, pin: record.pin }, 'dropped a stale attachment record', v.why);
+    }
+    const attaching = await this.d.attachSlots.acquire(pod, request.background);
+    let created: AttachmentRecord;
+    try {
+      if (pod.gone || this.d.stopping()) return;
+      ({ record: created } = await dp.attachAsync(program, target, { mode: this.d.cfg.mode }));
+    } finally {
+      attaching();
+    }
+    if (pod.gone) {
+      // removed while the attach was under way: what it made goes too
+      changes.dropRecord(created, pod.path);
+      return;
+    }
+    pod.verified.set(key, generation);
+    changes.change('attach', { ...where, mode: created.mode, guestIp: port.guestIp }, `attached ${program}`, record ? 'replacing a stale record' : reason === 'start' ? 'VM pod found at start' : `VM pod found (${reason})`);
+  }
+
+  /** Detaches the pod's programs (but those on `keepPorts`). */
+  forget(pod: Pod, reason: string, keepPorts: string[] = []): void {
+    for (const r of this.d.changes.records()) {
+      if (!isPodProgram(r.program) || r.netnsInode !== pod.inode || keepPorts.includes(r.ifname)) continue;
+      this.dropPodRecord(pod, r, reason);
+    }
+  }
+
+  dropPodRecord(pod: Pod, r: AttachmentRecord, reason: string): void {
+    this.d.changes.dropRecord(r, pod.path);
+    pod.verified.delete(`${r.program}@${r.ifname}`);
+    this.d.changes.change('detach', { program: r.program, netns: pod.path, ifname: r.ifname, mode: r.mode }, `detached ${r.program}`, reason);
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * The daemon's changes to vmpeer's state, as the log and the metrics see
+ * them: each change is one log line with its reason and counts in
+ * vmpeer_changes_total. Also what every collaborator needs to remove an
+ * attachment record, and the records themselves, read once per full resync.
+ */
+import fs from 'node:fs';
+import type { AttachmentRecord, Dataplane, ProgramName } from '../dataplane/dataplane.js';
+import type { Native } from '../native.js';
+import type { DaemonConfig } from './config.js';
+import type { Logger } from './log.js';
+import type { DaemonMetrics } from './metrics.js';
+import { inodeOf } from './pod.js';
+
+export interface ChangesDeps {
+  dp: Dataplane;
+  native: Native;
+  log: Logger;
+  /** The daemon's own netns (the node's): records there are the host interfaces'. */
+  selfInode: number;
+  metrics: () => DaemonMetrics | null;
+  /** A full resync runs: the records are read once, and again after each change. */
+  resyncing: () => boolean;
+}
+
+/** What a part that attaches vmpeer's programs is handed. */
+export interface ProgramSyncDeps {
+  cfg: DaemonConfig;
+  dp: Dataplane;
+  native: Native;
+  log: Logger;
+  changes: Changes;
+  /** The tags of this object's programs: an attached program with another tag is outdated. */
+  tags: Record<ProgramName, string>;
+}
+
+export class Changes {
+  private recordsDuringResync: AttachmentRecord[] | null = null;
+
+  constructor(private readonly d: ChangesDeps) {}
+
+  change(action: string, fields: Record<string, unknown>, msg: string, reason: string): void {
+    this.recordsDuringResync = null;
+    this.d.metrics()?.changes.inc({ action });
+    this.d.log.info({ change: action, ...fields, reason }, msg);
+  }
+
+  /**
+   * The attachment records. A full resync looks at every pod, and reading the
+   * records (a directory of one pin per attachment) for each would cost
+   * O(pods²): while it runs, they are read once and again after each change.
+   */
+  records(): AttachmentRecord[] {
+    if (!this.d.resyncing()) return this.d.dp.attachments();
+    return (this.recordsDuringResync ??= this.d.dp.attachments());
+  }
+
+  /** The records are read again at the next records(). */
+  invalidate(): void {
+    this.recordsDuringResync = null;
+  }
+
+  /**
+   * Removes one attachment record. tcx: the link is detached through its pin,
+   * wherever it is. clsact: the filter is removed when the record's netns is
+   * still at `podPath`; otherwise only the record goes (the filter went, or
+   * goes, with its interface).
+   */
+  dropRecord(r: AttachmentRecord, podPath: string | null): void {
+    this.recordsDuringResync = null;
+    try {
+      if (r.netnsInode === this.d.selfInode) {
+        this.d.dp.removeRecord(r, undefined);
+      } else if (r.mode === 'tcx') {
+        this.d.native.detach({ ifname: r.ifname, hook: r.hook, mode: 'tcx', pinPath: r.pin });
+      } else if (podPath && inodeOf(podPath) === r.netnsInode) {
+        this.d.dp.removeRecord(r, podPath);
+      }
+    } catch (e) {
+      this.d.log.debug({ pin: r.pin, err: (e as Error).message }, 'detaching failed; removing the record');
+    }
+    fs.rmSync(r.pin, { force: true });
+  }
+}

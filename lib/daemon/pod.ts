@@ -1,0 +1,107 @@
+/**
+ * What the daemon knows of one pod netns (keyed by its nsfs inode), and the
+ * request to check it. The reconciler's collaborators share this record; none
+ * of them owns it.
+ */
+import fs from 'node:fs';
+import type { VmPort } from '../discovery/vm-pod.js';
+import type { Monitor } from './monitor.js';
+
+/** A new netns may still become a VM pod: watched (monitor, polls) this long. */
+export const YOUNG_MS = 60_000;
+/**
+ * A bridge that learned more MACs than this on its guest ports has a guest
+ * sending from many (a flood, or a nested network): its FDB events no longer
+ * start checks (each would re-read the whole FDB), it is polled this slowly.
+ */
+export const AMBIGUOUS_MACS = 16;
+export const AMBIGUOUS_POLL_MS = 5_000;
+
+export interface Pod {
+  inode: number;
+  path: string;
+  via: 'dir' | 'proc';
+  seenAt: number;
+  vmAt: number | null;
+  kind: 'unknown' | 'plain' | 'vm';
+  ports: VmPort[];
+  /** node-side ifindexes of this pod's veth peers (VM or not): node link events about them concern it. */
+  peers: Set<number>;
+  hostIfnames: Set<string>;
+  /** "program@ifname" → the port's ifindexes when its record was last verified against the kernel. */
+  verified: Map<string, string>;
+  waitingLogged: boolean;
+  bypassRefusedLogged: boolean;
+  /** Guest IPs whose endpoint cannot be written (the table has no slot for them), and why: the pod is uncovered. */
+  uncovered: Map<string, string>;
+  /** Its bridge learned more than AMBIGUOUS_MACS MACs on a guest port: polled, FDB events ignored. */
+  ambiguous: boolean;
+  lastCheckAt: number;
+  monitor: Monitor | null;
+  monitorAt: number;
+  monitorRestarts: number;
+  timer: NodeJS.Timeout | null;
+  kick: NodeJS.Timeout | null;
+  running: Promise<void> | null;
+  /** The check this pod waits a slot for (not started yet): later requests merge into it. */
+  queued: CheckRequest | null;
+  /** A check asked for while one runs: it runs right after. */
+  again: CheckRequest | null;
+  failures: number;
+  gone: boolean;
+}
+
+export interface CheckRequest {
+  reason: string;
+  verify: boolean;
+  /** Asked for by a full resync: waits behind the checks that events and polls ask for. */
+  background: boolean;
+}
+
+export function newPod(inode: number, path: string, via: 'dir' | 'proc'): Pod {
+  return {
+    inode,
+    path,
+    via,
+    seenAt: Date.now(),
+    vmAt: null,
+    kind: 'unknown',
+    ports: [],
+    peers: new Set(),
+    hostIfnames: new Set(),
+    verified: new Map(),
+    waitingLogged: false,
+    bypassRefusedLogged: false,
+    uncovered: new Map(),
+    ambiguous: false,
+    lastCheckAt: 0,
+    monitor: null,
+    monitorAt: 0,
+    monitorRestarts: 0,
+    timer: null,
+    kick: null,
+    running: null,
+    queued: null,
+    again: null,
+    failures: 0,
+    gone: false,
+  };
+}
+
+/** A VM pod, or one that may still become one, is watched by a monitor. */
+export function wantsMonitor(pod: Pod): boolean {
+  return pod.kind !== 'plain' || Date.now() - pod.seenAt < YOUNG_MS;
+}
+
+/** The pod's netns file still holds its namespace. */
+export function stillThere(pod: Pod): boolean {
+  return inodeOf(pod.path) === pod.inode;
+}
+
+export function inodeOf(file: string): number | null {
+  try {
+    return fs.statSync(file).ino;
+  } catch {
+    return null;
+  }
+}

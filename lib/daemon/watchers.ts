@@ -1,0 +1,130 @@
+/**
+ * Netlink monitors and what their events mean: one monitor for the node
+ * (links, routes, neighbours about the pods' host veths) and one per VM pod
+ * and per young pod (links and the bridge's FDB). An event only says which
+ * pods to check again; the check re-reads what it needs.
+ */
+import type { Claims } from './claims.js';
+import type { DaemonConfig } from './config.js';
+import type { Logger } from './log.js';
+import { Monitor, type NetlinkEvent } from './monitor.js';
+import { wantsMonitor, YOUNG_MS, type Pod } from './pod.js';
+import type { NodeView } from './probe.js';
+
+export interface WatchersDeps {
+  cfg: DaemonConfig;
+  log: Logger;
+  node: NodeView;
+  claims: Claims;
+  pods: ReadonlyMap<number, Pod>;
+  /** Checks a pod soon (`urgent`: without its rate limit). */
+  kick: (pod: Pod, reason: string, urgent?: boolean) => void;
+  /** Scans the netns sources again. */
+  requestScan: () => void;
+  fullResync: (reason: string) => void;
+  /** A configured host interface changed: accelerate mode attaches there. */
+  ensureRedirects: (reason: string) => void;
+  stopping: () => boolean;
+}
+
+export class Watchers {
+  private nodeMonitor: Monitor | null = null;
+
+  constructor(private readonly d: WatchersDeps) {}
+
+  startNodeMonitor(): void {
+    this.nodeMonitor = new Monitor({
+      onEvent: (e) => this.onNodeEvent(e),
+      onEventsLost: () => void this.d.fullResync('node netlink events were lost'),
+      onExit: (code, stderr) => {
+        if (this.d.stopping()) return;
+        this.d.log.error({ code, stderr }, 'the node netlink monitor ended; restarting it in 1 s');
+        setTimeout(() => {
+          if (!this.d.stopping()) {
+            this.startNodeMonitor();
+            void this.d.fullResync('node monitor restarted');
+          }
+        }, 1000);
+      },
+    });
+  }
+
+  stopNodeMonitor(): void {
+    this.nodeMonitor?.stop();
+  }
+
+  startMonitor(pod: Pod): void {
+    if (pod.monitor || pod.gone || this.d.stopping()) return;
+    pod.monitorAt = Date.now();
+    pod.monitor = new Monitor({
+      netns: pod.path,
+      onEvent: (e) => this.onPodEvent(pod, e),
+      onEventsLost: () => this.d.kick(pod, 'netlink events were lost'),
+      onExit: (code, stderr) => {
+        pod.monitor = null;
+        if (pod.gone || this.d.stopping()) return;
+        // usually: the netns went away under us
+        this.d.log.debug({ netns: pod.path, code, stderr }, 'pod monitor ended');
+        this.d.requestScan();
+        if (pod.monitorRestarts++ < 5) {
+          setTimeout(() => {
+            if (!pod.gone && wantsMonitor(pod)) this.startMonitor(pod);
+          }, 1000);
+        }
+      },
+    });
+  }
+
+  restartMonitor(pod: Pod): void {
+    pod.monitor?.stop();
+    pod.monitor = null;
+    this.startMonitor(pod);
+  }
+
+  private onNodeEvent(e: NetlinkEvent): void {
+    const { cfg, node, pods, kick } = this.d;
+    if (this.d.stopping()) return;
+    if (e.kind === 'link') {
+      node.invalidate('link');
+      const owners = [...pods.values()].filter((p) => p.peers.has(e.ifindex) || p.hostIfnames.has(e.ifname));
+      for (const p of owners) kick(p, `host veth ${e.ifname} ${e.deleted ? 'removed' : 'changed'}`);
+      if (owners.length === 0 && !e.deleted) {
+        // a new interface: a pod may just have got its veth. Pods with a monitor see that
+        // themselves; the others are looked at again, and the sources rescanned.
+        this.d.requestScan();
+        for (const p of pods.values()) {
+          if (p.kind !== 'vm' && !p.monitor && Date.now() - p.seenAt < YOUNG_MS) kick(p, `new node interface ${e.ifname}`);
+        }
+      }
+      if (cfg.accelerate && cfg.hostDevs.includes(e.ifname) && !e.deleted) this.d.ensureRedirects(`host interface ${e.ifname} changed`);
+    } else if (e.kind === 'route') {
+      // ownership follows the node's routes: the pods behind the route's device, the one
+      // that held the address, and those refused it may all see another owner now
+      node.invalidate('route');
+      const claimants = new Set(this.d.claims.claimants(e.dst));
+      for (const p of pods.values()) {
+        if (p.peers.has(e.ifindex) || p.hostIfnames.has(e.dev) || p.ports.some((x) => x.guestIp === e.dst) || claimants.has(p.inode)) {
+          kick(p, `node route ${e.dst}/${e.dstLen} ${e.deleted ? 'removed' : `via ${e.dev}`}`);
+        }
+      }
+    } else if (e.kind === 'neigh') {
+      node.invalidate('neigh');
+      if (e.deleted || !e.mac) return;
+      for (const p of pods.values()) {
+        const port = p.ports.find((x) => x.hostVeth.ifname === e.dev && x.guestIp === e.ip);
+        // the node's own reading of a guest's MAC: one per guest IP, not rate-limited
+        if (port && port.guestMac !== e.mac) kick(p, `the node sees ${e.ip} at ${e.mac}`, true);
+      }
+    }
+  }
+
+  private onPodEvent(pod: Pod, e: NetlinkEvent): void {
+    if (this.d.stopping() || pod.gone) return;
+    if (e.kind === 'link') {
+      this.d.kick(pod, `link ${e.ifname} ${e.deleted ? 'removed' : 'changed'} in the pod`);
+    } else if (e.kind === 'fdb' && !e.deleted && e.mac && !pod.ambiguous) {
+      const known = pod.ports.some((p) => p.guestPorts.includes(e.dev) && p.guestMac === e.mac);
+      if (!known && (pod.kind !== 'plain' || pod.ports.length > 0)) this.d.kick(pod, `the bridge learned ${e.mac} on ${e.dev}`);
+    }
+  }
+}
