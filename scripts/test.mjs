@@ -5,6 +5,7 @@
 //   node scripts/test.mjs --quick             Node 20 only
 //   node scripts/test.mjs --kernel-suites     the suites that carry kernel-specific risk, Node 20,
 //                                             long timeouts (what scripts/test-kernels.mjs runs in each VM)
+//   node scripts/test.mjs --kernel-suites --netkit   and the netkit pod test in the fix suite (kernels with netkit)
 //
 // Leftovers of killed runs (netns, bpffs pins named vpt*/vpl* whose owner is
 // gone) are swept before; what this run left is reported and removed after:
@@ -17,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const kernelSuites = process.argv.includes('--kernel-suites');
 const quick = kernelSuites || process.argv.includes('--quick');
+const netkit = kernelSuites && process.argv.includes('--netkit');
 const ava = path.join(root, 'node_modules/ava/entrypoints/cli.mjs');
 
 /**
@@ -37,7 +39,9 @@ const tiers = kernelSuites
       ['addon', ['addon/attach.test.js'], [20], match('* at ingress: attach, list, detach')],
       ['kernel', ['kernel/facts.test.js'], [20]], // the kernel's own behaviour, asserted
       // the fault reproduced (1 echo of N, TCP stalls), fixed, back after detach; and fixed past the pod's bridge
-      ['fix', ['cli/fix.test.js', 'cli/bypass.test.js'], [20], match('attach fixes a VM*', 'attach --bypass-bridge: the guest is reached*')],
+      // with --netkit (kernels that have netkit, 6.7+): the same on a VM pod whose pod device is a netkit pair
+      ['fix', ['cli/fix.test.js', 'cli/bypass.test.js', ...(netkit ? ['netkit/netkit.test.js'] : [])], [20],
+        match('attach fixes a VM*', 'attach --bypass-bridge: the guest is reached*', 'a VM pod on a netkit pair*')],
       ['restart', ['daemon/restart.test.js'], [20]], // the daemon killed and upgraded without a lost packet
     ]
   : [

@@ -5,7 +5,7 @@
  * egress (egress-policy.ts).
  */
 import type { HookTarget } from '../bpf/link.js';
-import { conntrackWarning, describeEgress, egressPrograms, SKIP_EGRESS_FLAG } from '../dataplane/egress-policy.js';
+import { conntrackWarning, policyInTheWay, SKIP_EGRESS_FLAG } from '../dataplane/egress-policy.js';
 import { swapProgram } from '../dataplane/swap-program.js';
 import { verifyRecord } from '../dataplane/verify.js';
 import type { VmPort } from '../discovery/vm-pod.js';
@@ -30,14 +30,14 @@ export class Accelerate {
   mayRedirect(pod: Pod, port: VmPort): boolean {
     const { cfg, log } = this.d;
     if (!cfg.accelerate || cfg.skipEgressPrograms) return true;
-    const egress = egressPrograms(port.hostVeth.ifname, this.d.native);
-    const refused = egress.length > 0;
+    const policy = policyInTheWay(port.hostVeth, this.d.native);
+    const refused = policy !== null;
     if (refused !== this.notAccelerated.has(port.guestIp)) {
       if (refused) {
         this.notAccelerated.add(port.guestIp);
         log.warn(
-          { netns: pod.path, guestIp: port.guestIp, hostVeth: port.hostVeth.ifname, egress: egress.map((e) => e.progName) },
-          `accelerate: not for ${port.guestIp}: ${describeEgress(port.hostVeth.ifname, egress)} (its policy), which redirect would skip; its traffic takes the kernel path (--${SKIP_EGRESS_FLAG} redirects past it)`,
+          { netns: pod.path, guestIp: port.guestIp, hostVeth: port.hostVeth.ifname, egress: policy.programs },
+          `accelerate: not for ${port.guestIp}: ${policy.why} (its policy), which redirect would skip; its traffic takes the kernel path (--${SKIP_EGRESS_FLAG} redirects past it)`,
         );
       } else {
         this.notAccelerated.delete(port.guestIp);

@@ -6,7 +6,7 @@
  * same time, and read again after a netlink event in the node says it changed.
  */
 import { iproute, readNetns, type IpRoute, type Link, type Neighbour, type NetnsSnapshot, type Route } from '../discovery/iproute.js';
-import { ClaimRefusedError, discoverVmPorts, NotAVmPodError, type VmPort } from '../discovery/vm-pod.js';
+import { ClaimRefusedError, discoverVmPorts, isPodDevice, NotAVmPodError, type VmPort } from '../discovery/vm-pod.js';
 import type { RefusedClaim } from '../discovery/ownership.js';
 
 interface Cached<T> {
@@ -70,7 +70,7 @@ export class NodeView {
 }
 
 export type Shape =
-  /** A bridge with a veth port leading out of the pod, and another port: discovery can run. */
+  /** A bridge with a veth (or netkit) port leading out of the pod, and another port: discovery can run. */
   | 'vm'
   /** Has a bridge, but not (yet) in the VM layout. */
   | 'partial'
@@ -78,7 +78,7 @@ export type Shape =
 
 export interface PodLook {
   shape: Shape;
-  /** ifindexes (in their own netns) of the peers of this pod's veths that lead out of it. */
+  /** ifindexes (in their own netns) of the peers of this pod's veths (and netkit devices) that lead out of it. */
   peers: number[];
   ports: VmPort[];
   /** Why discovery found no VM port although the shape looked like one. */
@@ -88,12 +88,12 @@ export interface PodLook {
 }
 
 export function shapeOf(links: Link[]): { shape: Shape; peers: number[] } {
-  const peers = links.filter((l) => l.linkinfo?.info_kind === 'veth' && l.link_netnsid !== undefined && l.link_index).map((l) => l.link_index!);
+  const peers = links.filter((l) => isPodDevice(l) && l.link_netnsid !== undefined && l.link_index).map((l) => l.link_index!);
   const bridges = links.filter((l) => l.linkinfo?.info_kind === 'bridge');
   if (bridges.length === 0) return { shape: 'plain', peers };
   const vm = bridges.some((b) => {
     const ports = links.filter((l) => l.master === b.ifname);
-    return ports.some((p) => p.linkinfo?.info_kind === 'veth' && p.link_netnsid !== undefined) && ports.length >= 2;
+    return ports.some((p) => isPodDevice(p) && p.link_netnsid !== undefined) && ports.length >= 2;
   });
   return { shape: vm ? 'vm' : 'partial', peers };
 }

@@ -7,6 +7,13 @@
  * programs at that hook is written without VMPEER_EP_REDIRECT (its frames take
  * the kernel path, and that policy), unless the operator says to skip them.
  *
+ * A netkit host device (Calico's netkit mode) has no such hook in the path:
+ * the CNI attaches the pod's policy as netkit programs (BPF_NETKIT_PRIMARY),
+ * which run in netkit_xmit() of the node end (drivers/net/netkit.c), and a
+ * peer redirect never calls that (skb_do_redirect() goes straight to the
+ * peer through ndo_get_peer_dev). vmpeer does not query them (bookworm's
+ * libbpf has no netkit API): such an endpoint always takes the kernel path.
+ *
  * What this cannot see: netfilter rules (iptables/nftables) for the pod;
  * `redirect` skips those as well, for established flows only (it never
  * redirects a TCP SYN, so a flow netfilter refuses never gets established).
@@ -61,4 +68,21 @@ export function egressPrograms(hostVeth: string, n: Native = native()): HookEntr
 
 export function describeEgress(hostVeth: string, entries: HookEntry[]): string {
   return `${hostVeth} has ${entries.map((e) => `${e.progName || `prog ${e.progId}`} (${e.mode})`).join(', ')} at its tc egress`;
+}
+
+/** A pod's host device: its name and link kind (veth, netkit). */
+export interface HostDevice {
+  ifname: string;
+  kind?: string;
+}
+
+/**
+ * What of the CNI's policy for the pod behind `dev` a peer redirect would
+ * skip: a sentence and the programs' names (none listed for netkit); null
+ * when nothing (redirect may go there).
+ */
+export function policyInTheWay(dev: HostDevice, n: Native = native()): { why: string; programs: string[] } | null {
+  if (dev.kind === 'netkit') return { why: `${dev.ifname} is a netkit device, whose programs (a CNI's policy for the pod) run where redirect would skip them`, programs: [] };
+  const egress = egressPrograms(dev.ifname, n);
+  return egress.length > 0 ? { why: describeEgress(dev.ifname, egress), programs: egress.map((e) => e.progName) } : null;
 }

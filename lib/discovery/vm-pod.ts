@@ -7,7 +7,8 @@
  *                       eth0 (dummy, DOWN): pod MAC + pod IP
  *
  * The uplink port is the bridge port whose veth peer is in this (the node's)
- * netns; the guest MAC is what the guest uses (learned by the bridge on the
+ * netns (or a netkit pair's peer, whose primary is in the node: Calico's
+ * netkit mode, L2; see POD_DEVICE_KINDS); the guest MAC is what the guest uses (learned by the bridge on the
  * guest port, or answered to the node's ARP), never the dummy's MAC, which
  * differs with a VMI macAddress and on a migration target.
  *
@@ -31,7 +32,8 @@ export interface VmInterface {
   guestPorts: string[];
   /** The guest port (tap0) when the bridge has exactly one: the bridge bypass needs it. */
   guestPort: { ifname: string; ifindex: number } | null;
-  hostVeth: { ifname: string; ifindex: number; mac: Mac };
+  /** The pod device's node end: a veth, or a netkit primary (`kind`). */
+  hostVeth: { ifname: string; ifindex: number; mac: Mac; kind?: string };
   guestIp: string;
   guestMac: Mac;
   guestMacFrom: 'fdb' | 'neighbour' | 'override';
@@ -66,7 +68,20 @@ export class GuestMacUnknownError extends VmpeerError {
   learnedMacs = 0;
 }
 
-const isVeth = (l: Link) => l.linkinfo?.info_kind === 'veth';
+/**
+ * The kinds of a CNI's pod device: a veth pair, or a netkit pair (Linux 6.7,
+ * drivers/net/netkit.c; Calico's `device_type: netkit`). In L2 mode netkit is
+ * an Ethernet device with a MAC and ARP, so KubeVirt can make its pod end a
+ * bridge port (in L3 mode its MAC is zero and the bridge refuses it). Its
+ * ifindex and link-netnsid point at its other end, as a veth's do, and
+ * `bpf_redirect_peer()` switches into the pod at the peer's ingress, Ethernet
+ * header untouched (netkit's ndo_get_peer_dev): the same fault, the same fix.
+ * Both ends must be the same kind.
+ */
+export const POD_DEVICE_KINDS: readonly string[] = ['veth', 'netkit'];
+
+/** A link that is one end of a pod device pair (veth or netkit). */
+export const isPodDevice = (l: Link): boolean => POD_DEVICE_KINDS.includes(l.linkinfo?.info_kind ?? '');
 
 /** A VM interface whose guest MAC may not be known yet (the guest has not sent a frame). */
 export interface VmPort extends Omit<VmInterface, 'guestMac' | 'guestMacFrom'> {
@@ -108,14 +123,14 @@ async function discover(netns: string, overrides: Overrides, ip: IpRoute, tolera
 
   for (const bridge of podLinks.filter((l) => l.linkinfo?.info_kind === 'bridge')) {
     const ports = podLinks.filter((l) => l.master === bridge.ifname);
-    const uplink = ports.find((p) => isVeth(p) && p.link_netnsid !== undefined && peerInNode(p, nodeLinks));
+    const uplink = ports.find((p) => isPodDevice(p) && p.link_netnsid !== undefined && peerInNode(p, nodeLinks));
     if (!uplink || (overrides.dev && uplink.ifname !== overrides.dev)) continue;
     const guestLinks = ports.filter((p) => p !== uplink);
     const guestPorts = guestLinks.map((p) => p.ifname);
     if (guestPorts.length === 0) continue;
     const guestPort = guestLinks.length === 1 ? { ifname: guestLinks[0]!.ifname, ifindex: guestLinks[0]!.ifindex } : null;
     const host = peerInNode(uplink, nodeLinks)!;
-    const hostVeth = { ifname: host.ifname, ifindex: host.ifindex, mac: parseMac(host.address ?? '', `MAC of ${host.ifname}`) };
+    const hostVeth = { ifname: host.ifname, ifindex: host.ifindex, mac: parseMac(host.address ?? '', `MAC of ${host.ifname}`), kind: host.linkinfo?.info_kind };
 
     const { guestIp: owned, refused } = await guestIpOf(netns, bridge.ifname, hostVeth.ifname, ip, overrides);
     // the daemon's discovery: one claim that another pod's veth is routed is a port on standby
@@ -148,15 +163,16 @@ async function discover(netns: string, overrides: Overrides, ip: IpRoute, tolera
       throw new NotAVmPodError(`no interface ${overrides.dev} in ${netns}`);
     }
     throw new NotAVmPodError(
-      `${netns} is not a bridged VM pod: no bridge there has ${overrides.dev ?? 'a veth port'} leading to this node and a guest port`,
+      `${netns} is not a bridged VM pod: no bridge there has ${overrides.dev ?? 'a veth or netkit port'} leading to this node and a guest port`,
     );
   }
   return found;
 }
 
-/** The node-side veth whose peer is `port` (ifindexes point at each other). */
+/** The node-side end (veth, netkit primary) whose peer is `port`: ifindexes point at each other, kinds agree. */
 function peerInNode(port: Link, nodeLinks: Link[]): Link | undefined {
-  return nodeLinks.find((n) => n.ifindex === port.link_index && isVeth(n) && n.link_index === port.ifindex);
+  const kind = port.linkinfo?.info_kind;
+  return nodeLinks.find((n) => n.ifindex === port.link_index && n.linkinfo?.info_kind === kind && n.link_index === port.ifindex);
 }
 
 /**

@@ -7,6 +7,9 @@ import test from 'ava';
 import { ClaimRefusedError, discoverVmInterfaces, GuestMacUnknownError, NotAVmPodError } from '../../lib/discovery/vm-pod.js';
 import { GuestIpNotRoutedError, ownedAddresses, routedDevice } from '../../lib/discovery/ownership.js';
 import type { Address, FdbEntry, IpRoute, Link, Neighbour, Route } from '../../lib/discovery/iproute.js';
+import { shapeOf } from '../../lib/daemon/probe.js';
+import { policyInTheWay } from '../../lib/dataplane/egress-policy.js';
+import type { Native } from '../../lib/native.js';
 
 const GUEST_MAC = '02:aa:bb:cc:dd:ee';
 const DUMMY_MAC = '0a:58:c6:12:01:0a';
@@ -69,7 +72,7 @@ test('a KubeVirt bridge-binding pod: uplink, guest port, host veth, pod IP, and 
     uplink: { ifname: 'eth0-nic', ifindex: 2 },
     guestPorts: ['tap0'],
     guestPort: { ifname: 'tap0', ifindex: 4 },
-    hostVeth: { ifname: 'cali1b864d60622', ifindex: 7, mac: 'ee:ee:ee:ee:ee:ee' },
+    hostVeth: { ifname: 'cali1b864d60622', ifindex: 7, mac: 'ee:ee:ee:ee:ee:ee', kind: 'veth' },
     guestIp: POD_IP,
     guestMac: GUEST_MAC,
     guestMacFrom: 'fdb',
@@ -165,4 +168,35 @@ test("a bridge whose veth port does not lead to this node is not a VM pod's", as
 test('--dev naming no interface, or not the uplink', async (t) => {
   await t.throwsAsync(discoverVmInterfaces(NETNS, { dev: 'eth9' }, iproute(kubevirtPod())), { instanceOf: NotAVmPodError, message: /no interface eth9/ });
   await t.throwsAsync(discoverVmInterfaces(NETNS, { dev: 'tap0' }, iproute(kubevirtPod())), { instanceOf: NotAVmPodError, message: /not a bridged VM pod/ });
+});
+
+/** The same pod with a netkit pair as its pod device (Calico's netkit mode, L2): eth0-nic is the netkit peer. */
+function netkitPod(): World {
+  const w = kubevirtPod();
+  w.pod[1] = { ...w.pod[1]!, linkinfo: { ...w.pod[1]!.linkinfo, info_kind: 'netkit' } };
+  w.node[2] = { ...w.node[2]!, linkinfo: { info_kind: 'netkit' } };
+  return w;
+}
+
+test('a netkit pair is a pod device like a veth: its peer is the uplink port, its primary in the node the host device', async (t) => {
+  const [vm, ...more] = await discoverVmInterfaces(NETNS, {}, iproute(netkitPod()));
+  t.is(more.length, 0);
+  t.like(vm, { uplink: { ifname: 'eth0-nic', ifindex: 2 }, hostVeth: { ifname: 'cali1b864d60622', ifindex: 7 }, guestIp: POD_IP, guestMac: GUEST_MAC });
+  t.deepEqual(shapeOf(netkitPod().pod), { shape: 'vm', peers: [7] });
+});
+
+test('the two ends of a pod device must be the same kind: a netkit port whose ifindexes point at a node veth is not an uplink', async (t) => {
+  const w = netkitPod();
+  w.node[2] = { ...w.node[2]!, linkinfo: { info_kind: 'veth' } };
+  await t.throwsAsync(discoverVmInterfaces(NETNS, {}, iproute(w)), { instanceOf: NotAVmPodError, message: /no bridge there has a veth or netkit port leading to this node/ });
+  const other = kubevirtPod();
+  other.pod[1] = { ...other.pod[1]!, linkinfo: { ...other.pod[1]!.linkinfo, info_kind: 'macvlan' } };
+  t.deepEqual(shapeOf(other.pod), { shape: 'partial', peers: [] }, 'other kinds are not pod devices');
+});
+
+test('accelerate mode never redirects toward a netkit host device: its programs (the pod policy) run where redirect skips them', (t) => {
+  const kernelUntouched = new Proxy({}, { get: () => () => t.fail('a netkit device needs no kernel query') }) as Native;
+  const policy = policyInTheWay({ ifname: 'cali1b864d60622', kind: 'netkit' }, kernelUntouched);
+  t.regex(policy?.why ?? '', /^cali1b864d60622 is a netkit device, whose programs \(a CNI's policy for the pod\) run where redirect would skip them$/);
+  t.deepEqual(policy?.programs, []);
 });

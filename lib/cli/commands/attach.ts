@@ -10,7 +10,7 @@ import { NoSuchInterfaceError, UsageError } from '../../errors.js';
 import { parseIfname, parseIp, parseMac } from '../../validate.js';
 import { native, type AttachMode } from '../../native.js';
 import { ACCELERATE_WARNING } from '../../accelerate.js';
-import { conntrackWarning, describeEgress, egressPrograms, SKIP_EGRESS_FLAG, SKIP_EGRESS_HELP } from '../../dataplane/egress-policy.js';
+import { conntrackWarning, policyInTheWay, SKIP_EGRESS_FLAG, SKIP_EGRESS_HELP } from '../../dataplane/egress-policy.js';
 import { iproute } from '../../discovery/iproute.js';
 
 export function parseMode(value: Values[string]): 'auto' | AttachMode {
@@ -121,10 +121,10 @@ Examples:
       const skipEgress = values[SKIP_EGRESS_FLAG] === true;
       const redirectTo = new Map<string, boolean>();
       for (const vm of vms) {
-        const egress = egressPrograms(vm.hostVeth.ifname);
-        redirectTo.set(vm.guestIp, egress.length === 0 || skipEgress);
-        if (egress.length > 0 && !skipEgress) {
-          io.err(`warning: ${describeEgress(vm.hostVeth.ifname, egress)}: accelerate mode leaves ${vm.guestIp} to the kernel path (and that policy); --${SKIP_EGRESS_FLAG} redirects past it`);
+        const why = policyInTheWay(vm.hostVeth)?.why ?? null;
+        redirectTo.set(vm.guestIp, why === null || skipEgress);
+        if (why !== null && !skipEgress) {
+          io.err(`warning: ${why}: accelerate mode leaves ${vm.guestIp} to the kernel path (and that policy); --${SKIP_EGRESS_FLAG} redirects past it`);
         }
       }
       for (const vm of vms) {
@@ -155,13 +155,13 @@ async function accelerate(values: Values, mode: 'auto' | AttachMode, root: strin
   const dp = Dataplane.open({ root });
   try {
     if (values[SKIP_EGRESS_FLAG] !== true) {
-      const names = new Map((await iproute.links()).map((l) => [l.ifindex, l.ifname]));
+      const devices = new Map((await iproute.links()).map((l) => [l.ifindex, { ifname: l.ifname, kind: l.linkinfo?.info_kind }]));
       for (const ep of dp.endpoints().filter((e) => e.redirect && e.hostIfindex)) {
-        const veth = names.get(ep.hostIfindex);
-        const egress = veth ? egressPrograms(veth) : [];
-        if (egress.length > 0) {
+        const dev = devices.get(ep.hostIfindex);
+        const why = dev ? (policyInTheWay(dev)?.why ?? null) : null;
+        if (why !== null) {
           throw new UsageError(
-            `refusing to accelerate: ${describeEgress(veth!, egress)}, which redirect would skip for ${ep.guestIp}; run vmpeer attach --netns for its pod again (it then takes the kernel path), or pass --${SKIP_EGRESS_FLAG}`,
+            `refusing to accelerate: ${why}, which redirect would skip for ${ep.guestIp}; run vmpeer attach --netns for its pod again (it then takes the kernel path), or pass --${SKIP_EGRESS_FLAG}`,
           );
         }
       }
