@@ -262,6 +262,11 @@ export interface Native {
 
   kernelFeatures(): KernelFeatures;
 
+  /**
+   * The cookie of the netns of an open netns fd (absent: the caller's netns), read
+   * off the JS thread; null where the kernel has no SO_NETNS_COOKIE (before 5.14).
+   */
+  netnsCookie(netnsFd: number | undefined): Promise<bigint | null>;
   /** Reads a netns (absent: the caller's) with rtnetlink dumps, off the JS thread. */
   netlinkDump(netns: string | undefined, kinds: NetlinkDumpKind[]): Promise<NetlinkDump>;
   /**

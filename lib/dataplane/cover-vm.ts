@@ -11,7 +11,7 @@ import type { AttachMode } from '../native.js';
 import type { VmInterface } from '../discovery/vm-pod.js';
 import type { Endpoint } from './codec.js';
 import { killPoint } from '../kill-point.js';
-import { netnsInode, type AttachmentRecord, type Dataplane } from './dataplane.js';
+import type { AttachmentRecord, Dataplane, NetnsId } from './dataplane.js';
 
 export interface CoverOptions {
   mode?: 'auto' | AttachMode;
@@ -31,7 +31,8 @@ export interface Covered {
   changed: boolean;
 }
 
-export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = {}): Covered {
+/** `netns` is the identity of vm.netns (readNetnsId()). */
+export function coverVm(dp: Dataplane, vm: VmInterface, netns: NetnsId, options: CoverOptions = {}): Covered {
   const { mode = 'auto', bypass = false, redirect = true } = options;
   if (bypass && !vm.guestPort) throw new Error(`the bridge bypass needs one guest port on ${vm.bridge}`);
   const uplink = { netns: vm.netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };
@@ -43,7 +44,7 @@ export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = 
     gatewayMac: vm.hostVeth.mac,
     hostIfindex: vm.hostVeth.ifindex,
     redirect,
-    podNetns: netnsInode(vm.netns),
+    podNetns: netns.inode,
     bypass: bypass ? { uplinkIfindex: vm.uplink.ifindex, guestIfindex: vm.guestPort!.ifindex } : null,
   };
   const endpoint = dp.setEndpoint(wrote);
@@ -58,14 +59,14 @@ export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = 
     });
   }
   try {
-    const fixup = dp.attach('fixup', uplink, { mode });
+    const fixup = dp.attach('fixup', uplink, netns, { mode });
     if (fixup.created) undo.push(() => dp.removeRecordIfSame(fixup.record, uplink));
     killPoint('record');
     let fromGuest: Covered['fromGuest'] = null;
     let bypassRemoved = false;
     if (bypass) {
       const guestPort = { netns: vm.netns, ifname: vm.guestPort!.ifname, hook: 'ingress' as const };
-      fromGuest = dp.attach('from_guest', guestPort, { mode });
+      fromGuest = dp.attach('from_guest', guestPort, netns, { mode });
     } else {
       // the endpoint no longer asks for the bypass, so from_guest already passes every frame
       for (const ifname of vm.guestPorts) bypassRemoved = dp.detach('from_guest', { netns: vm.netns, ifname, hook: 'ingress' }) || bypassRemoved;
