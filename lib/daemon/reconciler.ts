@@ -186,7 +186,7 @@ export class Reconciler {
   /** Starts watching, then runs the first full reconcile (after which the daemon is ready). */
   async start(): Promise<void> {
     this.selfNetns = await readNetnsId(this.n);
-    this.watchers.startNodeMonitor();
+    await this.watchers.startNodeMonitor(); // subscribed before the first resync reads the node
     this.unwatch = this.sources.watch(() => this.tracker.requestScan());
     if (this.cfg.proc) this.procTimer = setInterval(() => this.tracker.requestScan(), this.cfg.procIntervalMs);
     await this.fullResync('start');
