@@ -15,11 +15,18 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 const openFds = () => fs.readdirSync('/proc/self/fd').length;
 
-/** This process's children (of every thread). */
+/** This process's children (of every thread; a thread that ended meanwhile, such as a netns thread, has none). */
 const childProcesses = () =>
   fs
     .readdirSync('/proc/self/task')
-    .flatMap((task) => fs.readFileSync(`/proc/self/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean))
+    .flatMap((task) => {
+      try {
+        return fs.readFileSync(`/proc/self/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ESRCH') return [];
+        throw e;
+      }
+    })
     .sort();
 
 /** Collects the events of one subscription; `until` waits for one that matches. */
