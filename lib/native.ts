@@ -273,14 +273,21 @@ export interface Native {
 
   kernelFeatures(): KernelFeatures;
 
+  /**
+   * The cookie of the netns of an open netns fd (absent: the caller's netns), read
+   * off the JS thread; null where the kernel has no SO_NETNS_COOKIE (before 5.14).
+   */
+  netnsCookie(netnsFd: number | undefined): Promise<bigint | null>;
   /** Reads a netns (absent: the caller's) with rtnetlink dumps, off the JS thread. */
   netlinkDump(netns: string | undefined, kinds: NetlinkDumpKind[]): Promise<NetlinkDump>;
   /**
    * Subscribes to the link, neighbour and FDB notifications of a netns (absent: the
-   * caller's). The subscription's socket keeps the netns alive until unwatchNetlink().
-   * Does not keep the event loop alive.
+   * caller's); the netns is entered, the socket made and its link dump read off the
+   * JS thread, and the promise resolves with the subscription's id (no batch comes
+   * before it does; events since the subscription was made wait). The subscription's socket keeps the netns alive until
+   * unwatchNetlink(). Does not keep the event loop alive once subscribed.
    */
-  watchNetlink(netns: string | undefined, onBatch: (batch: NetlinkBatch) => void): number;
+  watchNetlink(netns: string | undefined, onBatch: (batch: NetlinkBatch) => void): Promise<number>;
   /** Ends a subscription (its socket is closed when this returns); false when it had already ended. */
   unwatchNetlink(id: number): boolean;
 }

@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vmpeer::InitHooks(env, exports);
   vmpeer::InitNetlinkDump(env, exports);
   vmpeer::InitNetlinkWatch(env, exports);
+  vmpeer::InitNetnsCookie(env, exports);
   return exports;
 }
 

@@ -46,16 +46,16 @@ void Settle(Napi::Env env, Napi::Function, std::nullptr_t *, Pending *p) {
 
 using SettleFn = Napi::TypedThreadSafeFunction<std::nullptr_t, Pending, Settle>;
 
-} // namespace
-
-Napi::Promise InNetnsAsync(Napi::Env env, const std::optional<std::string> &path, std::function<ToJsValue()> work) {
+// `start` starts the thread with the work and what reports back.
+Napi::Promise Settled(Napi::Env env, const std::function<void(std::function<void()>, std::function<void(std::exception_ptr)>)> &start,
+                      std::function<ToJsValue()> work) {
   Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
   // Keeps the event loop alive until the work has reported back.
   SettleFn settle = SettleFn::New(env, "vmpeer.netns", 0, 1);
   auto *pending = new Pending{deferred, nullptr, nullptr};
   try {
-    StartInNetns(
-        path, [pending, work = std::move(work)] { pending->toJs = work(); },
+    start(
+        [pending, work = std::move(work)] { pending->toJs = work(); },
         [pending, settle](std::exception_ptr error) {
           pending->error = error;
           if (settle.BlockingCall(pending) != napi_ok)
@@ -69,6 +69,23 @@ Napi::Promise InNetnsAsync(Napi::Env env, const std::optional<std::string> &path
     throw;
   }
   return deferred.Promise();
+}
+
+} // namespace
+
+Napi::Promise InNetnsAsync(Napi::Env env, const std::optional<std::string> &path, std::function<ToJsValue()> work) {
+  return Settled(
+      env, [&](std::function<void()> body, std::function<void(std::exception_ptr)> done) { StartInNetns(path, std::move(body), std::move(done)); },
+      std::move(work));
+}
+
+Napi::Promise InNetnsAsync(Napi::Env env, UniqueFd netns, const std::string &label, std::function<ToJsValue()> work) {
+  return Settled(
+      env,
+      [&](std::function<void()> body, std::function<void(std::exception_ptr)> done) {
+        StartInNetns(std::move(netns), label, std::move(body), std::move(done));
+      },
+      std::move(work));
 }
 
 Napi::Value GuardedAsync(Napi::Env env, const std::function<Napi::Value()> &body) {

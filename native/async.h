@@ -5,6 +5,7 @@
 #pragma once
 
 #include "errors.h"
+#include "fd.h"
 
 #include <napi.h>
 
@@ -21,6 +22,9 @@ using ToJsValue = std::function<Napi::Value(Napi::Env)>;
 // when absent). The promise resolves with what the returned ToJsValue makes,
 // or rejects with the error the synchronous call would throw.
 Napi::Promise InNetnsAsync(Napi::Env env, const std::optional<std::string> &path, std::function<ToJsValue()> work);
+
+// The same for a netns given by an fd the new thread owns; `label` names it in errors.
+Napi::Promise InNetnsAsync(Napi::Env env, UniqueFd netns, const std::string &label, std::function<ToJsValue()> work);
 
 // The same, with the work's result and its conversion given apart.
 template <typename Work, typename Convert>

@@ -13,5 +13,6 @@ void InitTestRun(Napi::Env env, Napi::Object exports); // testRun
 void InitHooks(Napi::Env env, Napi::Object exports);  // attach, detach (+Async), listHook, ifindex, kernelFeatures
 void InitNetlinkDump(Napi::Env env, Napi::Object exports);  // netlinkDump
 void InitNetlinkWatch(Napi::Env env, Napi::Object exports); // watchNetlink, unwatchNetlink
+void InitNetnsCookie(Napi::Env env, Napi::Object exports);  // netnsCookie
 
 } // namespace vmpeer

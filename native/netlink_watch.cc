@@ -1,9 +1,12 @@
 // watchNetlink / unwatchNetlink: the JS side of netlink_watcher.h. Each
 // subscription delivers its events through its own thread-safe function,
-// which does not keep the event loop alive.
+// which does not keep the event loop alive. watchNetlink() returns a promise
+// at once: the netns is entered, the socket made and the link dump done on a
+// netns thread (async.h), which settles it with the subscription's id.
 #include "args.h"
 #include "errors.h"
 #include "exports.h"
+#include "async.h"
 #include "netlink_watcher.h"
 
 namespace vmpeer {
@@ -54,13 +57,14 @@ void CallJs(Napi::Env env, Napi::Function callback, std::nullptr_t *, WatchBatch
 
 using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, WatchBatch, CallJs>;
 
-// watchNetlink(netns: string | undefined, onBatch: (batch) => void): number
+// watchNetlink(netns: string | undefined, onBatch: (batch) => void): Promise<number>
 Napi::Value WatchNetlink(const Napi::CallbackInfo &info) {
   Args args(info, "watchNetlink");
   std::optional<std::string> netns = args.optString(0, "netns");
   if (!args.at(1).IsFunction())
     args.bad("onBatch must be a function");
   Napi::Env env = info.Env();
+  NetlinkWatcher::Instance().Start();
   Tsfn tsfn = Tsfn::New(env, args.at(1).As<Napi::Function>(), "vmpeer.watchNetlink", 0, 1);
   tsfn.Unref(env);
   WatchSink sink;
@@ -70,10 +74,31 @@ Napi::Value WatchNetlink(const Napi::CallbackInfo &info) {
   };
   sink.release = [tsfn]() mutable { tsfn.Release(); };
   sink.owner = static_cast<napi_env>(env);
+  const std::string label = netns ? *netns : "this netns";
+  bool node = !netns;
   try {
-    return Napi::Number::New(env, NetlinkWatcher::Instance().Add(netns, std::move(sink)));
+    return InNetnsAsync(
+        env, netns,
+        [label, node, sink, tsfn] {
+          try {
+            return NetlinkWatcher::Instance().Add(label, node, sink);
+          } catch (...) {
+            Tsfn unused = tsfn;
+            unused.Release(); // no subscription: its callback goes
+            throw;
+          }
+        },
+        [](Napi::Env e, uint32_t id) -> Napi::Value {
+          try {
+            NetlinkWatcher::Instance().Arm(id);
+          } catch (...) {
+            NetlinkWatcher::Instance().Remove(id);
+            throw;
+          }
+          return Napi::Number::New(e, id);
+        });
   } catch (...) {
-    tsfn.Release();
+    tsfn.Release(); // no thread could be started
     throw;
   }
 }
@@ -87,7 +112,7 @@ Napi::Value UnwatchNetlink(const Napi::CallbackInfo &info) {
 } // namespace
 
 void InitNetlinkWatch(Napi::Env env, Napi::Object exports) {
-  exports.Set("watchNetlink", Napi::Function::New<Guard<WatchNetlink>>(env, "watchNetlink"));
+  exports.Set("watchNetlink", Napi::Function::New<GuardAsync<WatchNetlink>>(env, "watchNetlink"));
   exports.Set("unwatchNetlink", Napi::Function::New<Guard<UnwatchNetlink>>(env, "unwatchNetlink"));
   napi_add_env_cleanup_hook(
       env, [](void *owner) { NetlinkWatcher::Instance().RemoveOwnedBy(owner); }, static_cast<napi_env>(env));

@@ -8,7 +8,6 @@
 
 #include <linux/if_link.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <cstring>
@@ -32,21 +31,14 @@ constexpr int kReceiveBuffer = 4 * 1024 * 1024;
 
 struct NetlinkWatcher::Subscription {
   UniqueFd sock;
-  // Opened in the netns with `sock`; the link dump that names its devices
-  // runs on the watcher thread (never the JS thread), then this is closed.
-  UniqueFd dump;
   WatchSink sink;
   std::string label;
   std::unordered_map<uint32_t, std::string> names; // ifindex → ifname in that netns
 };
 
-// The epoll data of the wake-up eventfd (subscription ids start at 1).
-constexpr uint64_t kWake = 0;
-
 struct NetlinkWatcher::State {
   std::mutex mutex;
   UniqueFd epoll;
-  UniqueFd wake; // Add() signals a subscription whose link dump is due
   std::map<uint32_t, std::unique_ptr<Subscription>> subs;
   uint32_t nextId = 1;
   std::once_flag started;
@@ -60,44 +52,62 @@ NetlinkWatcher &NetlinkWatcher::Instance() {
   return *instance;
 }
 
-uint32_t NetlinkWatcher::Add(const std::optional<std::string> &netns, WatchSink sink) {
+namespace {
+
+// On the subscription's thread, inside its netns: the subscribed socket, then
+// the link dump that names the devices its events name by ifindex. The dump
+// comes after subscribing, so that no link falls between the two; events
+// meanwhile wait in the socket, read once the watching thread has it.
+void OpenHere(const std::string &label, bool node, UniqueFd &sock, std::unordered_map<uint32_t, std::string> &names) {
+  // routes only where they decide ownership (the node): a pod's own routes are its claims
+  sock = OpenSocket(RTMGRP_LINK | RTMGRP_NEIGH | (node ? RTMGRP_IPV4_ROUTE : 0), label);
+  // a bigger buffer than rmem_max allows needs CAP_NET_ADMIN; without it the default stays
+  if (setsockopt(sock.get(), SOL_SOCKET, SO_RCVBUFFORCE, &kReceiveBuffer, sizeof kReceiveBuffer) < 0)
+    setsockopt(sock.get(), SOL_SOCKET, SO_RCVBUF, &kReceiveBuffer, sizeof kReceiveBuffer);
+  CheckErrno(fcntl(sock.get(), F_SETFL, O_NONBLOCK), "fcntl", label);
+  UniqueFd dump = OpenSocket(0, label);
+  try {
+    DumpLinks(dump.get(), label, [&](const nlmsghdr *nh) {
+      LinkMsg l;
+      if (ParseLink(nh, l))
+        names[l.ifindex] = l.ifname;
+    });
+  } catch (const Failure &) {
+    throw;
+  } catch (const std::exception &e) {
+    Fail(EIO, "link dump", label, e.what());
+  }
+}
+
+} // namespace
+
+void NetlinkWatcher::Start() {
   std::call_once(state_->started, [this] {
     state_->epoll.reset(CheckErrno(epoll_create1(EPOLL_CLOEXEC), "epoll_create1", "netlink watcher"));
-    state_->wake.reset(CheckErrno(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd", "netlink watcher"));
-    epoll_event wake{};
-    wake.events = EPOLLIN;
-    wake.data.u64 = kWake;
-    CheckErrno(epoll_ctl(state_->epoll.get(), EPOLL_CTL_ADD, state_->wake.get(), &wake), "epoll_ctl", "netlink watcher");
     std::thread([this] { Run(); }).detach();
   });
-  auto sub = std::make_unique<Subscription>();
-  sub->label = netns ? *netns : "this netns";
-  sub->sink = std::move(sink);
-  InNetns(netns, [&] {
-    // routes only where they decide ownership (the node): a pod's own routes are its claims
-    sub->sock = OpenSocket(RTMGRP_LINK | RTMGRP_NEIGH | (netns ? 0 : RTMGRP_IPV4_ROUTE), sub->label);
-    // a bigger buffer than rmem_max allows needs CAP_NET_ADMIN; without it the default stays
-    if (setsockopt(sub->sock.get(), SOL_SOCKET, SO_RCVBUFFORCE, &kReceiveBuffer, sizeof kReceiveBuffer) < 0)
-      setsockopt(sub->sock.get(), SOL_SOCKET, SO_RCVBUF, &kReceiveBuffer, sizeof kReceiveBuffer);
-    // events name devices by ifindex: the names come from a dump made after subscribing
-    // (so that no link falls between the two), then follow the link events; the dump
-    // itself runs on the watcher thread (DumpNames), before it reads any event
-    sub->dump = OpenSocket(0, sub->label);
-  });
-  CheckErrno(fcntl(sub->sock.get(), F_SETFL, O_NONBLOCK), "fcntl", sub->label);
+}
 
+uint32_t NetlinkWatcher::Add(const std::string &label, bool node, WatchSink sink) {
+  auto sub = std::make_unique<Subscription>();
+  sub->label = label;
+  OpenHere(label, node, sub->sock, sub->names);
+  sub->sink = std::move(sink);
   std::lock_guard<std::mutex> lock(state_->mutex);
   uint32_t id = state_->nextId++;
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = id;
-  CheckErrno(epoll_ctl(state_->epoll.get(), EPOLL_CTL_ADD, sub->sock.get(), &ev), "epoll_ctl", sub->label);
   state_->subs.emplace(id, std::move(sub));
-  uint64_t one = 1;
-  if (write(state_->wake.get(), &one, sizeof one) < 0) {
-    // the counter is saturated, so a wake-up is pending anyway
-  }
   return id;
+}
+
+void NetlinkWatcher::Arm(uint32_t id) {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  auto it = state_->subs.find(id);
+  if (it == state_->subs.end())
+    return; // removed meanwhile
+  epoll_event ev{};
+  ev.events = EPOLLIN; // events queued since the socket was made make it ready at once
+  ev.data.u64 = id;
+  CheckErrno(epoll_ctl(state_->epoll.get(), EPOLL_CTL_ADD, it->second->sock.get(), &ev), "epoll_ctl", it->second->label);
 }
 
 bool NetlinkWatcher::Remove(uint32_t id) {
@@ -136,25 +146,6 @@ std::string NameOf(const std::unordered_map<uint32_t, std::string> &names, uint3
 }
 
 } // namespace
-
-// The link dump of a new subscription, on the watcher thread: what names its
-// events' devices. A failure ends the subscription like a failed socket.
-void NetlinkWatcher::DumpNames(Subscription &sub, WatchBatch &batch) {
-  if (sub.dump.get() < 0)
-    return;
-  try {
-    DumpLinks(sub.dump.get(), sub.label, [&](const nlmsghdr *nh) {
-      LinkMsg l;
-      if (ParseLink(nh, l))
-        sub.names[l.ifindex] = l.ifname;
-    });
-  } catch (const Failure &f) {
-    batch.ended = f.message();
-  } catch (const std::exception &e) {
-    batch.ended = std::string("link dump: ") + e.what();
-  }
-  sub.dump.reset();
-}
 
 void NetlinkWatcher::Drain(Subscription &sub, WatchBatch &batch) {
   static thread_local std::vector<char> buf(64 * 1024);
@@ -216,33 +207,6 @@ void NetlinkWatcher::Drain(Subscription &sub, WatchBatch &batch) {
   }
 }
 
-// Every subscription whose link dump is due: dumped now; one that fails ends.
-void NetlinkWatcher::DumpDue() {
-  std::vector<std::unique_ptr<Subscription>> ended;
-  {
-    std::lock_guard<std::mutex> lock(state_->mutex);
-    for (auto it = state_->subs.begin(); it != state_->subs.end();) {
-      Subscription &sub = *it->second;
-      if (sub.dump.get() < 0) {
-        ++it;
-        continue;
-      }
-      WatchBatch failed;
-      DumpNames(sub, failed);
-      if (failed.ended.empty()) {
-        ++it;
-        continue;
-      }
-      sub.sink.deliver(new WatchBatch(std::move(failed)));
-      epoll_ctl(state_->epoll.get(), EPOLL_CTL_DEL, sub.sock.get(), nullptr);
-      ended.push_back(std::move(it->second));
-      it = state_->subs.erase(it);
-    }
-  }
-  for (auto &sub : ended)
-    sub->sink.release();
-}
-
 void NetlinkWatcher::Run() {
   epoll_event ready[64];
   for (;;) {
@@ -253,14 +217,6 @@ void NetlinkWatcher::Run() {
       return; // the epoll fd is gone: nothing left to watch
     }
     for (int i = 0; i < n; i++) {
-      if (ready[i].data.u64 == kWake) {
-        uint64_t count;
-        if (read(state_->wake.get(), &count, sizeof count) < 0) {
-          // EAGAIN: another wake-up read it first
-        }
-        DumpDue();
-        continue;
-      }
       uint32_t id = static_cast<uint32_t>(ready[i].data.u64);
       std::unique_ptr<Subscription> ended;
       {
@@ -270,9 +226,7 @@ void NetlinkWatcher::Run() {
           continue; // removed meanwhile
         Subscription &sub = *it->second;
         auto *batch = new WatchBatch;
-        DumpNames(sub, *batch); // when the events came before the wake-up
-        if (batch->ended.empty())
-          Drain(sub, *batch);
+        Drain(sub, *batch);
         bool over = !batch->ended.empty();
         if (batch->events.empty() && !batch->lost && !over)
           delete batch;

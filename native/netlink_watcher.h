@@ -2,11 +2,12 @@
 // read by one thread: a NETLINK_ROUTE socket per namespace, subscribed to
 // RTNLGRP_LINK and RTNLGRP_NEIGH (and, for the caller's own netns, the node,
 // RTNLGRP_IPV4_ROUTE: main-table IPv4 routes decide who owns a guest IP), all
-// in one epoll set. A netlink socket stays
-// bound to the netns it was created in, so only its creation needs setns();
-// the watching thread itself never changes namespace. It also runs the link
-// dump that names each new subscription's devices: watchNetlink() only opens
-// the sockets (on a netns thread) and returns.
+// in one epoll set. A netlink socket stays bound to the netns it was created
+// in, so only its creation needs setns(): Add() runs on a netns thread (one
+// that entered the namespace, netns.h / async.h), which opens the socket,
+// makes the link dump that names its devices and hands the socket to the
+// watching thread. The watching thread never changes namespace nor dumps;
+// the JS thread never waits for any of it.
 //
 // The socket holds a reference on its netns: a subscription keeps the
 // namespace (and its interfaces) alive until it is removed.
@@ -51,8 +52,19 @@ class NetlinkWatcher {
 public:
   static NetlinkWatcher &Instance();
 
-  // Subscribes to the netns at `netns` (absent: the caller's). Throws a Failure when it cannot.
-  uint32_t Add(const std::optional<std::string> &netns, WatchSink sink);
+  // Starts the watching thread (once), on the calling thread's netns: call it
+  // from the JS thread, never from a netns thread, whose namespace a thread
+  // started there would keep alive for good.
+  void Start();
+  // Subscribes (after Start()) to the netns the calling thread is in (a netns thread: this
+  // waits for the kernel); `node`: it is the node's, whose routes are watched
+  // too; `label` names it in errors. Throws a Failure when it cannot (then the
+  // sink is the caller's still).
+  // Its events are read once it is armed (they wait in the socket until then).
+  uint32_t Add(const std::string &label, bool node, WatchSink sink);
+  // Starts reading a subscription's events: called on the JS thread when it
+  // learns the id, so that no batch reaches it before the id does.
+  void Arm(uint32_t id);
   // Ends a subscription: its socket is closed and sink.release() called before this returns.
   bool Remove(uint32_t id);
   // Closes the sockets of an owner's subscriptions without calling release (its environment is going away).
@@ -62,8 +74,6 @@ private:
   struct Subscription;
   NetlinkWatcher();
   void Run();
-  void DumpDue();
-  void DumpNames(Subscription &sub, WatchBatch &batch);
   void Drain(Subscription &sub, WatchBatch &batch);
   struct State;
   std::unique_ptr<State> state_;

@@ -11,13 +11,12 @@
 
 namespace vmpeer {
 
-std::exception_ptr RunCaptured(const std::optional<std::string> &path, const std::function<void()> &body) {
+namespace {
+
+std::exception_ptr Captured(const std::function<void()> &enter, const std::function<void()> &body) {
   LibbpfLog log;
   try {
-    if (path) {
-      UniqueFd ns(CheckErrno(open(path->c_str(), O_RDONLY | O_CLOEXEC), "open netns", *path));
-      CheckErrno(setns(ns.get(), CLONE_NEWNET), "setns", *path);
-    }
+    enter();
     body();
   } catch (Failure &f) {
     if (f.log.empty())
@@ -27,6 +26,23 @@ std::exception_ptr RunCaptured(const std::optional<std::string> &path, const std
     return std::current_exception();
   }
   return nullptr;
+}
+
+} // namespace
+
+std::exception_ptr RunCaptured(const std::optional<std::string> &path, const std::function<void()> &body) {
+  return Captured(
+      [&] {
+        if (!path)
+          return;
+        UniqueFd ns(CheckErrno(open(path->c_str(), O_RDONLY | O_CLOEXEC), "open netns", *path));
+        CheckErrno(setns(ns.get(), CLONE_NEWNET), "setns", *path);
+      },
+      body);
+}
+
+std::exception_ptr RunCaptured(int netnsFd, const std::string &label, const std::function<void()> &body) {
+  return Captured([&] { CheckErrno(setns(netnsFd, CLONE_NEWNET), "setns", label); }, body);
 }
 
 void RunInNetns(const std::string &path, const std::function<void()> &body) {
@@ -40,6 +56,19 @@ void RunInNetns(const std::string &path, const std::function<void()> &body) {
 void StartInNetns(const std::optional<std::string> &path, std::function<void()> body,
                   std::function<void(std::exception_ptr)> done) {
   std::thread([path, body = std::move(body), done = std::move(done)] { done(RunCaptured(path, body)); }).detach();
+}
+
+void StartInNetns(UniqueFd netns, const std::string &label, std::function<void()> body,
+                  std::function<void(std::exception_ptr)> done) {
+  auto ns = std::make_shared<UniqueFd>(std::move(netns)); // std::function needs a copyable closure
+  std::thread([ns, label, body = std::move(body), done = std::move(done)] {
+    std::exception_ptr error = RunCaptured(ns->get(), label, [&] {
+      ns->reset(); // entered: the thread holds the namespace now
+      body();
+    });
+    ns->reset();
+    done(error);
+  }).detach();
 }
 
 } // namespace vmpeer

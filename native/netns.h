@@ -5,8 +5,11 @@
 // and tcx attachments made there all resolve in that namespace.
 #pragma once
 
+#include "fd.h"
+
 #include <exception>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -18,6 +21,10 @@ namespace vmpeer {
 // setns) threw, with libbpf's messages of this thread in a Failure's log.
 std::exception_ptr RunCaptured(const std::optional<std::string> &path, const std::function<void()> &body);
 
+// The same for a netns given by an fd (one the caller opened: it holds that
+// namespace however its file is renamed or removed meanwhile); `label` names it in errors.
+std::exception_ptr RunCaptured(int netnsFd, const std::string &label, const std::function<void()> &body);
+
 // Runs `body` on a new thread inside the netns at `path` and waits for it.
 // A Failure thrown there (or on entering the netns) is rethrown here.
 void RunInNetns(const std::string &path, const std::function<void()> &body);
@@ -26,6 +33,11 @@ void RunInNetns(const std::string &path, const std::function<void()> &body);
 // caller's netns when absent) and returns at once; `done` runs on that thread
 // afterwards with what `body` threw, if anything.
 void StartInNetns(const std::optional<std::string> &path, std::function<void()> body,
+                  std::function<void(std::exception_ptr)> done);
+
+// The same for a netns given by an fd, which the new thread owns (and closes
+// once it has entered the namespace).
+void StartInNetns(UniqueFd netns, const std::string &label, std::function<void()> body,
                   std::function<void(std::exception_ptr)> done);
 
 // The same for a netns that may be absent: then `body` runs right here, in

@@ -5,6 +5,7 @@
  * egress (egress-policy.ts).
  */
 import type { HookTarget } from '../bpf/link.js';
+import type { NetnsId } from '../dataplane/dataplane.js';
 import { conntrackWarning, policyInTheWay, SKIP_EGRESS_FLAG } from '../dataplane/egress-policy.js';
 import { swapProgram } from '../dataplane/swap-program.js';
 import { verifyRecord } from '../dataplane/verify.js';
@@ -15,6 +16,8 @@ import type { Pod } from './pod.js';
 
 export interface AccelerateDeps extends ProgramSyncDeps {
   selfInode: number;
+  /** The node's netns (this process's), inode and cookie. */
+  selfNetns: () => NetnsId;
   metrics: () => DaemonMetrics | null;
 }
 
@@ -66,12 +69,14 @@ export class Accelerate {
       changes.dropRecord(r, null);
       changes.change('detach', { program: 'redirect', ifname: r.ifname, mode: r.mode }, 'detached redirect', 'accelerate mode is not configured for this interface');
     }
+    const self = this.d.selfNetns();
     for (const ifname of want) {
       const target: HookTarget = { ifname, hook: 'ingress' };
-      const record = records.find((r) => r.ifname === ifname && r.netnsInode === selfInode);
+      let record = records.find((r) => r.ifname === ifname && r.netnsInode === selfInode);
       try {
         if (record) {
-          const v = verifyRecord(this.d.native, record, target, tags.redirect);
+          const v = verifyRecord(this.d.native, record, target, self, tags.redirect);
+          if (v.state !== 'stale') record = changes.upgradeRecord(record, target, self);
           if (v.state === 'ok') continue;
           if (v.state === 'outdated') {
             swapProgram(this.d.native, record, target, dp.program('redirect'));
@@ -81,7 +86,7 @@ export class Accelerate {
           changes.dropRecord(record, null);
           changes.change('drop_stale', { ifname, pin: record.pin }, 'dropped a stale attachment record', v.why);
         }
-        const { record: created } = dp.attach('redirect', target, { mode: cfg.mode, first: cfg.first });
+        const { record: created } = dp.attach('redirect', target, self, { mode: cfg.mode, first: cfg.first });
         this.missingHostDevs.delete(ifname);
         changes.change('attach', { program: 'redirect', ifname, mode: created.mode, first: cfg.first }, 'attached redirect', `accelerate mode (${reason})`);
       } catch (e) {

@@ -5,7 +5,7 @@
  * and detached when the port is no longer the pod's.
  */
 import type { HookTarget } from '../bpf/link.js';
-import { isPodProgram, type AttachmentRecord, type PodProgram } from '../dataplane/dataplane.js';
+import { isPodProgram, readNetnsId, type AttachmentRecord, type NetnsId, type PodProgram } from '../dataplane/dataplane.js';
 import { swapProgram } from '../dataplane/swap-program.js';
 import { verifyRecord } from '../dataplane/verify.js';
 import type { VmPort } from '../discovery/vm-pod.js';
@@ -29,7 +29,7 @@ export class AttachmentSync {
   async ensureAttached(program: PodProgram, pod: Pod, port: VmPort, ifname: string, records: AttachmentRecord[], request: CheckRequest, scope: number): Promise<void> {
     const { dp, changes, tags } = this.d;
     const { reason, verify } = request;
-    const record = records.find((r) => r.program === program && r.ifname === ifname);
+    let record = records.find((r) => r.program === program && r.ifname === ifname);
     const target: HookTarget = { netns: pod.path, ifname, hook: 'ingress' };
     const key = `${program}@${ifname}`;
     const generation = `${port.uplink.ifindex}/${port.hostVeth.ifindex}/${port.guestPort?.ifindex ?? 0}/${scope}`;
@@ -37,7 +37,9 @@ export class AttachmentSync {
     if (record) {
       const known = pod.verified.get(key);
       if (!verify && known === generation) return;
-      const v = verifyRecord(this.d.native, record, target, tags[program], scope);
+      const netns = await readNetnsId(this.d.native, pod.path).catch((): NetnsId => ({ inode: pod.inode, cookie: null }));
+      const v = verifyRecord(this.d.native, record, target, netns, tags[program], scope);
+      if (v.state !== 'stale') record = changes.upgradeRecord(record, target, netns);
       if (v.state === 'ok') {
         if (known === undefined) {
           this.adopted++;

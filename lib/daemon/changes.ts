@@ -5,7 +5,8 @@
  * attachment record, and the records themselves, read once per full resync.
  */
 import fs from 'node:fs';
-import type { AttachmentRecord, Dataplane, ProgramName } from '../dataplane/dataplane.js';
+import type { HookTarget } from '../bpf/link.js';
+import type { AttachmentRecord, Dataplane, NetnsId, ProgramName } from '../dataplane/dataplane.js';
 import type { Native } from '../native.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './log.js';
@@ -58,6 +59,13 @@ export class Changes {
   /** The records are read again at the next records(). */
   invalidate(): void {
     this.recordsDuringResync = null;
+  }
+
+  /** A verified record without a cookie gets its netns's (Dataplane.upgradeRecord). */
+  upgradeRecord(record: AttachmentRecord, target: HookTarget, netns: NetnsId): AttachmentRecord {
+    const upgraded = this.d.dp.upgradeRecord(record, target, netns);
+    if (upgraded.pin !== record.pin) this.recordsDuringResync = null;
+    return upgraded;
   }
 
   /**

@@ -24,15 +24,29 @@ export class Monitor {
   private id: number | null = null;
   private stopped = false;
 
+  /**
+   * Settles once the subscription exists (events from then on are delivered:
+   * it is made off the JS thread, so what happens before is not seen), or has
+   * failed (onExit was called). Never rejects.
+   */
+  readonly ready: Promise<void>;
+
   constructor(private readonly options: MonitorOptions) {
-    try {
-      this.id = native().watchNetlink(options.netns, (batch) => this.onBatch(batch));
-    } catch (e) {
-      const why = (e as Error).message;
-      queueMicrotask(() => {
-        if (!this.stopped) options.onExit(null, why);
-      });
-    }
+    // subscribing happens off the JS thread; stop() before it is done unsubscribes once it is
+    this.ready = native()
+      .watchNetlink(options.netns, (batch) => this.onBatch(batch))
+      .then(
+        (id) => {
+          if (this.stopped) native().unwatchNetlink(id);
+          else this.id = id;
+        },
+        (e: unknown) => {
+          if (!this.stopped) {
+            this.stopped = true;
+            options.onExit(null, (e as Error).message);
+          }
+        },
+      );
   }
 
   private onBatch(batch: NetlinkBatch): void {
@@ -53,7 +67,7 @@ export class Monitor {
     return this.options.netns;
   }
 
-  /** Ends the subscription (and with it its hold on the netns) before returning. */
+  /** Ends the subscription (and with it its hold on the netns) before returning; one still being made ends once it is. */
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;

@@ -24,7 +24,7 @@
  * the full resync; none of them imports it.
  */
 import { performance } from 'node:perf_hooks';
-import type { Dataplane, ProgramName } from '../dataplane/dataplane.js';
+import { readNetnsId, type Dataplane, type NetnsId, type ProgramName } from '../dataplane/dataplane.js';
 import type { Native } from '../native.js';
 import { programTag } from '../bpf/fdinfo.js';
 import { Accelerate } from './accelerate.js';
@@ -75,6 +75,9 @@ export class Reconciler {
   private procTimer: NodeJS.Timeout | null = null;
   private unwatch: (() => void) | null = null;
   private fullRunning: Promise<void> | null = null;
+  /** The node's netns (this process's), read at start(). */
+  private selfNetns: NetnsId | null = null;
+  private readonly n: Native;
   /** Guest IPs refused to pods (ownership follows the node's routes). */
   private readonly claims: Claims;
   private readonly tracker: PodTracker;
@@ -88,6 +91,7 @@ export class Reconciler {
   constructor(deps: ReconcilerDeps) {
     const { config: cfg, dp, native: n, log, sources } = deps;
     this.cfg = cfg;
+    this.n = n;
     this.dp = dp;
     this.log = log;
     this.sources = sources;
@@ -122,7 +126,8 @@ export class Reconciler {
       stopping,
     );
     const pods = this.tracker.pods;
-    this.accelerate = new Accelerate({ cfg, dp, native: n, log, changes, tags, selfInode, metrics });
+    const selfNetns = () => this.selfNetns ?? { inode: selfInode, cookie: null };
+    this.accelerate = new Accelerate({ cfg, dp, native: n, log, changes, tags, selfInode, selfNetns, metrics });
     this.attach = new AttachmentSync({ cfg, dp, native: n, log, changes, tags, attachSlots: new Slots<Pod>(ATTACH_CONCURRENCY), stopping });
     const endpoints = new EndpointSync({ dp, log, changes, podOf: (inode) => pods.get(inode), mayRedirect: (pod, port) => this.accelerate.mayRedirect(pod, port) });
     this.podSync = new PodSync({
@@ -180,7 +185,8 @@ export class Reconciler {
 
   /** Starts watching, then runs the first full reconcile (after which the daemon is ready). */
   async start(): Promise<void> {
-    this.watchers.startNodeMonitor();
+    this.selfNetns = await readNetnsId(this.n);
+    await this.watchers.startNodeMonitor(); // subscribed before the first resync reads the node
     this.unwatch = this.sources.watch(() => this.tracker.requestScan());
     if (this.cfg.proc) this.procTimer = setInterval(() => this.tracker.requestScan(), this.cfg.procIntervalMs);
     await this.fullResync('start');

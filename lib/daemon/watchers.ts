@@ -32,7 +32,8 @@ export class Watchers {
 
   constructor(private readonly d: WatchersDeps) {}
 
-  startNodeMonitor(): void {
+  /** Settles once the node's subscription exists (Monitor.ready). */
+  startNodeMonitor(): Promise<void> {
     this.nodeMonitor = new Monitor({
       onEvent: (e) => this.onNodeEvent(e),
       onEventsLost: () => void this.d.fullResync('node netlink events were lost'),
@@ -40,13 +41,11 @@ export class Watchers {
         if (this.d.stopping()) return;
         this.d.log.error({ code, stderr }, 'the node netlink monitor ended; restarting it in 1 s');
         setTimeout(() => {
-          if (!this.d.stopping()) {
-            this.startNodeMonitor();
-            void this.d.fullResync('node monitor restarted');
-          }
+          if (!this.d.stopping()) void this.startNodeMonitor().then(() => this.d.fullResync('node monitor restarted'));
         }, 1000);
       },
     });
+    return this.nodeMonitor.ready;
   }
 
   stopNodeMonitor(): void {

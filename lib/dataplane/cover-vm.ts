@@ -12,7 +12,7 @@ import type { VmInterface } from '../discovery/vm-pod.js';
 import type { Endpoint } from './codec.js';
 import { killPoint } from '../kill-point.js';
 import { scopeFor } from './pod-instances.js';
-import { netnsInode, type AttachmentRecord, type Dataplane } from './dataplane.js';
+import type { AttachmentRecord, Dataplane, NetnsId } from './dataplane.js';
 
 export interface CoverOptions {
   mode?: 'auto' | AttachMode;
@@ -32,12 +32,13 @@ export interface Covered {
   changed: boolean;
 }
 
-export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = {}): Covered {
+/** `netns` is the identity of vm.netns (readNetnsId()). */
+export function coverVm(dp: Dataplane, vm: VmInterface, netns: NetnsId, options: CoverOptions = {}): Covered {
   const { mode = 'auto', bypass = false, redirect = true } = options;
   if (bypass && !vm.guestPort) throw new Error(`the bridge bypass needs one guest port on ${vm.bridge}`);
   const uplink = { netns: vm.netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };
   const previous = dp.endpoint(vm.guestIp);
-  const pod = netnsInode(vm.netns);
+  const pod = netns.inode;
 
   const wrote: Endpoint = {
     guestIp: vm.guestIp,
@@ -61,14 +62,14 @@ export function coverVm(dp: Dataplane, vm: VmInterface, options: CoverOptions = 
   }
   try {
     // with the bypass, the pod's own instances: only they take it, and only for this pod's endpoints
-    const fixup = dp.attach('fixup', uplink, { mode, pod: scopeFor('fixup', pod, bypass) });
+    const fixup = dp.attach('fixup', uplink, netns, { mode, pod: scopeFor('fixup', pod, bypass) });
     if (fixup.created) undo.push(() => dp.removeRecordIfSame(fixup.record, uplink));
     killPoint('record');
     let fromGuest: Covered['fromGuest'] = null;
     let bypassRemoved = false;
     if (bypass) {
       const guestPort = { netns: vm.netns, ifname: vm.guestPort!.ifname, hook: 'ingress' as const };
-      fromGuest = dp.attach('from_guest', guestPort, { mode, pod: scopeFor('from_guest', pod, bypass) });
+      fromGuest = dp.attach('from_guest', guestPort, netns, { mode, pod: scopeFor('from_guest', pod, bypass) });
     } else {
       // the endpoint no longer asks for the bypass, so from_guest already passes every frame
       for (const ifname of vm.guestPorts) bypassRemoved = dp.detach('from_guest', { netns: vm.netns, ifname, hook: 'ingress' }) || bypassRemoved;

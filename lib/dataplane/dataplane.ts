@@ -27,7 +27,7 @@ import { AlreadyAttachedError, KernelUnsupportedError, UsageError } from '../err
 import { checkRoot, lockedError, lockRoot, pruneRoot, ROOT_ENTRIES, tryLockRoot } from './root.js';
 import { verifyRecord } from './verify.js';
 import { mismatchedPin, openPinnedMaps } from './pinned-maps.js';
-import { isPodProgram, listRecords, netnsInode, parseRecordName, recordName, type AttachmentRecord, type PodProgram, type ProgramName } from './records.js';
+import { isPodProgram, listRecords, netnsInode, netnsMismatch, parseRecordName, readNetnsId, recordName, type AttachmentRecord, type NetnsId, type PodProgram, type ProgramName } from './records.js';
 import { decodeStats, encodeStatKey, type Endpoint, type Stats } from './codec.js';
 import { EndpointTable, type WithCounters } from './endpoint-table.js';
 import { STAT_NAMES } from './layout.js';
@@ -315,33 +315,48 @@ export class Dataplane {
   // ---- attachments
 
   /**
-   * Attaches a program at a hook. Idempotent: when vmpeer's attachment of the
-   * same program is already there, nothing changes and `created` is false.
-   * A record is believed only when the kernel still has its attachment at
-   * the hook (a netns inode is reused by the next namespace); a stale one is
-   * dropped and the program attached for real.
+   * Attaches a program at a hook in the netns `netns` (readNetnsId() of
+   * target.netns). Idempotent: when vmpeer's attachment of the same program
+   * is already there, nothing changes and `created` is false. A record is
+   * believed only when it names this netns (inode and, where both have one,
+   * cookie) and the kernel still has its attachment at the hook (a netns
+   * inode is reused by the next namespace); a stale one is dropped and the
+   * program attached for real. A believed record without a cookie gets it.
    */
-  attach(program: ProgramName, target: HookTarget, options: AttachOptions = {}): { record: AttachmentRecord; created: boolean } {
-    const existing = this.findRecord(program, target);
+  attach(program: ProgramName, target: HookTarget, netns: NetnsId, options: AttachOptions = {}): { record: AttachmentRecord; created: boolean } {
+    const existing = this.findRecord(program, target, netns);
     if (existing) {
       const pod = options.pod ?? 0;
-      const verdict = verifyRecord(this.n, existing, target, programTag(this.program(program)), isPodProgram(program) ? pod : undefined);
-      if (verdict.state === 'ok') return { record: existing, created: false };
+      const verdict = verifyRecord(this.n, existing, target, netns, programTag(this.program(program)), isPodProgram(program) ? pod : undefined);
+      if (verdict.state === 'ok') return { record: this.upgradeRecord(existing, target, netns), created: false };
       if (verdict.state === 'outdated') {
         // another build's program, or another pod's instance (the bypass turned on or off): replaced in place
         swapProgram(this.n, existing, target, this.program(program, pod));
-        return { record: existing, created: false };
+        return { record: this.upgradeRecord(existing, target, netns), created: false };
       }
       this.removeRecord(existing, target.netns);
     }
-    const record = this.newRecord(program, target, options.mode);
+    const record = this.newRecord(program, target, netns, options.mode);
     try {
       attach(this.n, this.program(program, options.pod), target, { ...options, mode: record.mode, pinPath: record.pin });
     } catch (e) {
       if (!this.adoptOrphan(e, program, target, record, options)) throw e;
-      return this.attach(program, target, options); // the adopted record is verified, or attached again
+      return this.attach(program, target, netns, options); // the adopted record is verified, or attached again
     }
     return { record, created: true };
+  }
+
+  /**
+   * Gives a verified record without a cookie (an earlier vmpeer's) the
+   * cookie of its netns: the pin is renamed, in one step. Returns the record
+   * as it is now (unchanged without a cookie to give).
+   */
+  upgradeRecord(record: AttachmentRecord, target: HookTarget, netns: NetnsId): AttachmentRecord {
+    if (record.netnsCookie !== null || netns.cookie === null || record.netnsInode !== netns.inode) return record;
+    this.writable();
+    const pin = path.join(path.dirname(record.pin), recordName(record.program, target, netns));
+    fs.renameSync(record.pin, pin);
+    return { ...record, netnsCookie: netns.cookie, pin };
   }
 
   /**
@@ -351,10 +366,11 @@ export class Dataplane {
    * (The daemon verifies records itself before it calls this.)
    */
   async attachAsync(program: ProgramName, target: HookTarget, options: AttachOptions = {}): Promise<{ record: AttachmentRecord; created: boolean }> {
-    const existing = this.findRecord(program, target);
+    const netns = await readNetnsId(this.n, target.netns);
+    const existing = this.findRecord(program, target, netns);
     if (existing) return { record: existing, created: false };
     // the record is named before the attach: the netns may be gone when it ends
-    const record = this.newRecord(program, target, options.mode);
+    const record = this.newRecord(program, target, netns, options.mode);
     const underway = this.attaching.get(record.pin);
     if (underway) {
       await underway.catch(() => undefined);
@@ -379,7 +395,7 @@ export class Dataplane {
     if (outcome === 'adopted' && isPodProgram(program)) {
       // the orphan has this build's tag, but maybe another pod's constant (or none)
       const pod = options.pod ?? 0;
-      if (verifyRecord(this.n, record, target, programTag(prog), pod).state === 'outdated') swapProgram(this.n, record, target, this.program(program, pod));
+      if (verifyRecord(this.n, record, target, netns, programTag(prog), pod).state === 'outdated') swapProgram(this.n, record, target, this.program(program, pod));
     }
     return { record, created: true };
   }
@@ -414,7 +430,7 @@ export class Dataplane {
 
   /** Removes vmpeer's attachment of `program` at a hook. Returns false when there was none. */
   detach(program: ProgramName, target: HookTarget): boolean {
-    const record = this.findRecord(program, target);
+    const record = this.findRecord(program, target, { inode: netnsInode(target.netns), cookie: null });
     if (!record) return false;
     this.removeRecord(record, target.netns);
     return true;
@@ -457,16 +473,16 @@ export class Dataplane {
     return listRecords(this.root);
   }
 
-  private findRecord(program: ProgramName, target: HookTarget): AttachmentRecord | undefined {
-    const inode = netnsInode(target.netns);
-    return this.attachments().find((r) => r.program === program && r.ifname === target.ifname && r.hook === target.hook && r.netnsInode === inode);
+  /** The record of `program` at a hook in a netns with `netns`'s inode: one of that very netns first. */
+  private findRecord(program: ProgramName, target: HookTarget, netns: NetnsId): AttachmentRecord | undefined {
+    const there = this.attachments().filter((r) => r.program === program && r.ifname === target.ifname && r.hook === target.hook && r.netnsInode === netns.inode);
+    return there.find((r) => netnsMismatch(r, netns) === null) ?? there[0];
   }
 
-  private newRecord(program: ProgramName, target: HookTarget, mode: AttachOptions['mode'] = 'auto'): AttachmentRecord {
+  private newRecord(program: ProgramName, target: HookTarget, netns: NetnsId, mode: AttachOptions['mode'] = 'auto'): AttachmentRecord {
     const resolved = mode === 'auto' ? autoMode(this.n, program) : resolveMode(this.n, mode);
-    const inode = netnsInode(target.netns);
-    const pin = path.join(this.root, resolved === 'tcx' ? 'links' : 'filters', recordName(program, target, inode));
-    return { program, mode: resolved, hook: target.hook, ifname: target.ifname, netnsInode: inode, pin };
+    const pin = path.join(this.root, resolved === 'tcx' ? 'links' : 'filters', recordName(program, target, netns));
+    return { program, mode: resolved, hook: target.hook, ifname: target.ifname, netnsInode: netns.inode, netnsCookie: netns.cookie, pin };
   }
 }
 
@@ -478,4 +494,4 @@ function inodeOrNull(file: string): number | null {
   }
 }
 
-export { describe, isPodProgram, netnsInode, parseRecordName, type AttachmentRecord, type PodProgram, type ProgramName };
+export { describe, isPodProgram, netnsInode, parseRecordName, readNetnsId, type AttachmentRecord, type NetnsId, type PodProgram, type ProgramName };

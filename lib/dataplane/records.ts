@@ -1,13 +1,23 @@
 /**
  * Attachment records: one pin per attachment under links/ (tcx links) or
  * filters/ (the pinned program of a clsact filter), named after what it
- * attaches where, so that every vmpeer process finds it again.
+ * attaches where, so that every vmpeer process finds it again:
+ *
+ *   <program>_<hook>_ns<inode>c<cookie>_<ifname>
+ *
+ * The name is the record's metadata, written in one step with the pin. The
+ * netns is named by its nsfs inode, which the next namespace may get again
+ * once the pod is gone, and by its netns cookie, which no other namespace
+ * gets while the kernel runs. A record of an earlier vmpeer (or made on a
+ * kernel without netns cookies) has no `c<cookie>`: it is read and verified
+ * by its inode and the kernel's hook alone, and renamed with the cookie the
+ * next time a vmpeer process holding the node lock writes or verifies it.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { HookTarget } from '../bpf/link.js';
 import { UsageError } from '../errors.js';
-import type { AttachMode, Hook } from '../native.js';
+import type { AttachMode, Hook, Native } from '../native.js';
 
 /** The programs attached inside VM pods; `redirect` goes on host interfaces. */
 export type PodProgram = 'fixup' | 'from_guest';
@@ -21,7 +31,18 @@ export interface AttachmentRecord {
   hook: Hook;
   ifname: string;
   netnsInode: number;
+  /** null: a record without a cookie (an earlier vmpeer's, or from a kernel before 5.14). */
+  netnsCookie: bigint | null;
   pin: string;
+}
+
+/**
+ * What identifies a network namespace: its nsfs inode (reused) and its
+ * cookie (never reused; null on kernels without SO_NETNS_COOKIE, < 5.14).
+ */
+export interface NetnsId {
+  inode: number;
+  cookie: bigint | null;
 }
 
 /** The records under a state root (names vmpeer did not make are not records, and are left alone). */
@@ -43,6 +64,40 @@ function readdirOrNone(dir: string): string[] {
   }
 }
 
+/**
+ * The inode and the cookie of a netns (absent: this process's), both of the
+ * namespace one open fd holds. The cookie is read off the JS thread.
+ * VMPEER_TEST_NETNS_COOKIE=absent makes it null, as on a kernel before 5.14
+ * (a test's way to take that path on any kernel).
+ */
+export async function readNetnsId(n: Native, netns?: string): Promise<NetnsId> {
+  let fd: number;
+  try {
+    fd = fs.openSync(netns ?? '/proc/self/ns/net', 'r');
+  } catch {
+    throw new UsageError(`network namespace not found: ${netns}`);
+  }
+  try {
+    const inode = fs.fstatSync(fd).ino;
+    return { inode, cookie: process.env.VMPEER_TEST_NETNS_COOKIE === 'absent' ? null : await n.netnsCookie(fd) };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Why a record does not belong to the netns `id`, or null when it does as
+ * far as can be told: a cookie is compared only where both have one (else
+ * the hook check of verify.ts tells a namespace that reused the inode).
+ */
+export function netnsMismatch(record: AttachmentRecord, id: NetnsId): string | null {
+  if (record.netnsInode !== id.inode) return `its network namespace (inode ${record.netnsInode}) is gone`;
+  if (record.netnsCookie !== null && id.cookie !== null && record.netnsCookie !== id.cookie) {
+    return `its network namespace is gone: inode ${id.inode} now belongs to another one (netns cookie ${id.cookie}, the record's ${record.netnsCookie})`;
+  }
+  return null;
+}
+
 /** The inode of a netns file identifies the namespace while it exists. */
 export function netnsInode(netns?: string): number {
   try {
@@ -53,14 +108,20 @@ export function netnsInode(netns?: string): number {
 }
 
 // bpffs names may not contain '.', so interface names are percent-encoded.
-export function recordName(program: ProgramName, target: HookTarget, netnsInode: number): string {
+export function recordName(program: ProgramName, target: HookTarget, netns: NetnsId): string {
   const ifname = encodeURIComponent(target.ifname).replace(/\./g, '%2E');
-  return `${program}_${target.hook}_ns${netnsInode}_${ifname}`;
+  return `${program}_${target.hook}_ns${netns.inode}${netns.cookie === null ? '' : `c${netns.cookie}`}_${ifname}`;
 }
 
 export function parseRecordName(name: string): Omit<AttachmentRecord, 'mode' | 'pin'> | null {
-  const m = /^(fixup|redirect|from_guest)_(ingress|egress)_ns(\d+)_(.+)$/.exec(name);
+  const m = /^(fixup|redirect|from_guest)_(ingress|egress)_ns(\d+)(?:c(\d+))?_(.+)$/.exec(name);
   if (!m) return null;
-  return { program: m[1] as ProgramName, hook: m[2] as Hook, netnsInode: Number(m[3]), ifname: decodeURIComponent(m[4]!) };
+  return {
+    program: m[1] as ProgramName,
+    hook: m[2] as Hook,
+    netnsInode: Number(m[3]),
+    netnsCookie: m[4] === undefined ? null : BigInt(m[4]),
+    ifname: decodeURIComponent(m[5]!),
+  };
 }
 

@@ -6,10 +6,11 @@
  * would send the guest's frames to it). `vmpeer status` shows it, `vmpeer
  * gc` removes it; the daemon finds the same in its resync.
  */
-import { isNativeError } from '../errors.js';
+import { isNativeError, UsageError } from '../errors.js';
 import { iproute } from '../discovery/iproute.js';
 import type { Native } from '../native.js';
 import { netnsInode, type AttachmentRecord, type Dataplane } from './dataplane.js';
+import { readNetnsId, type NetnsId } from './records.js';
 import { netnsPaths } from './netns-paths.js';
 import { recordInKernel } from './verify.js';
 
@@ -20,15 +21,17 @@ export type Stale =
 export async function findStale(dp: Dataplane, n: Native, paths: Map<number, string> = netnsPaths()): Promise<Stale[]> {
   const stale: Stale[] = [];
   const self = netnsInode(undefined);
+  const ids = new Map<number, Promise<NetnsId | null>>(); // by inode: one cookie read per netns
   for (const record of dp.attachments()) {
     const netns = record.netnsInode === self ? undefined : paths.get(record.netnsInode);
-    if (netns === undefined && record.netnsInode !== self) {
+    const id = netns === undefined && record.netnsInode !== self ? null : await idOf(ids, n, record.netnsInode, netns);
+    if (id === null) {
       stale.push({ kind: 'record', record, netns: null, why: `its network namespace (inode ${record.netnsInode}) is gone` });
       continue;
     }
     let why: string | null;
     try {
-      why = recordInKernel(n, record, { netns, ifname: record.ifname, hook: record.hook });
+      why = recordInKernel(n, record, { netns, ifname: record.ifname, hook: record.hook }, id);
     } catch (e) {
       if (!isNativeError(e) || e.code !== 'ENODEV') throw e;
       why = `its interface ${record.ifname} is gone`;
@@ -49,6 +52,19 @@ export async function findStale(dp: Dataplane, n: Native, paths: Map<number, str
     }
   }
   return stale;
+}
+
+/** The identity of the netns at `netns` (read once per inode); null when it is gone meanwhile. */
+function idOf(ids: Map<number, Promise<NetnsId | null>>, n: Native, inode: number, netns: string | undefined): Promise<NetnsId | null> {
+  let id = ids.get(inode);
+  if (!id) {
+    id = readNetnsId(n, netns).catch((e) => {
+      if (e instanceof UsageError) return null;
+      throw e;
+    });
+    ids.set(inode, id);
+  }
+  return id;
 }
 
 export function describeStale(s: Stale): string {

@@ -3,11 +3,15 @@
  * vmpeer's attachment still at its hook, and which program runs there? The
  * CLI and the daemon trust a record only after this check: a netns inode is
  * reused by the next namespace, an interface index by the next interface.
+ * Where the record and the kernel both give a netns cookie, a namespace that
+ * got the record's inode again is told apart before the hook is looked at;
+ * without one (a record of an earlier vmpeer, a kernel before 5.14) the hook
+ * check alone tells it (the attachment went with the old namespace).
  */
 import { TC_HANDLE, type HookTarget } from '../bpf/link.js';
 import { pinned } from '../bpf/fdinfo.js';
 import type { Native } from '../native.js';
-import type { AttachmentRecord } from './records.js';
+import { netnsMismatch, type AttachmentRecord, type NetnsId } from './records.js';
 import { podOfProgram } from './pod-instances.js';
 
 export type Verdict =
@@ -16,8 +20,13 @@ export type Verdict =
   | { state: 'outdated'; tag: string; pod?: number }
   | { state: 'stale'; why: string };
 
-/** Why a record is stale (its attachment is not at its hook), or null when it is there. Changes nothing. */
-export function recordInKernel(n: Native, record: AttachmentRecord, target: HookTarget): string | null {
+/**
+ * Why a record is stale (its netns is not `netns`, the netns of `target`, or
+ * its attachment is not at its hook), or null when it is there. Changes nothing.
+ */
+export function recordInKernel(n: Native, record: AttachmentRecord, target: HookTarget, netns: NetnsId): string | null {
+  const other = netnsMismatch(record, netns);
+  if (other) return other;
   const info = pinned(n, record.pin);
   if (!info || info.progId === undefined) return 'its pin cannot be opened';
   const entries = n.listHook(target);
@@ -35,8 +44,8 @@ export function recordInKernel(n: Native, record: AttachmentRecord, target: Hook
  * the caller decides). Extra vmpeer clsact filters at the hook (a swap that
  * was cut short) are removed.
  */
-export function verifyRecord(n: Native, record: AttachmentRecord, target: HookTarget, tag: string, pod?: number): Verdict {
-  const why = recordInKernel(n, record, target);
+export function verifyRecord(n: Native, record: AttachmentRecord, target: HookTarget, netns: NetnsId, tag: string, pod?: number): Verdict {
+  const why = recordInKernel(n, record, target, netns);
   if (why) return { state: 'stale', why };
   const info = pinned(n, record.pin);
   if (record.mode === 'clsact') {

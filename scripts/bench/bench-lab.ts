@@ -214,7 +214,7 @@ export class BenchLab {
     const target = { netns: pod, ifname: vm.nic.name, hook: 'ingress' as const };
     try {
       dp.setEndpoint({ guestIp: vm.podIp, guestMac: vm.guestMac, gatewayMac: vm.hostVeth.mac, hostIfindex: vm.hostVeth.ifindex, redirect: true, podNetns: netnsInode(pod) });
-      dp.attach('fixup', target);
+      dp.attach('fixup', target, { inode: netnsInode(pod), cookie: null }); // a root of its own, for this run: no cookie needed
     } catch (e) {
       dp.close();
       fs.rmSync(root, { recursive: true, force: true });

@@ -15,11 +15,18 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 const openFds = () => fs.readdirSync('/proc/self/fd').length;
 
-/** This process's children (of every thread). */
+/** This process's children (of every thread; a thread that ended meanwhile, such as a netns thread, has none). */
 const childProcesses = () =>
   fs
     .readdirSync('/proc/self/task')
-    .flatMap((task) => fs.readFileSync(`/proc/self/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean))
+    .flatMap((task) => {
+      try {
+        return fs.readFileSync(`/proc/self/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ESRCH') return [];
+        throw e;
+      }
+    })
     .sort();
 
 /** Collects the events of one subscription; `until` waits for one that matches. */
@@ -46,14 +53,14 @@ function linkExists(ns: Netns, ifname: string): boolean {
 }
 
 // warm-up: the watcher's epoll fd is created with the first subscription and stays
-test.before(() => {
-  addon.unwatchNetlink(addon.watchNetlink(undefined, () => undefined));
+test.before(async () => {
+  addon.unwatchNetlink(await addon.watchNetlink(undefined, () => undefined));
 });
 
 test.serial('link add / delete, neighbours and FDB entries of a netns, named in that netns', async (t) => {
   const ns = netns(t, 'w');
   const events = new Events();
-  const id = addon.watchNetlink(ns.path, events.onBatch);
+  const id = await addon.watchNetlink(ns.path, events.onBatch);
   t.teardown(() => addon.unwatchNetlink(id));
 
   ns.ip('link', 'add', 'br0', 'type', 'bridge');
@@ -97,7 +104,7 @@ test.serial('names follow renames and links that existed before subscribing', as
   ns.ip('link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
   ns.ip('link', 'set', 'va', 'master', 'old0');
   const events = new Events();
-  const id = addon.watchNetlink(ns.path, events.onBatch);
+  const id = await addon.watchNetlink(ns.path, events.onBatch);
   t.teardown(() => addon.unwatchNetlink(id));
   ns.run('bridge', ['fdb', 'add', '0a:00:00:00:00:03', 'dev', 'va', 'master', 'static']);
   await events.until((e) => e.kind === 'fdb' && e.mac === '0a:00:00:00:00:03' && e.dev === 'va', 'FDB entry on va');
@@ -113,11 +120,7 @@ test.serial('unsubscribing closes the socket (no fd left) and releases the netns
   const before = openFds();
   const ids: number[] = [];
   const pods = Array.from({ length: 5 }, () => netns(t, 'wp'));
-  for (const pod of pods) ids.push(addon.watchNetlink(pod.path, () => undefined));
-  // each subscription also opens a dump socket in its netns, which the watcher thread closes
-  // once it has made the link dump that names the events' devices: wait for those dumps
-  const settle = Date.now() + 5000;
-  while (openFds() > before + pods.length && Date.now() < settle) await sleep(20);
+  for (const pod of pods) ids.push(await addon.watchNetlink(pod.path, () => undefined));
   t.is(openFds(), before + pods.length, 'one socket per subscription, nothing else');
   for (const id of ids) t.true(addon.unwatchNetlink(id));
   t.false(addon.unwatchNetlink(ids[0]!), 'a second unwatch finds nothing');
@@ -127,7 +130,7 @@ test.serial('unsubscribing closes the socket (no fd left) and releases the netns
   const pod = netns(t, 'wp');
   const hostVeth = uniqueName('h');
   node.ip('link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', 'eth0-nic', 'netns', pod.name);
-  const id = addon.watchNetlink(pod.path, () => undefined);
+  const id = await addon.watchNetlink(pod.path, () => undefined);
   pod.delete();
   await sleep(300);
   t.true(linkExists(node, hostVeth), 'held while subscribed');
@@ -138,12 +141,12 @@ test.serial('unsubscribing closes the socket (no fd left) and releases the netns
   t.is(openFds(), before);
 });
 
-test.serial('a netns that does not exist: ENOENT, no fd left; bad arguments', (t) => {
+test.serial('a netns that does not exist: ENOENT, no fd left; bad arguments', async (t) => {
   const before = openFds();
-  const err = t.throws(() => addon.watchNetlink(`/var/run/netns/${uniqueName('x')}`, () => undefined));
+  const err = await t.throwsAsync(addon.watchNetlink(`/var/run/netns/${uniqueName('x')}`, () => undefined));
   t.like(err, { code: 'ENOENT' });
   t.is(openFds(), before);
-  t.is(t.throws(() => addon.watchNetlink(undefined, 42 as unknown as () => void))?.name, 'TypeError');
+  t.is((await t.throwsAsync(addon.watchNetlink(undefined, 42 as unknown as () => void)))?.name, 'TypeError');
 });
 
 test.serial('Monitor: events of a netns until stop(); a netns that cannot be entered ends it', async (t) => {
@@ -153,6 +156,7 @@ test.serial('Monitor: events of a netns until stop(); a netns that cannot be ent
   const children = childProcesses();
   const m = new Monitor({ netns: ns.path, onEvent: (e) => seen.push(e), onExit: () => t.fail('no exit before stop()') });
   t.deepEqual(childProcesses(), children, 'no process');
+  await m.ready; // subscribed (off the JS thread): events from here on
   ns.ip('link', 'add', 'mx', 'type', 'bridge');
   for (let i = 0; i < 300 && !seen.some((e) => e.kind === 'link' && e.ifname === 'mx'); i++) await sleep(10);
   t.true(seen.some((e) => e.kind === 'link' && e.ifname === 'mx' && !e.deleted));

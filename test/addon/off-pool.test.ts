@@ -1,8 +1,9 @@
 /**
  * The addon's asynchronous calls never wait on a libuv pool thread (native/
  * async.h): with every pool thread of this process blocked (opening FIFOs
- * nobody writes to), a netlink dump of a netns and a tcx/clsact attach still
- * settle. A pool-based call would wait until the FIFOs are released.
+ * nobody writes to), a netlink dump of a netns, a tcx/clsact attach, a netlink
+ * subscription (and its events) and a netns cookie still settle. A pool-based
+ * call would wait until the FIFOs are released.
  * In a file of its own and one test at a time: blocking the pool stalls every fs call of the process.
  */
 import { spawnSync } from 'node:child_process';
@@ -10,6 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
+import type { NetlinkEvent } from '../../lib/native.js';
 import { addon, openObject, pod, program } from './common.js';
 import { netns } from '../helpers/netns.js';
 
@@ -80,4 +82,26 @@ test.serial('attachAsync and detachAsync settle with every pool thread blocked',
   const a = await settles('attachAsync', addon.attachAsync({ netns: ns.path, ifname, hook: 'ingress', mode: 'clsact', progFd: program(obj, 'fixup').fd, handle: 0x766d, priority: 0x7600 }));
   t.is(a.mode, 'clsact');
   t.true(await settles('detachAsync', addon.detachAsync({ netns: ns.path, ifname, hook: 'ingress', mode: 'clsact', handle: 0x766d, priority: 0x7600, progId: a.progId })));
+});
+
+test.serial('watchNetlink subscribes (and its events arrive), netnsCookie settles, with every pool thread blocked', async (t) => {
+  const ns = netns(t, 'pool');
+  await blockPool(t);
+  const seen: NetlinkEvent[] = [];
+  const id = await settles('watchNetlink(netns)', addon.watchNetlink(ns.path, (b) => seen.push(...b.events)));
+  t.teardown(() => addon.unwatchNetlink(id));
+  t.true(addon.unwatchNetlink(await settles('watchNetlink()', addon.watchNetlink(undefined, () => undefined))));
+  ns.ip('link', 'add', 'pl0', 'type', 'bridge');
+  let poll: NodeJS.Timeout | undefined;
+  t.teardown(() => clearInterval(poll));
+  await settles(
+    'the link event',
+    new Promise<void>((resolve) => {
+      poll = setInterval(() => seen.some((e) => e.kind === 'link' && e.ifname === 'pl0' && !e.deleted) && resolve(), 10);
+    }),
+  );
+  const fd = fs.openSync(ns.path, 'r'); // the pool is blocked, not the JS thread: a sync open still runs
+  t.teardown(() => fs.closeSync(fd));
+  const cookie = await settles('netnsCookie', addon.netnsCookie(fd));
+  t.true(cookie === null || typeof cookie === 'bigint');
 });

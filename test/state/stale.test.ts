@@ -36,10 +36,10 @@ test('a pod deleted without detach: status shows its stale state, a new pod with
   // the next pod (same IP; the kernel usually hands out the freed nsfs inode again)
   const pod = await pods.add();
   const inode = inodeOf(pod.podNs.path)!;
-  const record = fs.readdirSync(path.join(root, 'filters')).find((f) => f.includes(`_ns${oldInode}_`))!;
+  const record = fs.readdirSync(path.join(root, 'filters')).find((f) => new RegExp(`_ns${oldInode}(c\\d+)?_`).test(f))!;
   if (inode !== oldInode) {
     // not reused this time: give the stale record the new pod's inode, which is what reuse does
-    fs.renameSync(path.join(root, 'filters', record), path.join(root, 'filters', record.replace(`_ns${oldInode}_`, `_ns${inode}_`)));
+    fs.renameSync(path.join(root, 'filters', record), path.join(root, 'filters', record.replace(`_ns${oldInode}`, `_ns${inode}`)));
   }
   t.log(inode === oldInode ? 'nsfs inode reused' : 'nsfs inode not reused: record renamed to the new inode');
   t.is((await l.ping(l.client, pod.podIp, PING)).received, 1, 'the fault: the new pod is behind the fast path and not covered');

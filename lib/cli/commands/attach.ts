@@ -2,7 +2,7 @@
 import { COMMON_HELP, commonOptions, type Command, type Io, type Values } from '../command.js';
 import { resolveNetns } from '../netns.js';
 import { requirePrivileges } from '../../privileges.js';
-import { Dataplane } from '../../dataplane/dataplane.js';
+import { Dataplane, readNetnsId } from '../../dataplane/dataplane.js';
 import { coverVm } from '../../dataplane/cover-vm.js';
 import { describe } from '../../bpf/link.js';
 import { discoverVmInterfaces } from '../../discovery/vm-pod.js';
@@ -128,7 +128,7 @@ Examples:
         }
       }
       for (const vm of vms) {
-        const c = coverVm(dp, vm, { mode, bypass, redirect: redirectTo.get(vm.guestIp) });
+        const c = coverVm(dp, vm, await readNetnsId(native(), vm.netns), { mode, bypass, redirect: redirectTo.get(vm.guestIp) });
         const target = { netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };
         const what = `guest ${vm.guestIp} at ${vm.guestMac} (MAC from ${vm.guestMacFrom}), gateway ${vm.hostVeth.mac} via ${vm.hostVeth.ifname} (ifindex ${vm.hostVeth.ifindex})`;
         const bridge = c.fromGuest ? `; bridge bypassed: from_guest on ${vm.guestPort!.ifname} (${c.fromGuest.record.mode})` : '';
@@ -166,7 +166,7 @@ async function accelerate(values: Values, mode: 'auto' | AttachMode, root: strin
         }
       }
     }
-    const { record, created } = dp.attach('redirect', target, { mode, first: values.first === true });
+    const { record, created } = dp.attach('redirect', target, await readNetnsId(native()), { mode, first: values.first === true });
     io.err(ACCELERATE_WARNING);
     const conntrack = conntrackWarning();
     if (conntrack) io.err(`warning: ${conntrack}`);
