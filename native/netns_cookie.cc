@@ -26,8 +26,8 @@ namespace vmpeer {
 namespace {
 
 // On the netns thread: the cookie of the namespace it is in. SO_NETNS_COOKIE
-// came with Linux 5.14 (commit e8b9eab99232, "net: retrieve netns cookie via
-// getsocketopt"); before it (5.10 is in the kernel matrix) the option is
+// came with Linux 5.14 ("net: retrieve netns cookie via getsocketopt",
+// net/core/sock.c sk_getsockopt); before it (5.10 is in the kernel matrix) the option is
 // unknown, getsockopt() fails with ENOPROTOOPT and there is no cookie: the
 // caller then identifies the namespace by its inode alone, as vmpeer did
 // before records carried a cookie.

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import test from 'ava';
 import { fdInfo } from '../../lib/bpf/fdinfo.js';
+import { PINNED_MAPS } from '../../lib/dataplane/pinned-maps.js';
 import { bpffsDir } from '../helpers/netns.js';
 import { OBJECT_PATH, addon, map, openObject, program, throwsNative } from './common.js';
 
@@ -42,7 +43,7 @@ test('pinMapsIn pins the maps of SEC(".maps") only: a pinned .rodata would hand 
   const dir = bpffsDir(t);
   const first = addon.openObject(OBJECT_PATH, { pinMapsIn: dir, constants: { vmpeer_pod: POD } });
   t.teardown(() => first.close());
-  t.deepEqual(fs.readdirSync(dir).sort(), ['endpoints', 'stats']);
+  t.deepEqual(fs.readdirSync(dir).sort(), [...PINNED_MAPS].sort());
   const next = openObject(t, { pinMapsIn: dir });
   t.deepEqual(addon.progConstants(program(next, 'fixup').fd), { vmpeer_pod: 0 });
   t.is(map(next, 'endpoints').id, map(first, 'endpoints').id, 'the pinned maps are reused');
