@@ -3,9 +3,9 @@
  * table and counters, and the attachments vmpeer made. Everything that must
  * outlive a process lives under one bpffs directory:
  *
- *   <root>/maps/endpoints, <root>/maps/stats    the shared maps
- *   <root>/links/<record>                        tcx links
- *   <root>/filters/<record>                      clsact filters (the pinned program is the record)
+ *   <root>/maps/{endpoints,stats,hash_key}   the shared maps (maps/layout: their stamp)
+ *   <root>/links/<record>                    tcx links
+ *   <root>/filters/<record>                  clsact filters (the pinned program is the record)
  *
  * so the CLI and the daemon see the same state, and stopping either never
  * interrupts traffic.
@@ -13,52 +13,32 @@
  * An open Dataplane holds the node lock (root.ts): one writer at a time, for
  * the whole of its transaction (a CLI command) or its life (the daemon).
  * Dataplane.view() reads the same state without the lock and changes nothing.
+ * The attachments and their records are attachments.ts's.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { native as loadNative, packageRoot, type AttachMode, type Native } from '../native.js';
+import { native as loadNative, packageRoot, type Native } from '../native.js';
 import { BpfObject } from '../bpf/object.js';
 import type { BpfMap } from '../bpf/map.js';
 import type { Program } from '../bpf/program.js';
-import { attach, attachAsync, detach, describe, kernelFeatures, resolveMode, TC_HANDLE, TC_PRIORITY, TC_PRIORITY_FIRST, type HookTarget } from '../bpf/link.js';
-import { pinned, programTag, tagOfProgId } from '../bpf/fdinfo.js';
-import { AlreadyAttachedError, KernelUnsupportedError, UsageError } from '../errors.js';
+import { describe, kernelFeatures } from '../bpf/link.js';
+import { pinned, programTag } from '../bpf/fdinfo.js';
+import { KernelUnsupportedError } from '../errors.js';
 import { checkRoot, lockedError, lockRoot, pruneRoot, ROOT_ENTRIES, tryLockRoot } from './root.js';
-import { verifyRecord } from './verify.js';
 import { mismatchedPin, openPinnedMaps } from './pinned-maps.js';
-import { isPodProgram, listRecords, netnsInode, netnsMismatch, parseRecordName, readNetnsId, recordName, type AttachmentRecord, type NetnsId, type PodProgram, type ProgramName } from './records.js';
+import { isPodProgram, netnsInode, parseRecordName, readNetnsId, type AttachmentRecord, type NetnsId, type PodProgram, type ProgramName } from './records.js';
 import { decodeStats, encodeStatKey, type Endpoint, type Stats } from './codec.js';
 import { EndpointTable, type WithCounters } from './endpoint-table.js';
 import { STAT_NAMES } from './layout.js';
 import { pinStamp, settleLayout, STAMP_MAP, type Migration } from './migrate.js';
 import { PodInstances } from './pod-instances.js';
-import { swapProgram } from './swap-program.js';
+import { Attachments } from './attachments.js';
 
 export const DEFAULT_BPFFS_ROOT = '/sys/fs/bpf/vmpeer';
 export const OBJECT_PATH = path.join(packageRoot, 'dist', 'bpf', 'vmpeer.bpf.o');
 /** How long a CLI command waits for another vmpeer process to finish its change. */
 const CLI_LOCK_WAIT_MS = 10_000;
-
-
-/**
- * What mode 'auto' means for a program. In a VM pod vmpeer is alone at the
- * hook, and a clsact filter attaches at once, where a tcx link holds the rtnl
- * lock across an RCU grace period (tcx_link_attach(): about 13 ms each, one
- * at a time): 250 pods are covered in 0.55 s with clsact, 3.9 s with tcx. On
- * host interfaces, tcx orders vmpeer among the CNI's own tcx programs.
- */
-export function autoMode(n: Native, program: ProgramName): AttachMode {
-  return isPodProgram(program) ? 'clsact' : resolveMode(n, 'auto');
-}
-
-
-export interface AttachOptions {
-  mode?: 'auto' | AttachMode;
-  first?: boolean;
-  /** The pod whose own instance of a pod program to attach (pod-instances.ts); 0 or absent: the shared one. */
-  pod?: number;
-}
 
 export interface DataplaneOptions {
   root?: string;
@@ -70,7 +50,6 @@ export interface DataplaneOptions {
   netnsDirs?: readonly string[];
 }
 
-
 export class Dataplane {
   readonly root: string;
   /** The loaded object; null for a view(). */
@@ -79,10 +58,9 @@ export class Dataplane {
   /** The node lock (root.ts); null for a view(). */
   private lockFd: number | null;
   private closed = false;
-  /** Attachments under way (attachAsync), by their record's pin. */
-  private readonly attaching = new Map<string, Promise<unknown>>();
   /** Pods' own instances of the pod programs; null for a view(). */
   private readonly instances: PodInstances | null;
+  private readonly links: Attachments;
 
   private constructor(
     root: string,
@@ -99,6 +77,14 @@ export class Dataplane {
     this.instances = obj && source !== null ? new PodInstances(n, source, obj.maps) : null;
     this.maps = maps;
     this.lockFd = lockFd;
+    this.links = new Attachments({
+      n,
+      root,
+      writable: () => this.writable(),
+      has: (name) => this.obj?.programs.has(name) ?? false,
+      program: (name, pod) => this.program(name, pod),
+      instances: () => this.instances!,
+    });
   }
 
   /** Whether vmpeer has state under `root` (without creating any). */
@@ -312,177 +298,38 @@ export class Dataplane {
     return decodeStats(STAT_NAMES.map((_, slot) => map.lookup(encodeStatKey(slot)) ?? []));
   }
 
-  // ---- attachments
+  // ---- attachments (attachments.ts)
 
-  /**
-   * Attaches a program at a hook in the netns `netns` (readNetnsId() of
-   * target.netns). Idempotent: when vmpeer's attachment of the same program
-   * is already there, nothing changes and `created` is false. A record is
-   * believed only when it names this netns (inode and, where both have one,
-   * cookie) and the kernel still has its attachment at the hook (a netns
-   * inode is reused by the next namespace); a stale one is dropped and the
-   * program attached for real. A believed record without a cookie gets it.
-   */
-  attach(program: ProgramName, target: HookTarget, netns: NetnsId, options: AttachOptions = {}): { record: AttachmentRecord; created: boolean } {
-    const existing = this.findRecord(program, target, netns);
-    if (existing) {
-      const pod = options.pod ?? 0;
-      const verdict = verifyRecord(this.n, existing, target, netns, programTag(this.program(program)), isPodProgram(program) ? pod : undefined);
-      if (verdict.state === 'ok') return { record: this.upgradeRecord(existing, target, netns), created: false };
-      if (verdict.state === 'outdated') {
-        // another build's program, or another pod's instance (the bypass turned on or off): replaced in place
-        swapProgram(this.n, existing, target, this.program(program, pod));
-        return { record: this.upgradeRecord(existing, target, netns), created: false };
-      }
-      this.removeRecord(existing, target.netns);
-    }
-    const record = this.newRecord(program, target, netns, options.mode);
-    try {
-      attach(this.n, this.program(program, options.pod), target, { ...options, mode: record.mode, pinPath: record.pin });
-    } catch (e) {
-      if (!this.adoptOrphan(e, program, target, record, options)) throw e;
-      return this.attach(program, target, netns, options); // the adopted record is verified, or attached again
-    }
-    return { record, created: true };
+  attach(...a: Parameters<Attachments['attach']>): ReturnType<Attachments['attach']> {
+    return this.links.attach(...a);
   }
 
-  /**
-   * Gives a verified record without a cookie (an earlier vmpeer's) the
-   * cookie of its netns: the pin is renamed, in one step. Returns the record
-   * as it is now (unchanged without a cookie to give).
-   */
-  upgradeRecord(record: AttachmentRecord, target: HookTarget, netns: NetnsId): AttachmentRecord {
-    if (record.netnsCookie !== null || netns.cookie === null || record.netnsInode !== netns.inode) return record;
-    this.writable();
-    const pin = path.join(path.dirname(record.pin), recordName(record.program, target, netns));
-    fs.renameSync(record.pin, pin);
-    return { ...record, netnsCookie: netns.cookie, pin };
+  upgradeRecord(...a: Parameters<Attachments['upgradeRecord']>): AttachmentRecord {
+    return this.links.upgradeRecord(...a);
   }
 
-  /**
-   * attach() with the kernel work off the JS thread, so that attachments to
-   * many pods can be under way at once. When it rejects, no record was made.
-   * A second call for the same hook while one is under way waits for it.
-   * (The daemon verifies records itself before it calls this.)
-   */
-  async attachAsync(program: ProgramName, target: HookTarget, options: AttachOptions = {}): Promise<{ record: AttachmentRecord; created: boolean }> {
-    const netns = await readNetnsId(this.n, target.netns);
-    const existing = this.findRecord(program, target, netns);
-    if (existing) return { record: existing, created: false };
-    // the record is named before the attach: the netns may be gone when it ends
-    const record = this.newRecord(program, target, netns, options.mode);
-    const underway = this.attaching.get(record.pin);
-    if (underway) {
-      await underway.catch(() => undefined);
-      return this.attachAsync(program, target, options);
-    }
-    const prog = this.program(program, options.pod);
-    const release = this.instances!.hold(options.pod ?? 0);
-    const attaching = attachAsync(this.n, prog, target, { ...options, mode: record.mode, pinPath: record.pin });
-    this.attaching.set(record.pin, attaching);
-    let outcome: 'attached' | 'adopted' | 'removed' = 'attached';
-    try {
-      await attaching;
-    } catch (e) {
-      const recovered = this.adoptOrphan(e, program, target, record, options);
-      if (!recovered) throw e;
-      outcome = recovered;
-    } finally {
-      this.attaching.delete(record.pin);
-      release();
-    }
-    if (outcome === 'removed') return this.attachAsync(program, target, options);
-    if (outcome === 'adopted' && isPodProgram(program)) {
-      // the orphan has this build's tag, but maybe another pod's constant (or none)
-      const pod = options.pod ?? 0;
-      if (verifyRecord(this.n, record, target, netns, programTag(prog), pod).state === 'outdated') swapProgram(this.n, record, target, this.program(program, pod));
-    }
-    return { record, created: true };
+  attachAsync(...a: Parameters<Attachments['attachAsync']>): ReturnType<Attachments['attachAsync']> {
+    return this.links.attachAsync(...a);
   }
 
-  /**
-   * After EEXIST at vmpeer's clsact handle and priority: a filter there
-   * without a record is one a vmpeer process attached and was killed before
-   * it pinned the record, when its program's tag is one of vmpeer's. The same
-   * program is adopted (its record pinned); another of vmpeer's programs is
-   * removed (attach again). A filter whose tag is not vmpeer's is left alone
-   * and the error stands (null).
-   */
-  private adoptOrphan(e: unknown, program: ProgramName, target: HookTarget, record: AttachmentRecord, options: AttachOptions): 'adopted' | 'removed' | null {
-    if (!(e instanceof AlreadyAttachedError) || record.mode !== 'clsact' || fs.existsSync(record.pin)) return null;
-    const priority = options.first ? TC_PRIORITY_FIRST : TC_PRIORITY;
-    const entry = this.n.listHook(target).find((x) => x.mode === 'clsact' && x.handle === TC_HANDLE && x.priority === priority);
-    if (!entry?.progId) return null;
-    const theirs = this.programWithTag(tagOfProgId(this.n, entry.progId));
-    if (theirs === undefined) return null;
-    if (theirs === program) {
-      const fd = this.n.progFdById(entry.progId);
-      try {
-        this.n.objPin(fd, record.pin);
-      } finally {
-        this.n.closeFd(fd);
-      }
-      return 'adopted';
-    }
-    this.n.detach({ ...target, mode: 'clsact', handle: TC_HANDLE, priority, progId: entry.progId });
-    return 'removed';
+  detach(...a: Parameters<Attachments['detach']>): boolean {
+    return this.links.detach(...a);
   }
 
-  /** Removes vmpeer's attachment of `program` at a hook. Returns false when there was none. */
-  detach(program: ProgramName, target: HookTarget): boolean {
-    const record = this.findRecord(program, target, { inode: netnsInode(target.netns), cookie: null });
-    if (!record) return false;
-    this.removeRecord(record, target.netns);
-    return true;
+  removeRecordIfSame(...a: Parameters<Attachments['removeRecordIfSame']>): boolean {
+    return this.links.removeRecordIfSame(...a);
   }
 
-  /** Removes an attachment this process made, unless its record now holds another program (another writer's). */
-  removeRecordIfSame(record: AttachmentRecord, target: HookTarget): boolean {
-    const id = pinned(this.n, record.pin)?.progId;
-    const ours = id !== undefined && (id === this.program(record.program).id || (isPodProgram(record.program) && this.instances!.has(record.program, id)));
-    if (!ours) return false;
-    this.removeRecord(record, target.netns);
-    return true;
+  forgetRecord(...a: Parameters<Attachments['forgetRecord']>): void {
+    this.links.forgetRecord(...a);
   }
 
-  /**
-   * Removes a stale record: a tcx link is detached through its pin (wherever
-   * it is), a clsact filter in `netns` when it still exists there (found by
-   * the record's program); then the pin goes.
-   */
-  forgetRecord(record: AttachmentRecord, netns: string | null): void {
-    this.writable();
-    try {
-      if (record.mode === 'tcx') this.n.detach({ ifname: record.ifname, hook: record.hook, mode: 'tcx', pinPath: record.pin });
-      else if (netns !== null) detach(this.n, { netns, ifname: record.ifname, hook: record.hook }, { mode: 'clsact', pinPath: record.pin });
-    } catch {
-      // the attachment is gone already
-    }
-    fs.rmSync(record.pin, { force: true });
-  }
-
-  /** Removes an attachment by its record; when the netns is gone, only its pin is left to remove. */
-  removeRecord(record: AttachmentRecord, netns?: string): void {
-    if (!netns || fs.existsSync(netns)) {
-      detach(this.n, { netns, ifname: record.ifname, hook: record.hook }, { mode: record.mode, pinPath: record.pin });
-    }
-    fs.rmSync(record.pin, { force: true });
+  removeRecord(...a: Parameters<Attachments['removeRecord']>): void {
+    this.links.removeRecord(...a);
   }
 
   attachments(): AttachmentRecord[] {
-    return listRecords(this.root);
-  }
-
-  /** The record of `program` at a hook in a netns with `netns`'s inode: one of that very netns first. */
-  private findRecord(program: ProgramName, target: HookTarget, netns: NetnsId): AttachmentRecord | undefined {
-    const there = this.attachments().filter((r) => r.program === program && r.ifname === target.ifname && r.hook === target.hook && r.netnsInode === netns.inode);
-    return there.find((r) => netnsMismatch(r, netns) === null) ?? there[0];
-  }
-
-  private newRecord(program: ProgramName, target: HookTarget, netns: NetnsId, mode: AttachOptions['mode'] = 'auto'): AttachmentRecord {
-    const resolved = mode === 'auto' ? autoMode(this.n, program) : resolveMode(this.n, mode);
-    const pin = path.join(this.root, resolved === 'tcx' ? 'links' : 'filters', recordName(program, target, netns));
-    return { program, mode: resolved, hook: target.hook, ifname: target.ifname, netnsInode: netns.inode, netnsCookie: netns.cookie, pin };
+    return this.links.attachments();
   }
 }
 

@@ -6,11 +6,12 @@
  * Every number and every comparison in the text is computed from the
  * document, so a new run re-writes a consistent report.
  */
-import { BUCKETS, type Bucket } from './profile.js';
 import type { PathId } from './paths.js';
 import { METRICS, METRIC_IDS, PRIMARY_PAIRS, TARGET_RATIO, type BenchResult, type MetricId } from './results.js';
 import { DIAG_MEANING, type Facts, type FocusRef, bypassed, cell, delta, facts, fx, p50Delta, pctOf, ratioCell, table } from './report-kit.js';
 import { whySection } from './report-why.js';
+import { perPacketSection } from './report-per-packet.js';
+import { cpuSection, evidenceSection } from './report-evidence.js';
 
 export type { FocusRef } from './report-kit.js';
 
@@ -182,52 +183,6 @@ function methodSection(F: Facts): string[] {
   return out;
 }
 
-function perPacketSection(F: Facts): string[] {
-  const out = ['## Per-packet cost', ''];
-  out.push(
-    ...table(
-      ['program', 'frame', 'arrives as', 'ns/packet', 'pass-through', 'delta (min–max)'],
-      F.r.perPacket.map((c) => [
-        `\`${c.program}\``,
-        c.frame,
-        c.pktType === 'host' ? 'PACKET_HOST' : 'PACKET_OTHERHOST',
-        fx(c.nsPerPacket, 1),
-        fx(c.baselineNs, 1),
-        `**+${fx(c.deltaNs, 1)}** <sub>${fx(c.spreadNs[0], 1)}–${fx(c.spreadNs[1], 1)}</sub>`,
-      ]),
-      ['---', '---', '---', '---:', '---:', '---:'],
-    ),
-  );
-  out.push(...perPacketAtSection(F));
-  const worst = Math.max(...F.r.perPacket.map((c) => c.deltaNs));
-  const rt = F.med('C', 'rrP50Us');
-  out.push('');
-  out.push(
-    `The most expensive case costs ${fx(worst, 1)} ns per frame: against a ${fx(rt, 1)} µs round trip on path C that is ${pctOf((2 * worst) / (rt * 1000), 1)} even if both directions paid it (only the direction to the guest does). ` +
-      `A TSO super-frame of up to 64 KB is one frame to these programs, so in bulk transfer the cost disappears.`,
-  );
-  return out;
-}
-
-/** The delta of each case with 2, 250 and 1000 guests in the table, and how far apart they are. */
-function perPacketAtSection(F: Facts): string[] {
-  const at = F.r.perPacketAt ?? [];
-  if (at.length === 0) return [];
-  const columns = [{ endpoints: 2, kind: 'random', cases: F.r.perPacket }, ...at];
-  const out = ['', '**At scale.** The same cases (delta over pass-through, ns) with the table holding more guests: random IPs, or IPs that shared home slots in the unkeyed table of layout 2 (16 per slot); the two measured guests are inserted last.', ''];
-  out.push(
-    ...table(
-      ['program', 'frame', ...columns.map((c) => `${c.endpoints}${c.endpoints === 2 ? '' : ` ${c.kind}`}`), 'spread'],
-      F.r.perPacket.map((c, i) => {
-        const deltas = columns.map((col) => col.cases[i]!.deltaNs);
-        return [`\`${c.program}\``, c.frame, ...deltas.map((d) => `+${fx(d, 1)}`), fx(Math.max(...deltas) - Math.min(...deltas), 1)];
-      }),
-      ['---', '---', ...columns.map(() => '---:'), '---:'],
-    ),
-  );
-  return out;
-}
-
 function resultsSection(F: Facts): string[] {
   const { r } = F;
   const out = ['## End-to-end results', ''];
@@ -267,112 +222,6 @@ function resultsSection(F: Facts): string[] {
         ['---', '---', '---:', '---:', '---:', '---:'],
       ),
     );
-  }
-  return out;
-}
-
-
-function evidenceSection(F: Facts): string[] {
-  const { r } = F;
-  const out = ['## Evidence that each measurement took its path', ''];
-  out.push(
-    'Counters read before and after each path\'s measurements in every round: the CNI emulator\'s map, and vmpeer\'s per-endpoint and per-outcome counters from the maps it pins (what `vmpeer status` shows; read directly, because a `vmpeer status` process loads and frees the whole BPF object next to the measurement' +
-      (F.r.statusCheck ? `; a cross-check after the rounds found them ${F.r.statusCheck.equal ? 'identical to' : '**different from**'} \`vmpeer status --json\`` : '') +
-      '). They count skbs: a TSO super-frame counts once. Medians per round:',
-  );
-  out.push('');
-  const med = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s.length ? s[s.length >> 1]! : NaN;
-  };
-  out.push(
-    ...table(
-      ['path', 'verified', 'emulator: first / redirected', 'vmpeer: fixed / redirected / passed', 'fixup: already addressed', 'past the bridge: to / from the guest', 'on the fast path'],
-      r.paths.map((p) => {
-        const ms = r.measurements.filter((m) => m.path === p.id);
-        const ok = ms.filter((m) => m.evidence.verified).length;
-        const e = (f: (m: (typeof ms)[number]) => number) => med(ms.map(f)).toLocaleString('en-US');
-        const share = med(ms.map((m) => m.evidence.fastShare ?? NaN).filter(Number.isFinite));
-        return [
-          `**${p.id}**`,
-          `${ok}/${ms.length}`,
-          `${e((m) => m.evidence.emulator.first)} / ${e((m) => m.evidence.emulator.redirected)}`,
-          `${e((m) => m.evidence.vmpeer.fixed)} / ${e((m) => m.evidence.vmpeer.redirected)} / ${e((m) => m.evidence.vmpeer.passed)}`,
-          e((m) => m.evidence.vmpeer.stats.passAddressed ?? 0),
-          `${e((m) => m.evidence.vmpeer.bypassedIn ?? 0)} / ${e((m) => m.evidence.vmpeer.bypassedOut ?? 0)}`,
-          Number.isFinite(share) ? pctOf(share, 2) : '–',
-        ];
-      }),
-      ['---', '---:', '---:', '---:', '---:', '---:', '---:'],
-    ),
-  );
-  if (!r.verification.all) {
-    out.push('');
-    out.push(`**Not verified:** ${r.verification.failures.join('; ')}.`);
-  }
-  return out;
-}
-
-function cpuSection(F: Facts): string[] {
-  const { r } = F;
-  const out = ['## Where the time goes', ''];
-  out.push(
-    `Per-CPU time of CPU ${r.method.cpu} from \`/proc/stat\` during each measurement (tick-sampled: this kernel has no IRQ time accounting), and NET_RX softirq counts from \`/proc/softirqs\`. ` +
-      'CPU per unit of work = busy share of the core ÷ rate. Medians over rounds:',
-  );
-  out.push('');
-  out.push(
-    ...table(
-      ['path', 'RR: core busy', 'RR: softirq share', 'RR: CPU µs per round trip', 'of it softirq', 'bulk: core busy', 'bulk: softirq share', 'bulk: CPU ms per GB', 'of it softirq', 'steal'],
-      r.paths.map((p) => {
-        const c = r.cpu[p.id];
-        if (!c) return [p.id, '–', '–', '–', '–', '–', '–', '–', '–', '–'];
-        return [
-          `**${p.id}**`,
-          pctOf(c.rr.busy),
-          pctOf(c.rr.softirq),
-          fx(c.rr.usPerRoundTrip, 2),
-          fx(c.rr.softirqUsPerRoundTrip, 2),
-          pctOf(c.tput.busy),
-          pctOf(c.tput.softirq),
-          fx(c.tput.msPerGB, 1),
-          fx(c.tput.softirqMsPerGB, 1),
-          pctOf(Math.max(c.rr.steal, c.tput.steal), 1),
-        ];
-      }),
-    ),
-  );
-  out.push('');
-  if (r.profiles.length === 0) {
-    out.push(`No perf profile in this run: ${r.profileSkipped ?? 'not requested'}.`);
-    return out;
-  }
-  out.push(
-    `**Profiles.** \`perf record -e cpu-clock -F 2000 -C ${r.method.cpu}\` for ${r.method.profileSeconds} s in the middle of a bulk run and of a request/response run per path, samples of sockperf/iperf3 (and softirq work they ran) grouped by kernel function. ` +
-      `${r.machine.hardwareCounters ? '' : 'This KVM guest has no PMU (`perf stat -e instructions` says "not supported"), so there are no cycle or instruction counts: cpu-clock samples are time, and time spent with interrupts off is charged where they are turned back on (its own row). '}` +
-      'CPU time per unit of work, by bucket:',
-  );
-  for (const metric of ['rr', 'throughput'] as const) {
-    const ps = r.profiles.filter((p) => p.metric === metric);
-    if (ps.length === 0) continue;
-    const unit = metric === 'rr' ? 'µs per round trip' : 'ms per GB';
-    const per = (share: number, rate: number) => (metric === 'rr' ? (share * 1e6) / rate : (share * 1000) / (rate / 8e9));
-    out.push('');
-    out.push(`${metric === 'rr' ? 'Request/response' : 'Bulk'}, ${unit}:`);
-    out.push('');
-    const rows: string[][] = BUCKETS.map((b: Bucket) => [b, ...ps.map((p) => fx(per(p.profile.buckets[b], p.rate), metric === 'rr' ? 2 : 1))]);
-    rows.push(['**all (benchmark processes)**', ...ps.map((p) => `**${fx(per(p.profile.benchShare, p.rate), metric === 'rr' ? 2 : 1)}**`)]);
-    rows.push(['other work on this CPU (share of its time)', ...ps.map((p) => pctOf(1 - p.profile.benchShare, 1))]);
-    out.push(...table(['bucket', ...ps.map((p) => `**${p.path}**`)], rows));
-  }
-  const top = r.profiles.filter((p) => p.metric === 'rr');
-  if (top.length > 0) {
-    out.push('');
-    out.push('<details><summary>Heaviest kernel functions per path (request/response, share of the CPU)</summary>');
-    out.push('');
-    for (const p of top) out.push(`- **${p.path}**: ${p.profile.top.map(([s, v]) => `\`${s}\` ${pctOf(v, 1)}`).join(', ')}`);
-    out.push('');
-    out.push('</details>');
   }
   return out;
 }
@@ -439,7 +288,6 @@ function reproduceSection(F: Facts): string[] {
     `Options: \`--rounds <n>\`, \`--cpu <n>\` (the CPU the traffic is pinned to, default the last), \`--no-profile\`, \`--control-plane\`. The lab's namespaces are named \`vpl<pid>-…\` and its vmpeer state lives in \`/sys/fs/bpf/vpl<pid>-…-vmpeer\`; both are removed at the end, also on failure or Ctrl-C.`,
   ];
 }
-
 
 export function report(
   r: BenchResult,
