@@ -21,6 +21,17 @@ export function imageNodeFlags(): string[] {
   return (JSON.parse(m[1]!) as string[]).filter((a) => a.startsWith('--'));
 }
 
+/** The environment the image gives the daemon (deploy/Dockerfile's last stage: its ENV lines, PATH aside). */
+export function imageEnv(): Record<string, string> {
+  const dockerfile = fs.readFileSync(path.join(packageRoot, 'deploy', 'Dockerfile'), 'utf8');
+  const last = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+  const env: Record<string, string> = {};
+  for (const [, line] of last.matchAll(/^ENV (.+)$/gm)) {
+    for (const [, k, v] of line!.matchAll(/(\w+)=(\S+)/g)) if (k !== 'PATH') env[k!] = v!;
+  }
+  return env;
+}
+
 export interface LogLine {
   level: string;
   msg: string;

@@ -7,7 +7,7 @@ import type { Dataplane } from '../../lib/dataplane/dataplane.js';
 import { killAndWait } from '../../lib/lab/exec.js';
 import type { Lab } from '../../lib/lab/lab.js';
 import { VM_NIC } from '../../lib/lab/addressing.js';
-import { daemonArgv, DaemonProcess, imageNodeFlags, METRICS } from '../../lib/testkit/daemon-process.js';
+import { daemonArgv, DaemonProcess, imageEnv, imageNodeFlags, METRICS } from '../../lib/testkit/daemon-process.js';
 import type { BenchVm } from './pods.js';
 import { sleep } from './util.js';
 
@@ -72,7 +72,7 @@ export function startDaemon(lab: Lab, root: string, prefix: string, args: string
   const options = { nodeNs: lab.node.ns.path, root, prefix, args: ['--cleanup-on-exit', ...args], nodeArgs: imageNodeFlags() };
   const argv = daemonArgv(options);
   const spawnAt = Date.now();
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...imageEnv() } }); // as the image runs it
   child.on('error', () => undefined);
   return { d: new DaemonProcess(options, child), root, spawnAt };
 }

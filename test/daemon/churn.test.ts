@@ -12,7 +12,7 @@ import test from 'ava';
 import { announce, DynamicPods } from '../../lib/lab/dynamic.js';
 import { lab } from '../helpers/lab.js';
 import { bpffsDir } from '../helpers/netns.js';
-import { imageNodeFlags, inodeOf, metric, sleep, startDaemon, State, until } from '../helpers/daemon.js';
+import { imageEnv, imageNodeFlags, inodeOf, metric, sleep, startDaemon, State, until } from '../helpers/daemon.js';
 
 const CYCLES = 200;
 const WARMUP = 40;
@@ -23,7 +23,7 @@ test('200 VM pod create/delete cycles: nothing leaks, memory stays flat', async 
   const l = await lab(t, { vmPods: 1, plainPods: 1 });
   await announce(l.vms[0]!);
   const root = `${bpffsDir(t)}/vmpeer`;
-  const d = startDaemon(t, { nodeNs: l.node.ns.path, root, prefix: `${l.name}-`, args: ['--cleanup-on-exit', '--log-level', 'trace'], nodeArgs: imageNodeFlags() });
+  const d = startDaemon(t, { nodeNs: l.node.ns.path, root, prefix: `${l.name}-`, args: ['--cleanup-on-exit', '--log-level', 'trace'], nodeArgs: imageNodeFlags(), env: imageEnv() });
   await d.ready();
   const state = new State(t, root);
   const pods = new DynamicPods(l);
@@ -85,7 +85,7 @@ test('200 VM pod create/delete cycles: nothing leaks, memory stays flat', async 
   t.log(`${CYCLES} cycles in ${(elapsed / 1000).toFixed(1)} s, ${PARALLEL} at a time; daemon CPU ${cpu} ms (${(cpu / CYCLES).toFixed(1)} ms per cycle, its ip/nsenter children not counted)`);
   t.log(`coverage after bridge+tap: p50 ${pct(cover, 50)} ms, p95 ${pct(cover, 95)} ms, max ${Math.max(...cover)} ms`);
   t.log(`cleanup after delete: p50 ${pct(cleanup, 50)} ms, p95 ${pct(cleanup, 95)} ms, max ${Math.max(...cleanup)} ms`);
-  t.log(`daemon (node ${imageNodeFlags().join(' ')}) RSS ${(rssBefore / 1024).toFixed(1)} MiB before, ${(rssAfter / 1024).toFixed(1)} MiB after; JS heap used ${((heapBefore ?? 0) / 2 ** 20).toFixed(1)} → ${((heapAfter ?? 0) / 2 ** 20).toFixed(1)} MiB`);
+  t.log(`daemon (node ${imageNodeFlags().join(' ')}, ${Object.entries(imageEnv()).map(([k, v]) => `${k}=${v}`).join(' ')}) RSS ${(rssBefore / 1024).toFixed(1)} MiB before, ${(rssAfter / 1024).toFixed(1)} MiB after; JS heap used ${((heapBefore ?? 0) / 2 ** 20).toFixed(1)} → ${((heapAfter ?? 0) / 2 ** 20).toFixed(1)} MiB`);
 
   // (the 1 s / 2 s targets are asserted by events.test.ts; here every cycle had to finish within 5 s)
 

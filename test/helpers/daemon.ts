@@ -15,7 +15,7 @@ import { daemonArgv, DaemonProcess, sleep, type DaemonOptions } from '../../lib/
 import { compileBpf } from '../../lib/testkit/clang.js';
 
 export { inodeOf, State } from './state.js';
-export { BIN, childrenOf, daemonArgv, DaemonProcess, httpIn, imageNodeFlags, METRICS, sleep, type DaemonOptions, type LogLine } from '../../lib/testkit/daemon-process.js';
+export { BIN, childrenOf, daemonArgv, DaemonProcess, httpIn, imageEnv, imageNodeFlags, METRICS, sleep, type DaemonOptions, type LogLine } from '../../lib/testkit/daemon-process.js';
 
 /** The capabilities deploy/daemonset.yaml gives the daemon's container, lower-case for setpriv. */
 export function deployCapabilities(): string[] {
