@@ -115,6 +115,7 @@ remove(present().filter((e) => ownerAlive(e) === false));
 const before = new Set(present());
 const totals = { passed: 0, failed: 0, skipped: 0 };
 const table = [];
+const failures = []; // every ✘ line, repeated at the end: CI shows only the last lines of a run
 for (const [name, entries, majors, tierArgs = []] of tiers) {
   const files = entries.flatMap((e) => testFiles(path.join(root, 'dist/test', e)));
   if (files.length === 0) continue;
@@ -130,6 +131,8 @@ for (const [name, entries, majors, tierArgs = []] of tiers) {
     let failed = count(out, /(\d+) tests? failed/) + count(out, /(\d+) known failures?/) +
       count(out, /(\d+) uncaught exceptions?/) + count(out, /(\d+) unhandled rejections?/);
     if (run.status !== 0 && failed === 0) failed = 1; // the runner itself failed
+    const crossed = out.split('\n').filter((l) => /^\s*✘/.test(l)).map((l) => `${name} node ${major}: ${l.trim()}`);
+    failures.push(...(crossed.length > 0 || failed === 0 ? crossed : [`${name} node ${major}: ava exited ${run.status ?? run.signal} (${failed} failed, no ✘ line)`]));
     totals.passed += passed;
     totals.failed += failed;
     totals.skipped += skipped;
@@ -141,10 +144,12 @@ for (const [name, entries, majors, tierArgs = []] of tiers) {
 const left = present().filter((e) => !before.has(e) && ownerAlive(e) !== true);
 if (left.length > 0) {
   console.log(`\nleft behind by the tests (a leak, counted as a failure): ${left.join(', ')}`);
+  failures.push(`left behind: ${left.join(', ')}`);
   totals.failed += 1;
   remove(left);
 }
 
 console.log(`\n${table.join('\n')}\n`);
+if (failures.length > 0) console.log(`failed:\n${failures.map((f) => `  ${f}`).join('\n')}\n`);
 console.log(`${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ''}`);
 process.exit(totals.failed > 0 || totals.skipped > 0 ? 1 : 0);
