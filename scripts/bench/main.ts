@@ -21,7 +21,7 @@ import { endToEnd, type BenchLab, type E2eOptions } from './e2e.js';
 import { focusRun } from './focus-run.js';
 import { machine, preflight } from './machine.js';
 import { baseName, RESULTS_DIR, writeIndex, writeOutputs } from './outputs.js';
-import { perPacket, perPacketAtScale } from './per-packet.js';
+import { PREVIOUS_OBJECT, perPacket, perPacketAtScale } from './per-packet.js';
 import { FULL, QUICK, type Plan } from './plan.js';
 import { validate, type BenchResult } from './results.js';
 
@@ -83,8 +83,8 @@ async function main(): Promise<number> {
   process.once('SIGTERM', onSignal);
 
   log(`per-packet cost: repeat ${plan.perPacket.repeat}, ${plan.perPacket.rounds} rounds`);
-  const pp = perPacket(plan.perPacket);
-  for (const c of pp) log(`  ${c.program.padEnd(8)} ${c.frame.padEnd(42)} +${c.deltaNs.toFixed(1)} ns`);
+  const pp = perPacket({ ...plan.perPacket, compare: PREVIOUS_OBJECT });
+  for (const c of pp) log(`  ${c.program.padEnd(8)} ${c.frame.padEnd(42)} +${c.deltaNs.toFixed(1)} ns (layout 2 build: +${c.compareDeltaNs?.toFixed(1)} ns)`);
   const ppAt = perPacketAtScale(plan.perPacket);
   for (const at of ppAt) log(`  ${at.endpoints} guests (${at.kind} IPs): ${at.cases.map((c) => `+${c.deltaNs.toFixed(0)}`).join(' ')} ns`);
 

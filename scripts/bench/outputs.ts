@@ -58,6 +58,8 @@ export function writeIndex(r: BenchResult, base: string): void {
     '',
     'Reproduce with `npm run bench` (root; about 10 minutes; writes `bench/results/<date>.{md,json,svg}`); `npm run bench -- --focus Cb/C --rounds 12` runs a focused check of two paths. `npm run bench -- --quick --out <dir>` is the smoke test the test suite runs.',
     '',
+    "The per-packet part (BPF_PROG_TEST_RUN, `scripts/bench/per-packet.ts`) measures each case with the two measured guests alone in the endpoint table, interleaved with the previous release's build (endpoint-table layout 2) in the same rounds, then again with 250 and 1000 guests in it (random IPs, and IPs that shared home slots in layout 2's unkeyed table, 16 per slot; the measured guests inserted last): the report's \"At scale\" table gives each delta and their spread (target: within 3 ns).",
+    '',
     '## Paths',
     '',
     "C and D keep the VM pod's bridge on the guest's path, as `vmpeer attach` does by default; Cb and Db take it out with `--bypass-bridge`. The targets (≥ 0.97 of A's request/response rate and throughput) apply to all four.",

@@ -28,13 +28,32 @@ export interface PerPacketCase {
   baselineNs: number; // median of the pass-through baseline, measured alternately
   deltaNs: number; // median of (program - baseline) per round
   spreadNs: [number, number]; // min and max delta over rounds
+  /** The same case for the `compare` object (the previous layout's build), measured in the same rounds. */
+  compareDeltaNs?: number;
 }
+
+/**
+ * The per-packet targets (ns over pass-through): a frame the program rewrites,
+ * fixup ≤ 20 and redirect ≤ 30 (it also decrements TTL / hop limit); a frame
+ * it passes ≤ 10. With 250 and 1000 guests in the table, every case within
+ * AT_SCALE_SPREAD_NS of its two-guest figure.
+ */
+export function perPacketTargetNs(c: Pick<PerPacketCase, 'program' | 'rewrites'>): number {
+  if (!c.rewrites) return 10;
+  return c.program === 'redirect' ? 30 : 20;
+}
+export const AT_SCALE_SPREAD_NS = 3;
+
+/** The frozen build of the previous endpoint-table layout (bpf/test/v2_vmpeer.bpf.c): what this release's data path is compared with. */
+export const PREVIOUS_OBJECT = path.join(packageRoot, 'dist', 'bpf', 'test', 'v2_vmpeer.bpf.o');
 
 export interface PerPacketOptions {
   repeat: number;
   rounds: number;
   /** The object under test (default: the shipped one); for before/after comparisons. */
   object?: string;
+  /** Another build measured in the same rounds, interleaved with `object` and the baseline (compareDeltaNs). */
+  compare?: string;
   /**
    * Endpoints in the table besides the two measured guests (inserted
    * before them, so that the guests land where the others leave room): `random` IPv4 and IPv6 addresses, or `colliding` ones (IPs that
@@ -83,15 +102,17 @@ export function populationIps(count: number, kind: 'random' | 'colliding'): stri
   return out;
 }
 
-export function perPacket({ repeat, rounds, object = OBJECT_PATH, population }: PerPacketOptions): PerPacketCase[] {
+export function perPacket({ repeat, rounds, object = OBJECT_PATH, compare, population }: PerPacketOptions): PerPacketCase[] {
   const obj = BpfObject.open(object);
+  const other = compare ? BpfObject.open(compare) : null;
   const harness = BpfObject.open(HARNESS);
   try {
-    const table = EndpointTable.of(obj.maps);
-    for (const ip of population ? populationIps(population.endpoints, population.kind) : []) {
-      table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX + 1, redirect: true });
+    const others = population ? populationIps(population.endpoints, population.kind) : [];
+    for (const o of other ? [obj, other] : [obj]) {
+      const table = EndpointTable.of(o.maps);
+      for (const ip of others) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX + 1, redirect: true });
+      for (const ip of [GUEST4, GUEST6]) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true });
     }
-    for (const ip of [GUEST4, GUEST6]) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true });
     const cases = [
       { program: 'fixup', frame: 'IPv4 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },
       { program: 'fixup', frame: 'IPv6 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT6, GUEST6).tcp! },
@@ -120,20 +141,23 @@ export function perPacket({ repeat, rounds, object = OBJECT_PATH, population }: 
       return bench.testRun({ data, repeat }).durationNs;
     };
 
-    const samples = new Map<number, { program: number[]; baseline: number[]; delta: number[] }>();
-    cases.forEach((_, i) => samples.set(i, { program: [], baseline: [], delta: [] }));
+    const samples = new Map<number, { program: number[]; baseline: number[]; delta: number[]; compare: number[] }>();
+    cases.forEach((_, i) => samples.set(i, { program: [], baseline: [], delta: [], compare: [] }));
     for (let round = 0; round < rounds; round++) {
       for (const i of shuffle([...cases.keys()])) {
         const c = cases[i]!;
         const s = samples.get(i)!;
-        // alternate baseline and program, in a random order, and pair them
-        const first = Math.random() < 0.5;
-        const a = time(first ? harness.program('pass').fd : obj.program(c.program).fd, c.data, c.pktType);
-        const b = time(first ? obj.program(c.program).fd : harness.program('pass').fd, c.data, c.pktType);
-        const [base, prog] = first ? [a, b] : [b, a];
-        s.program.push(prog);
-        s.baseline.push(base);
-        s.delta.push(prog - base);
+        // baseline, program (and the other build) back to back, in a random order, and paired
+        const runs = shuffle([
+          ['base', harness.program('pass').fd],
+          ['prog', obj.program(c.program).fd],
+          ...(other ? [['compare', other.program(c.program).fd] as const] : []),
+        ] as Array<readonly [string, number]>);
+        const ns = Object.fromEntries(runs.map(([what, fd]) => [what, time(fd, c.data, c.pktType)]));
+        s.program.push(ns.prog!);
+        s.baseline.push(ns.base!);
+        s.delta.push(ns.prog! - ns.base!);
+        if (other) s.compare.push(ns.compare! - ns.base!);
       }
     }
     return cases.map((c, i) => {
@@ -146,11 +170,13 @@ export function perPacket({ repeat, rounds, object = OBJECT_PATH, population }: 
         nsPerPacket: median(s.program),
         baselineNs: median(s.baseline),
         deltaNs: median(s.delta),
-        spreadNs: [Math.min(...s.delta), Math.max(...s.delta)],
+        spreadNs: [Math.min(...s.delta), Math.max(...s.delta)] as [number, number],
+        ...(other ? { compareDeltaNs: median(s.compare) } : {}),
       };
     });
   } finally {
     harness.close();
+    other?.close();
     obj.close();
   }
 }
