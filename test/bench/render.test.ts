@@ -246,8 +246,26 @@ test('the report tabulates the per-packet cases at 250 and 1000 guests, with the
   const md = report(r, { svg: 'x.svg', json: 'x.json' });
   t.regex(md, /\| program \| frame \| 2 \| 250 random \| 250 colliding \| 1000 random \| 1000 colliding \| spread \|/);
   t.regex(md, /\| `fixup` \| IPv4 TCP, node MAC \(re-addressed\) \| \+13\.0 \| \+14\.0 \| \+15\.0 \| \+13\.5 \| \+16\.0 \| 3\.0 \|/);
+  t.regex(md, /Target: every case within 3 ns across the columns; \*\*met\*\* \(widest spread 3\.0 ns\)/);
+  r.perPacketAt[3]!.cases[0]!.deltaNs += 1;
+  t.regex(report(r, { svg: 'x.svg', json: 'x.json' }), /\*\*missed\*\* by 1 of 2 cases \(widest spread 4\.0 ns\)/);
   r.perPacketAt[0]!.cases.pop();
   t.deepEqual(validate(r), ['perPacketAt 250 random: cases missing or not finite']);
+});
+
+test('the per-packet table: each case against its target, and the previous release measured beside it', (t) => {
+  const r = synthetic();
+  let md = report(r, { svg: 'x.svg', json: 'x.json' });
+  t.regex(md, /Every case is within its target/);
+  t.regex(md, /\| `fixup` \| IPv4 TCP, node MAC \(re-addressed\) \| PACKET_HOST \| 60\.0 \| 47\.0 \| \*\*\+13\.0\*\* <sub>11\.0–15\.0<\/sub> \| ≤ \+20 met \|$/m);
+  t.notRegex(md, /layout 2 build/);
+  // fixup over its 20 ns, redirect within its 30 ns; the layout-2 build's figures in their own column
+  r.perPacket = r.perPacket.map((c) => ({ ...c, deltaNs: c.deltaNs + 10, compareDeltaNs: c.deltaNs - 1 }));
+  md = report(r, { svg: 'x.svg', json: 'x.json' });
+  t.regex(md, /1 of 2 cases are over their target .*`fixup` IPv4 TCP, node MAC \(re-addressed\)\./);
+  t.regex(md, /\| `fixup` \| .* \| ≤ \+20 \*\*missed\*\* \| \+12\.0 \|$/m);
+  t.regex(md, /\| `redirect` \| .* \| ≤ \+30 met \| \+14\.0 \|$/m);
+  t.deepEqual(validate(r), []);
 });
 
 test('a result document from before the bridge bypass still renders', (t) => {
