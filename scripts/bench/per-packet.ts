@@ -72,9 +72,14 @@ export interface PerPacketAt {
 /** The populations the benchmark measures besides the plain run (two guests): 250 and 1000 guests, random and colliding IPs. */
 export const POPULATIONS = [250, 1000].flatMap((endpoints) => (['random', 'colliding'] as const).map((kind) => ({ endpoints, kind })));
 
-/** perPacket() at each of POPULATIONS. */
-export function perPacketAtScale(options: Omit<PerPacketOptions, 'population'>): PerPacketAt[] {
-  return POPULATIONS.map(({ endpoints, kind }) => ({ endpoints, kind, cases: perPacket({ ...options, population: { endpoints: endpoints - 2, kind } }) }));
+/**
+ * The cases with two guests in the table and at each of POPULATIONS, every
+ * table measured in the same rounds (interleaved with one baseline), so that
+ * the columns differ by the table alone, not by when they ran.
+ */
+export function perPacketAtScale({ repeat, rounds, object = OBJECT_PATH }: Omit<PerPacketOptions, 'population' | 'compare'>): { two: PerPacketCase[]; at: PerPacketAt[] } {
+  const [two, ...at] = measure({ repeat, rounds }, [{ object }, ...POPULATIONS.map(({ endpoints, kind }) => ({ object, population: { endpoints: endpoints - 2, kind } }))]);
+  return { two: two!, at: POPULATIONS.map(({ endpoints, kind }, i) => ({ endpoints, kind, cases: at[i]! })) };
 }
 
 /** `count` guest IPs for a populated table (none of them the measured guests). */
@@ -102,29 +107,35 @@ export function populationIps(count: number, kind: 'random' | 'colliding'): stri
   return out;
 }
 
+/** The cases for `object`, and for `compare` (another build) in the same rounds: compareDeltaNs. */
 export function perPacket({ repeat, rounds, object = OBJECT_PATH, compare, population }: PerPacketOptions): PerPacketCase[] {
-  const obj = BpfObject.open(object);
-  const other = compare ? BpfObject.open(compare) : null;
+  const [mine, theirs] = measure({ repeat, rounds }, [{ object, population }, ...(compare ? [{ object: compare, population }] : [])]);
+  return mine!.map((c, i) => (theirs ? { ...c, compareDeltaNs: theirs[i]!.deltaNs } : c));
+}
+
+interface Variant {
+  object: string;
+  population?: PerPacketOptions['population'];
+}
+
+/**
+ * Every case for every variant (a build and what its table holds): in each
+ * round, per case, the baseline and each variant's program run back to back
+ * in a random order; a variant's delta is its time minus that baseline's.
+ */
+function measure({ repeat, rounds }: { repeat: number; rounds: number }, variants: Variant[]): PerPacketCase[][] {
   const harness = BpfObject.open(HARNESS);
+  const objects: BpfObject[] = [];
   try {
-    const others = population ? populationIps(population.endpoints, population.kind) : [];
-    for (const o of other ? [obj, other] : [obj]) {
-      const table = EndpointTable.of(o.maps);
-      for (const ip of others) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX + 1, redirect: true });
+    for (const v of variants) {
+      const obj = BpfObject.open(v.object);
+      objects.push(obj);
+      const table = EndpointTable.of(obj.maps);
+      for (const ip of v.population ? populationIps(v.population.endpoints, v.population.kind) : []) {
+        table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX + 1, redirect: true });
+      }
       for (const ip of [GUEST4, GUEST6]) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true });
     }
-    const cases = [
-      { program: 'fixup', frame: 'IPv4 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },
-      { program: 'fixup', frame: 'IPv6 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT6, GUEST6).tcp! },
-      { program: 'fixup', frame: 'IPv4 TCP, already addressed to the guest', rewrites: false, pktType: PACKET_OTHERHOST, data: frames(GUEST_MAC, GATEWAY_MAC, CLIENT4, GUEST4).tcp! },
-      { program: 'fixup', frame: 'IPv4 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, '198.18.9.9').tcp! },
-      { program: 'fixup', frame: 'IPv6 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT6, '2001:db8::99').tcp! },
-      { program: 'redirect', frame: 'IPv4 TCP to a guest (redirected)', rewrites: true, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },
-      { program: 'redirect', frame: 'IPv6 TCP to a guest (redirected)', rewrites: true, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT6, GUEST6).tcp! },
-      { program: 'redirect', frame: 'IPv4 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT4, '198.18.9.9').tcp! },
-      { program: 'redirect', frame: 'IPv6 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT6, '2001:db8::99').tcp! },
-    ] as const;
-
     const bench = harness.program('bench');
     const slot = Buffer.alloc(4);
     const fd = (fdNumber: number) => {
@@ -141,42 +152,52 @@ export function perPacket({ repeat, rounds, object = OBJECT_PATH, compare, popul
       return bench.testRun({ data, repeat }).durationNs;
     };
 
-    const samples = new Map<number, { program: number[]; baseline: number[]; delta: number[]; compare: number[] }>();
-    cases.forEach((_, i) => samples.set(i, { program: [], baseline: [], delta: [], compare: [] }));
+    // samples[variant][case]
+    const samples = variants.map(() => CASES.map(() => ({ program: [] as number[], baseline: [] as number[], delta: [] as number[] })));
     for (let round = 0; round < rounds; round++) {
-      for (const i of shuffle([...cases.keys()])) {
-        const c = cases[i]!;
-        const s = samples.get(i)!;
-        // baseline, program (and the other build) back to back, in a random order, and paired
-        const runs = shuffle([
-          ['base', harness.program('pass').fd],
-          ['prog', obj.program(c.program).fd],
-          ...(other ? [['compare', other.program(c.program).fd] as const] : []),
-        ] as Array<readonly [string, number]>);
-        const ns = Object.fromEntries(runs.map(([what, fd]) => [what, time(fd, c.data, c.pktType)]));
-        s.program.push(ns.prog!);
-        s.baseline.push(ns.base!);
-        s.delta.push(ns.prog! - ns.base!);
-        if (other) s.compare.push(ns.compare! - ns.base!);
+      for (const i of shuffle([...CASES.keys()])) {
+        const c = CASES[i]!;
+        const order = shuffle([-1, ...variants.keys()]); // -1: the baseline
+        const ns = new Map(order.map((v) => [v, time(v < 0 ? harness.program('pass').fd : objects[v]!.program(c.program).fd, c.data, c.pktType)]));
+        const base = ns.get(-1)!;
+        variants.forEach((_, v) => {
+          const s = samples[v]![i]!;
+          s.program.push(ns.get(v)!);
+          s.baseline.push(base);
+          s.delta.push(ns.get(v)! - base);
+        });
       }
     }
-    return cases.map((c, i) => {
-      const s = samples.get(i)!;
-      return {
-        program: c.program,
-        frame: c.frame,
-        rewrites: c.rewrites,
-        pktType: c.pktType === PACKET_HOST ? ('host' as const) : ('otherhost' as const),
-        nsPerPacket: median(s.program),
-        baselineNs: median(s.baseline),
-        deltaNs: median(s.delta),
-        spreadNs: [Math.min(...s.delta), Math.max(...s.delta)] as [number, number],
-        ...(other ? { compareDeltaNs: median(s.compare) } : {}),
-      };
-    });
+    return samples.map((perCase) =>
+      CASES.map((c, i) => {
+        const s = perCase[i]!;
+        return {
+          program: c.program,
+          frame: c.frame,
+          rewrites: c.rewrites,
+          pktType: c.pktType === PACKET_HOST ? ('host' as const) : ('otherhost' as const),
+          nsPerPacket: median(s.program),
+          baselineNs: median(s.baseline),
+          deltaNs: median(s.delta),
+          spreadNs: [Math.min(...s.delta), Math.max(...s.delta)] as [number, number],
+        };
+      }),
+    );
   } finally {
     harness.close();
-    other?.close();
-    obj.close();
+    for (const o of objects) o.close();
   }
 }
+
+/** What is measured: each program on frames it rewrites and frames it passes. */
+const CASES = [
+  { program: 'fixup', frame: 'IPv4 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },
+  { program: 'fixup', frame: 'IPv6 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT6, GUEST6).tcp! },
+  { program: 'fixup', frame: 'IPv4 TCP, already addressed to the guest', rewrites: false, pktType: PACKET_OTHERHOST, data: frames(GUEST_MAC, GATEWAY_MAC, CLIENT4, GUEST4).tcp! },
+  { program: 'fixup', frame: 'IPv4 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, '198.18.9.9').tcp! },
+  { program: 'fixup', frame: 'IPv6 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT6, '2001:db8::99').tcp! },
+  { program: 'redirect', frame: 'IPv4 TCP to a guest (redirected)', rewrites: true, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },
+  { program: 'redirect', frame: 'IPv6 TCP to a guest (redirected)', rewrites: true, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT6, GUEST6).tcp! },
+  { program: 'redirect', frame: 'IPv4 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT4, '198.18.9.9').tcp! },
+  { program: 'redirect', frame: 'IPv6 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT6, '2001:db8::99').tcp! },
+] as const;

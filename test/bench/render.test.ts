@@ -249,6 +249,10 @@ test('the report tabulates the per-packet cases at 250 and 1000 guests, with the
   t.regex(md, /Target: every case within 3 ns across the columns; \*\*met\*\* \(widest spread 3\.0 ns\)/);
   r.perPacketAt[3]!.cases[0]!.deltaNs += 1;
   t.regex(report(r, { svg: 'x.svg', json: 'x.json' }), /\*\*missed\*\* by 1 of 2 cases \(widest spread 4\.0 ns\)/);
+  // a run whose columns shared their rounds brings its own two-guest column: that one is shown
+  r.perPacketAt.unshift(at(2, 'random', 0.25));
+  t.regex(report(r, { svg: 'x.svg', json: 'x.json' }), /\| `fixup` \| IPv4 TCP, node MAC \(re-addressed\) \| \+13\.3 \| \+14\.0 \| \+15\.0 \| \+13\.5 \| \+17\.0 \| 3\.8 \|/);
+  r.perPacketAt.shift();
   r.perPacketAt[0]!.cases.pop();
   t.deepEqual(validate(r), ['perPacketAt 250 random: cases missing or not finite']);
 });
