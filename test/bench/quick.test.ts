@@ -61,7 +61,8 @@ test('npm run bench -- --quick: runs end to end, well-formed report, JSON and ch
   t.is(result.targets.length, TARGETS.length);
   t.true(result.targets.every((x) => x.met === null), 'quick runs are not judged');
   t.true(result.perPacket.length >= 9);
-  t.deepEqual(result.perPacketAt?.map((x) => [x.endpoints, x.kind, x.cases.length]), [250, 1000].flatMap((n) => [[n, 'random', result.perPacket.length], [n, 'colliding', result.perPacket.length]]), 'the per-packet cases at 250 and 1000 guests');
+  t.deepEqual(result.perPacketAt?.map((x) => [x.endpoints, x.kind, x.cases.length]), [[2, 'random', result.perPacket.length], ...[250, 1000].flatMap((n) => [[n, 'random', result.perPacket.length], [n, 'colliding', result.perPacket.length]])], 'the per-packet cases with 2, 250 and 1000 guests, in the same rounds');
+  t.true(result.perPacket.every((c) => Number.isFinite(c.compareDeltaNs)), "the previous release's build measured beside this one");
   t.true(result.verification.all, result.verification.failures.join('; '));
   t.true(result.measurements.every((m) => m.evidence.verified));
   for (const id of ['Cb', 'Db'] as const) {
