@@ -38,6 +38,13 @@ export const ELEVATED_METRIC = 512;
 /** Guest RAM: small, so that a migration under software emulation takes about a second. */
 export const MIGRATION_GUEST_MB = 128;
 const MIGRATION_TIMEOUT_MS = 120_000;
+/**
+ * From the migration's end to the guest's first frame on the target: QEMU
+ * asks a virtio-net guest to announce itself (VIRTIO_NET_F_GUEST_ANNOUNCE),
+ * so the gratuitous ARP waits for the guest kernel to run under software
+ * emulation, seconds on a loaded 2-CPU host.
+ */
+const FIRST_FRAME_TIMEOUT_MS = 30_000;
 
 /** A node of the lab as migrations see it: its netns, its address for the other nodes, its CNI fast path. */
 export interface MigrationNode {
@@ -273,10 +280,18 @@ export class Migrations {
       await watch.stop();
       throw new Error(`lab: migration ${done.status}: ${done['error-desc'] ?? ''}`);
     }
+    let timer: NodeJS.Timeout | undefined;
     const active = await Promise.race([
       activation,
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('lab: the guest sent nothing on the target within 10 s')), 10_000)),
-    ]).finally(() => watch.stop());
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          void runState(to.qmpSocket).then((state) => reject(new Error(`lab: the guest sent nothing on the target within ${FIRST_FRAME_TIMEOUT_MS / 1000} s of the migration (target QEMU: ${state})`)));
+        }, FIRST_FRAME_TIMEOUT_MS);
+      }),
+    ]).finally(() => {
+      clearTimeout(timer);
+      return watch.stop();
+    });
     rmSync(sock, { force: true });
     // KubeVirt deletes the source pod; its veth, and the CNI's route with it, go
     await source.kill();
@@ -336,6 +351,21 @@ export class Migrations {
  * Resolves `frame` with the first frame from `mac` that `ifname` receives
  * (tcpdump -c 1, packet-buffered): what the CNI reacts to.
  */
+/** The target QEMU's run state, for an error message. */
+async function runState(qmpSocket: string): Promise<string> {
+  try {
+    const qmp = await Qmp.connect(qmpSocket);
+    try {
+      const r = (await qmp.execute('query-status')) as { status?: string; running?: boolean };
+      return `${r.status ?? 'unknown'}${r.running ? ', running' : ', not running'}`;
+    } finally {
+      qmp.close();
+    }
+  } catch (e) {
+    return `no answer on QMP (${(e as Error).message})`;
+  }
+}
+
 async function firstFrame(
   nsPath: string,
   ifname: string,
