@@ -231,7 +231,10 @@ function copyEndpoints(n: Native, from: BpfMap, obj: BpfObject): Map<number, Buf
 /**
  * Step 3's end: the counts the old programs added between the copy and
  * their replacement (the old maps, no longer written, hold the final ones),
- * added to the new maps' endpoints and global counters.
+ * added to the new maps' endpoints and global counters. The new programs
+ * count already, and user space cannot add to a per-CPU value atomically:
+ * each value is read and written back at once (lookup, then update), and a
+ * frame counted between the two is lost to that counter.
  */
 function addSinceCopy(n: Native, root: string, obj: BpfObject, copy: Copy): void {
   const old = openPinnedMaps(n, root);

@@ -185,7 +185,12 @@ function migrated(t: ExecutionContext, s: Awaited<ReturnType<typeof coveredByOld
     t.is(ep!.gatewayMac.replace(/:/g, ''), before.endpoint.gateway_mac!.toString('hex'));
     t.is(ep!.hostIfindex, before.endpoint.host_ifindex!.readUInt32LE(0));
     t.true(ep!.counters.fixed >= before.endpoint.fixed + 20n, `counters carried over (${before.endpoint.fixed} then, ${ep!.counters.fixed} now)`);
-    t.true(dp.stats().fixed >= ep!.counters.fixed, `the global counters too (${dp.stats().fixed} fixed, the endpoint ${ep!.counters.fixed})`);
+    // Adding what the old maps counted since the copy is a read-modify-write of counters the new
+    // programs already increment (a per-CPU value cannot be added to atomically from user space), so
+    // frames counted inside that window can go uncounted: a few at 200/s when the process is descheduled
+    // there. The global counters must not fall further behind the endpoint's than that.
+    const slack = 10n;
+    t.true(dp.stats().fixed + slack >= ep!.counters.fixed, `the global counters too (${dp.stats().fixed} fixed, the endpoint ${ep!.counters.fixed})`);
   } finally {
     dp.close();
   }
