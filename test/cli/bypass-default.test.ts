@@ -4,8 +4,10 @@
  * real packets, while the guest's unicast IP traffic is bypassed (its
  * counters rise). DHCP from a server on the pod's bridge (KubeVirt's answers
  * on the bridge's address), ARP both ways, IPv6 neighbour discovery and
- * all-nodes multicast, and what captures on tap0, eth0-nic and k6t-eth0 see.
- * The guest's announcements on live migration: test/lifecycle/migration.
+ * all-nodes multicast, the guest's announcements (gratuitous ARP, unsolicited
+ * neighbour advertisement: what a guest sends after a live migration, whose
+ * whole course test/lifecycle/migration runs with the default), and what
+ * captures on tap0, eth0-nic and k6t-eth0 see.
  * A second guest port: test/cli/bypass, test/daemon/bypass.
  */
 import fs from 'node:fs';
@@ -17,6 +19,8 @@ import { BRIDGE_IP, GATEWAY_IP, POD_IF, VM_BRIDGE, VM_NIC, VM_TAP } from '../../
 import { runIn } from '../../lib/lab/exec.js';
 import { bpffsDir } from '../helpers/netns.js';
 import { vmpeer } from '../../lib/testkit/cli.js';
+import { arpRequest, ether, ETH_P_IPV6, internetChecksum, IPPROTO_ICMPV6, ipv6 } from '../../lib/testkit/packets.js';
+import { sendFrames } from '../helpers/frames-io.js';
 
 const PINGS = { count: 10, intervalMs: 20, waitS: 1 };
 /** On the bridge device: every frame it forwards too, not just those for the bridge itself. */
@@ -159,6 +163,7 @@ test('captures with the bypass on: tap0 sees the guest\'s unicast frames both wa
       l.capture(l.node.ns, vm.hostVeth.name, 'icmp'),
     ]);
     t.is((await l.ping(l.client, vm.podIp, PINGS)).received, n);
+    await new Promise((r) => setTimeout(r, 300)); // the last reply written out by every tcpdump before it stops
     const [tap, nic, bridge, host] = await Promise.all(caps.map((c) => c.stop()));
     return { tap: echoes(tap!, vm.podIp, l.client.ip), nic: echoes(nic!, vm.podIp, l.client.ip), bridge: echoes(bridge!, vm.podIp, l.client.ip), host: echoes(host!, vm.podIp, l.client.ip) };
   };
@@ -181,4 +186,43 @@ test('captures with the bypass on: tap0 sees the guest\'s unicast frames both wa
   t.regex(keep.stdout, /bridge kept: --keep-bridge; bridge bypass removed/);
   const kept = await capture();
   t.deepEqual({ ...kept, host: kept.host.replies }, { tap: { requests: n, replies: n }, nic: { requests: n, replies: n }, bridge: { requests: n, replies: n }, host: n }, 'through the bridge');
+});
+
+/** An unsolicited neighbour advertisement (RFC 4861 7.2.6) for `target` at `mac`, to all nodes (ff02::1). */
+function unsolicitedNa(mac: string, target: string): Buffer {
+  const allNodes = Buffer.from('ff020000000000000000000000000001', 'hex');
+  const body = Buffer.alloc(32);
+  body[0] = 136; // neighbour advertisement
+  body[4] = 0x20; // override
+  const packet = ipv6({ src: target, dst: target, nextHeader: IPPROTO_ICMPV6, hopLimit: 255 }, body);
+  allNodes.copy(packet, 24); // the destination (the packet helpers build unicast headers only)
+  packet.copy(body, 8, 8, 24); // the target address: the source's
+  body[24] = 2; // target link-layer address option, 8 bytes
+  body[25] = 1;
+  Buffer.from(mac.split(':').map((x) => parseInt(x, 16))).copy(body, 26);
+  let sum = IPPROTO_ICMPV6 + body.length;
+  for (let i = 8; i < 40; i += 2) sum += packet.readUInt16BE(i);
+  body.writeUInt16BE(internetChecksum(body, sum), 2);
+  body.copy(packet, 40);
+  return ether('33:33:00:00:00:01', mac, ETH_P_IPV6, packet);
+}
+
+test("the guest's announcements (gratuitous ARP, unsolicited NA) reach the node through the bridge with the bypass on", async (t) => {
+  const { l, vm, counters } = await bypassedLab(t, { ipv6: true });
+  const guestLl = await linkLocal(vm.guestNs!.path, POD_IF);
+  const atHost = await l.capture(l.node.ns, vm.hostVeth.name, 'arp or icmp6');
+  const onBridge = await l.capture(vm.podNs, VM_BRIDGE, 'arp or icmp6', PROMISC);
+  const before = await counters();
+  t.is((await l.ping(l.client, vm.podIp, PINGS)).received, PINGS.count);
+  sendFrames({ path: vm.guestNs!.path } as never, POD_IF, [arpRequest(vm.guestMac, vm.podIp, vm.podIp), unsolicitedNa(vm.guestMac, guestLl)]);
+  await new Promise((r) => setTimeout(r, 300));
+  const [host, bridge] = [await atHost.stop(), await onBridge.stop()];
+  const garp = (f: { src: string; dst: string; ethertype: number; data: Buffer }) =>
+    f.src === vm.guestMac && f.dst === 'ff:ff:ff:ff:ff:ff' && f.ethertype === 0x0806 && f.data.subarray(28, 32).equals(f.data.subarray(38, 42));
+  const na = (f: { src: string; dst: string; data: Buffer }) => f.src === vm.guestMac && f.dst === '33:33:00:00:00:01' && f.data[20] === 58 && f.data[54] === 136;
+  t.true(host.some(garp), 'the gratuitous ARP reached the host veth');
+  t.true(host.some(na), 'the unsolicited neighbour advertisement reached the host veth');
+  t.true(bridge.some(garp) && bridge.some(na), 'both through the bridge');
+  const after = await counters();
+  t.true(after.bypassedIn - before.bypassedIn >= PINGS.count && after.bypassedOut - before.bypassedOut >= PINGS.count, 'meanwhile the echoes took the bypass');
 });
