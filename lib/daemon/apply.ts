@@ -14,6 +14,7 @@ import type { Logger } from './log.js';
 import { AMBIGUOUS_MACS, AMBIGUOUS_POLL_MS, type CheckRequest, type Pod } from './pod.js';
 import type { NodeView, PodLook } from './probe.js';
 import { scopeFor } from '../dataplane/pod-instances.js';
+import { bypassUnsafeBecause } from '../dataplane/bridge-path.js';
 
 export interface PodSyncDeps {
   cfg: DaemonConfig;
@@ -107,13 +108,15 @@ export class PodSync {
     }
   }
 
-  /** The guest port to bypass the bridge to, when the bypass is on and the pod allows it. */
+  /** The guest port to bypass the bridge to: the default, but where the bypass is unsafe for the pod (bridge-path.ts). */
   private bypassFor(pod: Pod, port: VmPort): VmPort['guestPort'] {
     if (!this.d.cfg.bypassBridge) return null;
-    if (!port.guestPort && !pod.bypassRefusedLogged) {
-      pod.bypassRefusedLogged = true;
-      this.d.log.warn({ netns: pod.path, bridge: port.bridge, guestPorts: port.guestPorts }, 'bridge bypass: the bridge has more than one guest port; its traffic goes through the bridge');
+    const kept = bypassUnsafeBecause(port);
+    if (kept !== pod.bridgeKeptLogged) {
+      pod.bridgeKeptLogged = kept;
+      if (kept !== null) this.d.log.warn({ netns: pod.path, bridge: port.bridge, guestPorts: port.guestPorts, why: kept }, `keeping the bridge on the path of this pod's guest traffic: the bridge bypass is unsafe here, ${kept}`);
+      else if (pod.kind === 'vm') this.d.log.info({ netns: pod.path, bridge: port.bridge }, 'the bridge bypass is safe for this pod again: its guest traffic skips the bridge');
     }
-    return port.guestPort;
+    return kept === null ? port.guestPort : null;
   }
 }

@@ -14,6 +14,7 @@ import { parseIfname } from '../validate.js';
 import { requirePrivileges, effectiveCapabilities } from '../privileges.js';
 import type { AttachMode } from '../native.js';
 import { BPF_FS_MAGIC, fsType, nearestExisting, NETNS_DIR } from '../paths.js';
+import { BRIDGE_FLAGS_CONTRADICT, BYPASS_BRIDGE_FLAG, KEEP_BRIDGE_FLAG } from '../dataplane/bridge-path.js';
 
 export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:9808';
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -41,7 +42,11 @@ export interface DaemonConfig {
   /** Accelerate: redirect even toward host veths with programs at their tc egress (egress-policy.ts). */
   skipEgressPrograms: boolean;
   mode: 'auto' | AttachMode;
-  /** Take each VM pod's bridge out of its guest's unicast IP traffic (README "Bridge bypass"). */
+  /**
+   * Take each VM pod's bridge out of its guest's unicast IP traffic (README
+   * "Bridge bypass"): the default; false with --keep-bridge. A pod where the
+   * bypass is unsafe keeps its bridge either way (bridge-path.ts).
+   */
   bypassBridge: boolean;
   cleanupOnExit: boolean;
   /** A BPF object other than the shipped one (testing a build). */
@@ -65,6 +70,8 @@ export const ENV = {
   first: 'VMPEER_ACCELERATE_FIRST',
   'skip-egress-programs': 'VMPEER_SKIP_EGRESS_PROGRAMS',
   mode: 'VMPEER_MODE',
+  'keep-bridge': 'VMPEER_KEEP_BRIDGE',
+  /** The opt-in of earlier versions: true asks for the default, false keeps the bridge. */
   'bypass-bridge': 'VMPEER_BYPASS_BRIDGE',
   'cleanup-on-exit': 'VMPEER_CLEANUP_ON_EXIT',
   object: 'VMPEER_OBJECT',
@@ -141,6 +148,13 @@ export function parseConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env):
     const e = env[ENV[key]];
     return e === undefined ? false : parseBool(e, `${ENV[key]}`);
   };
+  /** A boolean that was given (flag or environment), or undefined. */
+  const given = (key: keyof typeof ENV): boolean | undefined => {
+    const f = flags[key];
+    if (typeof f === 'boolean') return f;
+    const e = env[ENV[key]];
+    return e === undefined || e === '' ? undefined : parseBool(e, `${ENV[key]}`);
+  };
 
   const logLevel = (str('log-level') ?? 'info').toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
@@ -162,6 +176,12 @@ export function parseConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env):
   if (!accelerate && skipEgressPrograms) throw new UsageError('--skip-egress-programs goes with --accelerate');
   if (accelerate && hostDevs.length === 0) throw new UsageError('--accelerate needs at least one --host-dev <ifname> (the node interfaces to accelerate)');
 
+  const keepBridge = given(KEEP_BRIDGE_FLAG);
+  const bypassBridge = given(BYPASS_BRIDGE_FLAG);
+  if (keepBridge === true && bypassBridge === true) {
+    throw new UsageError(BRIDGE_FLAGS_CONTRADICT);
+  }
+
   const object = str('object');
   return {
     nodeName: str('node-name') ?? env.HOSTNAME ?? '',
@@ -179,7 +199,7 @@ export function parseConfig(flags: Flags, env: NodeJS.ProcessEnv = process.env):
     first,
     skipEgressPrograms,
     mode,
-    bypassBridge: bool('bypass-bridge'),
+    bypassBridge: !(keepBridge === true || bypassBridge === false),
     cleanupOnExit: bool('cleanup-on-exit'),
     object: object === undefined ? undefined : path.resolve(object),
   };

@@ -31,7 +31,8 @@ export interface Pod {
   /** "program@ifname" → the port's ifindexes when its record was last verified against the kernel. */
   verified: Map<string, string>;
   waitingLogged: boolean;
-  bypassRefusedLogged: boolean;
+  /** Why the bridge bypass is unsafe for this pod, as last logged (null: safe, or nothing logged). */
+  bridgeKeptLogged: string | null;
   /** Guest IPs whose endpoint cannot be written (the table has no slot for them), and why: the pod is uncovered. */
   uncovered: Map<string, string>;
   /** Its bridge learned more than AMBIGUOUS_MACS MACs on a guest port: polled, FDB events ignored. */
@@ -71,7 +72,7 @@ export function newPod(inode: number, path: string, via: 'dir' | 'proc'): Pod {
     hostIfnames: new Set(),
     verified: new Map(),
     waitingLogged: false,
-    bypassRefusedLogged: false,
+    bridgeKeptLogged: null,
     uncovered: new Map(),
     ambiguous: false,
     lastCheckAt: 0,

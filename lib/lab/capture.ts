@@ -81,9 +81,13 @@ export class Capture {
   /**
    * Starts capturing on `ifname` in the netns at `nsPath`; resolves once
    * tcpdump listens. `filter` is a pcap filter expression (default: all).
+   * `promiscuous`: on a bridge device, what it forwards between its ports
+   * too (a promiscuous bridge passes a copy of each frame up,
+   * net/bridge/br_input.c br_handle_frame_finish()); otherwise only frames
+   * for the bridge itself.
    */
-  static start(nsPath: string, ifname: string, filter = '', snapLen = 256): Promise<Capture> {
-    const args = ['-i', ifname, '-p', '-U', '--immediate-mode', '-n', '-s', String(snapLen), '-w', '-'];
+  static start(nsPath: string, ifname: string, filter = '', snapLen = 256, promiscuous = false): Promise<Capture> {
+    const args = ['-i', ifname, ...(promiscuous ? [] : ['-p']), '-U', '--immediate-mode', '-n', '-s', String(snapLen), '-w', '-'];
     if (filter) args.push(filter);
     const child = spawnIn(nsPath, 'tcpdump', args);
     const cap = new Capture(child);

@@ -207,10 +207,11 @@ export class Lab {
   /**
    * Starts a capture on `ifname` in `ns` (e.g. a netns guest's eth0, or the
    * VM pod's tap0); stop() returns the frames. Stopped by destroy() too.
+   * `promiscuous` (a bridge device): also the frames it forwards.
    */
-  async capture(ns: NetnsRef, ifname: string, filter = ''): Promise<Capture> {
+  async capture(ns: NetnsRef, ifname: string, filter = '', options: { promiscuous?: boolean } = {}): Promise<Capture> {
     this.assertAlive();
-    const cap = await Capture.start(ns.path, ifname, filter);
+    const cap = await Capture.start(ns.path, ifname, filter, undefined, options.promiscuous);
     this.captures.add(cap);
     const stop = cap.stop.bind(cap);
     cap.stop = async () => {

@@ -191,9 +191,9 @@ export class BenchLab {
       await this.lab.run(this.vm.podNs, 'sysctl', ['-q', '-w', `net.bridge.bridge-nf-call-iptables=${spec.bridgeNf ? 1 : 0}`]);
       this.state.bridgeNf = spec.bridgeNf;
     }
-    // attach is declarative: attaching again with or without --bypass-bridge adds or removes the bypass
+    // attach is declarative: attaching again without or with --keep-bridge adds or removes the bypass
     if (spec.fixup && (!this.state.fixup || this.state.bypass !== spec.bypass)) {
-      const out = await this.cli(['attach', '--netns', this.vm.podNs.name, ...(spec.bypass ? ['--bypass-bridge'] : [])]);
+      const out = await this.cli(['attach', '--netns', this.vm.podNs.name, ...(spec.bypass ? [] : ['--keep-bridge'])]);
       this.fixupMode ??= /\((tcx|clsact)\)/.exec(out)?.[1] ?? null;
       this.state.fixup = true;
       this.state.bypass = spec.bypass;

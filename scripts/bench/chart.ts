@@ -14,14 +14,14 @@ const W = 980;
 const FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"';
 /** The bars of the ratio panel, in order; the first four carry the target. `light`: dark text on the bar. */
 const PAIRS: Array<{ pair: [PathId, PathId]; color: string; light?: boolean; legend: string }> = [
-  { pair: ['C', 'A'], color: '#1f77b4', legend: 'C/A  VM, CNI fast path + vmpeer fixup ÷ plain pod' },
-  { pair: ['D', 'A'], color: '#2ca02c', legend: 'D/A  VM, vmpeer redirect ÷ plain pod' },
-  { pair: ['Cb', 'A'], color: '#9ecae1', light: true, legend: 'Cb/A  C with --bypass-bridge ÷ plain pod' },
-  { pair: ['Db', 'A'], color: '#a1d99b', light: true, legend: 'Db/A  D with --bypass-bridge ÷ plain pod' },
-  { pair: ['C', 'B'], color: '#ff7f0e', legend: 'C/B  VM, CNI fast path + vmpeer fixup ÷ VM kernel path' },
-  { pair: ['D', 'B'], color: '#9467bd', legend: 'D/B  VM, vmpeer redirect ÷ VM kernel path' },
-  { pair: ['Cb', 'B'], color: '#fdd0a2', light: true, legend: 'Cb/B  C with --bypass-bridge ÷ VM kernel path' },
-  { pair: ['Db', 'B'], color: '#dadaeb', light: true, legend: 'Db/B  D with --bypass-bridge ÷ VM kernel path' },
+  { pair: ['C', 'A'], color: '#1f77b4', legend: 'C/A  VM, CNI fast path + vmpeer fixup, --keep-bridge ÷ plain pod' },
+  { pair: ['D', 'A'], color: '#2ca02c', legend: 'D/A  VM, vmpeer redirect, --keep-bridge ÷ plain pod' },
+  { pair: ['Cb', 'A'], color: '#9ecae1', light: true, legend: 'Cb/A  C, bridge bypassed (default) ÷ plain pod' },
+  { pair: ['Db', 'A'], color: '#a1d99b', light: true, legend: 'Db/A  D, bridge bypassed (default) ÷ plain pod' },
+  { pair: ['C', 'B'], color: '#ff7f0e', legend: 'C/B  VM, CNI fast path + vmpeer fixup, --keep-bridge ÷ VM kernel path' },
+  { pair: ['D', 'B'], color: '#9467bd', legend: 'D/B  VM, vmpeer redirect, --keep-bridge ÷ VM kernel path' },
+  { pair: ['Cb', 'B'], color: '#fdd0a2', light: true, legend: 'Cb/B  C, bridge bypassed (default) ÷ VM kernel path' },
+  { pair: ['Db', 'B'], color: '#dadaeb', light: true, legend: 'Db/B  D, bridge bypassed (default) ÷ VM kernel path' },
 ];
 
 export function esc(s: string): string {

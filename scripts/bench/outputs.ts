@@ -51,8 +51,8 @@ export function writeIndex(r: BenchResult, base: string): void {
     '# Benchmarks',
     '',
     `Latest full run: [results/${base}.md](results/${base}.md) (${r.date.slice(0, 10)}, ${r.machine.cpus} CPUs, Linux ${r.machine.kernel}): ` +
-      `a bridged VM with vmpeer runs at ${figures('C/A', 'D/A')} on the same fast path` +
-      `${bypass ? `; with \`--bypass-bridge\`, at ${figures('Cb/A', 'Db/A')}` : ''} (targets: 0.97).`,
+      (bypass ? `a bridged VM with vmpeer runs at ${figures('Cb/A', 'Db/A')} by default (the bridge bypassed), ` : 'a bridged VM with vmpeer runs ') +
+      `at ${figures('C/A', 'D/A')} with \`--keep-bridge\`, on the same fast path (targets: 0.97).`,
     '',
     `![chart](results/${base}.svg)`,
     '',
@@ -62,7 +62,7 @@ export function writeIndex(r: BenchResult, base: string): void {
     '',
     '## Paths',
     '',
-    "C and D keep the VM pod's bridge on the guest's path, as `vmpeer attach` does by default; Cb and Db take it out with `--bypass-bridge`. The targets (≥ 0.97 of A's request/response rate and throughput) apply to all four.",
+    "Cb and Db are the default: `vmpeer attach` takes the VM pod's bridge out of the guest's unicast IP traffic. C and D keep it on the path (`--keep-bridge`; before the bypass became the default, they were the default paths). The targets (≥ 0.97 of A's request/response rate and throughput) apply to all four.",
     '',
     ...Object.values(PATHS).map((p) => `- **${p.id}**${p.role === 'diagnostic' ? ' (diagnostic)' : ''}: ${p.description}.`),
     '',

@@ -34,7 +34,7 @@ export interface PathSpec {
   /** vmpeer fixup on the VM pod; null: left as it is (paths to the plain pod, which fixup never sees). */
   fixup: boolean | null;
   accelerate: boolean;
-  /** `vmpeer attach --bypass-bridge`: the guest's unicast IP traffic skips the VM pod's bridge (with fixup only). */
+  /** The bridge bypass, `vmpeer attach`'s default: the guest's unicast IP traffic skips the VM pod's bridge (with fixup only); false: `--keep-bridge`. */
   bypass: boolean;
   /** net.bridge.bridge-nf-call-iptables in the VM pod (the kernel's default is 1). */
   bridgeNf: boolean;
@@ -73,8 +73,8 @@ export const PATHS: Record<PathId, PathSpec> = {
     ...base,
     id: 'C',
     role: 'primary',
-    title: 'bridged VM, CNI fast path + vmpeer fixup',
-    description: 'bridged VM behind the CNI-emulated fast path, vmpeer `fixup` on eth0-nic (vmpeer attach --netns)',
+    title: 'bridged VM, CNI fast path + vmpeer fixup, --keep-bridge',
+    description: "bridged VM behind the CNI-emulated fast path, vmpeer `fixup` on eth0-nic with the pod's bridge kept on the path (vmpeer attach --netns --keep-bridge)",
     target: 'vm',
     emulator: true,
     fixup: true,
@@ -85,8 +85,8 @@ export const PATHS: Record<PathId, PathSpec> = {
     ...base,
     id: 'D',
     role: 'primary',
-    title: 'bridged VM, vmpeer redirect (accelerate)',
-    description: 'bridged VM, CNI emulator off, vmpeer `redirect` on the node uplink (vmpeer attach --accelerate) and `fixup`',
+    title: 'bridged VM, vmpeer redirect (accelerate), --keep-bridge',
+    description: "bridged VM, CNI emulator off, vmpeer `redirect` on the node uplink (vmpeer attach --accelerate) and `fixup`, the pod's bridge kept on the path (--keep-bridge)",
     target: 'vm',
     emulator: false,
     fixup: true,
@@ -97,9 +97,9 @@ export const PATHS: Record<PathId, PathSpec> = {
     ...base,
     id: 'Cb',
     role: 'primary',
-    title: 'bridged VM, C + --bypass-bridge',
+    title: 'bridged VM, CNI fast path + vmpeer fixup (the default: bridge bypassed)',
     description:
-      "C with the pod's bridge bypassed (vmpeer attach --netns --bypass-bridge): fixup sends frames for the guest straight to tap0, `from_guest` at tap0 ingress sends the guest's frames for its gateway into the host veth",
+      "the default: C with the pod's bridge bypassed (vmpeer attach --netns): fixup sends frames for the guest straight to tap0, `from_guest` at tap0 ingress sends the guest's frames for its gateway into the host veth",
     target: 'vm',
     emulator: true,
     fixup: true,
@@ -111,8 +111,8 @@ export const PATHS: Record<PathId, PathSpec> = {
     ...base,
     id: 'Db',
     role: 'primary',
-    title: 'bridged VM, D + --bypass-bridge',
-    description: "D with the pod's bridge bypassed (vmpeer attach --netns --bypass-bridge, and --accelerate on the node uplink)",
+    title: 'bridged VM, vmpeer redirect (accelerate; the default: bridge bypassed)',
+    description: "the default with accelerate mode: D with the pod's bridge bypassed (vmpeer attach --netns, and --accelerate on the node uplink)",
     target: 'vm',
     emulator: false,
     fixup: true,

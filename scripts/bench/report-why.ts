@@ -30,16 +30,16 @@ function bridgeWhy(F: Facts): string[] {
   out.push('');
   const cA = F.q('C', 'A', 'rrRate');
   out.push(
-    `On the plain pod (A) the emulator's \`bpf_redirect_peer()\` lands the frame in the pod's \`eth0\` and the pod's TCP stack takes it. On the default VM paths (C, D) the frame lands on \`eth0-nic\`, a port of the pod's bridge \`k6t-eth0\`: ` +
+    `On the plain pod (A) the emulator's \`bpf_redirect_peer()\` lands the frame in the pod's \`eth0\` and the pod's TCP stack takes it. On the VM paths that keep the bridge (C, D: \`--keep-bridge\`) the frame lands on \`eth0-nic\`, a port of the pod's bridge \`k6t-eth0\`: ` +
       'bridge input, bridge netfilter (`br_nf_pre_routing`, `br_nf_forward_ip`, `br_nf_post_routing`: `net.bridge.bridge-nf-call-iptables` is 1 in every new netns on this kernel), forwarding to `tap0`, and one more device hop to the guest. ' +
       'Every reply from the guest crosses the same bridge the other way. None of this is vmpeer\'s doing, and the kernel path (B) pays it too. ' +
-      `By default vmpeer keeps that bridge on the path: C runs at ${fx(cA, 3)}× and D at ${fx(F.q('D', 'A', 'rrRate'), 3)}× the plain pod's request/response rate.`,
+      `With the bridge kept on the path, C runs at ${fx(cA, 3)}× and D at ${fx(F.q('D', 'A', 'rrRate'), 3)}× the plain pod's request/response rate.`,
   );
   out.push('');
   if (F.has('Cb')) {
     out.push(
-      "`vmpeer attach --bypass-bridge` (Cb, Db) takes the bridge out of the guest's unicast IP traffic in both directions: `fixup` sends the frames for the guest from `eth0-nic` straight to `tap0` (`bpf_redirect()`), and `from_guest`, at `tap0` ingress, sends the guest's frames for its gateway straight into the host veth (`bpf_redirect_peer()`), where the CNI's programs (policy) still see them. " +
-        "It skips what the bridge would apply to that traffic: rules in the pod's netns that br_netfilter hands bridged frames to (iptables/nftables; KubeVirt's bridge binding puts none there, yet the hooks cost with no rule loaded, see Cn), and the bridge's FDB learning from unicast frames; `tcpdump -i k6t-eth0` no longer sees it. ARP, DHCP and other broadcast or multicast frames still cross the bridge. It is opt-in for that reason.",
+      "By default `vmpeer attach` (Cb, Db) takes the bridge out of the guest's unicast IP traffic in both directions: `fixup` sends the frames for the guest from `eth0-nic` straight to `tap0` (`bpf_redirect()`), and `from_guest`, at `tap0` ingress, sends the guest's frames for its gateway straight into the host veth (`bpf_redirect_peer()`), where the CNI's programs (policy) still see them. " +
+        "It skips what the bridge would apply to that traffic: rules in the pod's netns that br_netfilter hands bridged frames to (iptables/nftables; KubeVirt's bridge binding puts none there, yet the hooks cost with no rule loaded, see Cn), and the bridge's FDB learning from unicast frames; `tcpdump -i k6t-eth0` no longer sees it. ARP, DHCP, IPv6 neighbour discovery and other broadcast or multicast frames still cross the bridge (each checked in test/cli/bypass-default); a bridge with a second guest port keeps the bridge, and `--keep-bridge` keeps it for every pod.",
     );
     out.push('');
   }

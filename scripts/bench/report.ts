@@ -28,11 +28,11 @@ function summarySection(F: Facts, links: ReportLinks): string[] {
   const missed = r.targets.filter((x) => x.met === false);
   const bypass = F.has('Cb') && F.has('Db');
   out.push(
-    `A bridged KubeVirt VM with vmpeer runs at **${fx(F.q('C', 'A', 'rrRate'))}× (fixup, C) and ${fx(F.q('D', 'A', 'rrRate'))}× (redirect, D) the plain pod's request/response rate** ` +
-      `and **${fx(F.q('C', 'A', 'throughputGbps'))}× / ${fx(F.q('D', 'A', 'throughputGbps'))}× its bulk throughput** on the same fast path (A), with its traffic through the VM pod's bridge (the default)` +
-      (bypass
-        ? `; **with \`--bypass-bridge\`, ${fx(F.q('Cb', 'A', 'rrRate'))}× / ${fx(F.q('Db', 'A', 'rrRate'))}× the plain pod's rate and ${fx(F.q('Cb', 'A', 'throughputGbps'))}× / ${fx(F.q('Db', 'A', 'throughputGbps'))}× its throughput** (Cb, Db). `
-        : '. ') +
+    (bypass
+      ? `By default (the VM pod's bridge bypassed), a bridged KubeVirt VM with vmpeer runs at **${fx(F.q('Cb', 'A', 'rrRate'))}× (fixup, Cb) and ${fx(F.q('Db', 'A', 'rrRate'))}× (redirect, Db) the plain pod's request/response rate** ` +
+        `and **${fx(F.q('Cb', 'A', 'throughputGbps'))}× / ${fx(F.q('Db', 'A', 'throughputGbps'))}× its bulk throughput** on the same fast path (A); `
+      : 'A bridged KubeVirt VM with vmpeer runs ') +
+      `with \`--keep-bridge\` (its traffic through the VM pod's bridge), at ${fx(F.q('C', 'A', 'rrRate'))}× (C) / ${fx(F.q('D', 'A', 'rrRate'))}× (D) the plain pod's rate and ${fx(F.q('C', 'A', 'throughputGbps'))}× / ${fx(F.q('D', 'A', 'throughputGbps'))}× its throughput. ` +
       (r.quick
         ? 'This is a quick run (a smoke test): the targets are not judged.'
         : missed.length === 0
@@ -53,7 +53,7 @@ function summarySection(F: Facts, links: ReportLinks): string[] {
   if (bypass) {
     out.push('');
     out.push(
-      "What separates the default paths from a plain pod is the VM pod's own bridge (with bridge netfilter) in both directions, not vmpeer's programs: `vmpeer attach --bypass-bridge` takes it out of the guest's unicast IP traffic, at the price of what that bridge would apply there (see [why](#why-the-numbers-are-what-they-are)).",
+      "What separates the --keep-bridge paths (C, D) from a plain pod is the VM pod's own bridge (with bridge netfilter) in both directions, not vmpeer's programs: by default `vmpeer attach` takes it out of the guest's unicast IP traffic (Cb, Db), at the price of what that bridge would apply there (see [why](#why-the-numbers-are-what-they-are) and the README's \"Bridge bypass\").",
     );
   }
   out.push('');
@@ -73,7 +73,7 @@ function targetsSection(F: Facts): string[] {
         const x = F.ratio(t.pair[0], t.pair[1], t.metric);
         const every = x ? (t.met ? x.paired.min >= t.min : x.paired.max < t.min) : false;
         const verdict = t.met === null ? '(quick run)' : `${t.met ? 'met' : '**missed**'}${every ? ' in every round' : ` on the median (rounds on both sides of ${t.min})`}`;
-        return [t.name, bypassed(F, t.pair[0]) ? 'bypassed (`--bypass-bridge`)' : 'on the path (default)', `≥ ${t.min}`, ratioCell(x), fx(x?.ofMedians, 3), verdict];
+        return [t.name, bypassed(F, t.pair[0]) ? 'bypassed (the default)' : 'on the path (`--keep-bridge`)', `≥ ${t.min}`, ratioCell(x), fx(x?.ofMedians, 3), verdict];
       }),
       ['---', '---', '---', '---:', '---:', '---'],
     ),
@@ -90,7 +90,7 @@ function targetsSection(F: Facts): string[] {
     );
   }
   out.push('');
-  out.push('Every VM path against the plain pod (A) and against the kernel path (B), for every metric (latency ratios: lower is better; Cb and Db: the bridge bypassed):');
+  out.push('Every VM path against the plain pod (A) and against the kernel path (B), for every metric (latency ratios: lower is better; Cb and Db: the bridge bypassed, the default; C and D: `--keep-bridge`):');
   out.push('');
   const pairs = PRIMARY_PAIRS.filter(([a, b]) => F.has(a) && F.has(b));
   out.push(
@@ -116,7 +116,7 @@ function methodSection(F: Facts): string[] {
   out.push('');
   if (F.has('Cb')) {
     out.push(
-      "With `--bypass-bridge` (Cb, Db), `fixup` sends the guest's frames from `eth0-nic` straight to `tap0` and `from_guest` (at `tap0` ingress) sends the guest's frames for its gateway straight into the `cali…` veth: `k6t-eth0` is off the path of the guest's unicast IP traffic.",
+      "By default (Cb, Db), `fixup` sends the guest's frames from `eth0-nic` straight to `tap0` and `from_guest` (at `tap0` ingress) sends the guest's frames for its gateway straight into the `cali…` veth: `k6t-eth0` is off the path of the guest's unicast IP traffic.",
     );
     out.push('');
   }
@@ -132,7 +132,7 @@ function methodSection(F: Facts): string[] {
         p.description,
         [
           p.emulator ? 'emulator on' : 'emulator off',
-          p.fixup ? `\`vmpeer attach --netns${p.bypass ? ' --bypass-bridge' : ''}\`` : p.extra === 'fixup-no-pkt-type' ? 'fixup variant (in-process loader)' : p.extra === 'fixup-in-process' ? 'shipped fixup (in-process loader)' : p.fixup === null ? 'VM pod left as it is' : 'no fixup',
+          p.fixup ? `\`vmpeer attach --netns${p.bypass ? '' : ' --keep-bridge'}\`` : p.extra === 'fixup-no-pkt-type' ? 'fixup variant (in-process loader)' : p.extra === 'fixup-in-process' ? 'shipped fixup (in-process loader)' : p.fixup === null ? 'VM pod left as it is' : 'no fixup',
           p.accelerate ? '`vmpeer attach --accelerate --host-dev eth0`' : '',
           p.bridgeNf ? '' : 'bridge-nf-call-iptables=0',
           `→ ${p.target === 'vm' ? 'VM guest' : 'plain pod'}`,
@@ -246,16 +246,16 @@ function missedSection(F: Facts): string[] {
     out.push(
       `- **${t.name}: ${fx(t.value, 3)} < ${t.min}.** ` +
         (off
-          ? `${t.metric === 'rrRate' ? 'Each round trip crosses the VM pod bridge twice' : 'Each super-frame crosses the VM pod bridge (with br_netfilter)'}; ${F.has(off) ? `with \`--bypass-bridge\` (${off}) it is ${fx(F.q(off, 'A', t.metric), 3)}` : '`--bypass-bridge` takes it out'}; see [above]${why}.`
+          ? `${t.metric === 'rrRate' ? 'Each round trip crosses the VM pod bridge twice' : 'Each super-frame crosses the VM pod bridge (with br_netfilter)'}; ${F.has(off) ? `with the bridge bypassed, the default (${off}), it is ${fx(F.q(off, 'A', t.metric), 3)}` : 'the default (the bridge bypass) takes it out'}; see [above]${why}.`
           : `The bridge is bypassed; its p50 is ${fx(p50Delta(F, vm, 'A'))} µs above A's, the guest's own device hop; see [above]${why} and below.`),
     );
   }
   out.push('');
   out.push(
-    "The default keeps the VM pod's bridge, and with it what an operator may rely on there (iptables/nftables rules for bridged traffic in the pod's netns, FDB learning, `tcpdump` on `k6t-eth0`): " +
-      `that is the ${pctOf(Math.min(...cost))}–${pctOf(Math.max(...cost))} of request/response rate the default paths (C, D) give up against the plain pod. ` +
-      `\`vmpeer attach --bypass-bridge\` takes the bridge out${F.has('Cb') ? ` (here Cb runs at ${fx(F.q('Cb', 'A', 'rrRate'))}× and Db at ${fx(F.q('Db', 'A', 'rrRate'))}× the plain pod's rate)` : ''} where nothing relies on it for the guest's unicast IP traffic (KubeVirt's bridge binding does not); ` +
-      "where something does, `net.bridge.bridge-nf-call-iptables=0` in the VM pods gets the br_netfilter share back (Cn), if nothing relies on iptables seeing bridged traffic there.",
+    "`--keep-bridge` keeps the VM pod's bridge, and with it what an operator may rely on there (iptables/nftables rules for bridged traffic in the pod's netns, FDB learning, `tcpdump` on `k6t-eth0`): " +
+      `that is the ${pctOf(Math.min(...cost))}–${pctOf(Math.max(...cost))} of request/response rate the --keep-bridge paths (C, D) give up against the plain pod. ` +
+      `By default vmpeer takes the bridge out${F.has('Cb') ? ` (here Cb runs at ${fx(F.q('Cb', 'A', 'rrRate'))}× and Db at ${fx(F.q('Db', 'A', 'rrRate'))}× the plain pod's rate)` : ''} wherever that is safe (KubeVirt's bridge binding relies on the bridge only for broadcast and multicast, which still cross it); ` +
+      "where something relies on it and the bridge is kept, `net.bridge.bridge-nf-call-iptables=0` in the VM pods gets the br_netfilter share back (Cn), if nothing relies on iptables seeing bridged traffic there.",
   );
   if (missed.some((t) => bypassed(F, t.pair[0]))) {
     out.push('');

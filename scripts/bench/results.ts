@@ -52,7 +52,7 @@ export const DIAGNOSTIC_PAIRS: Array<[PathId, PathId]> = [
   ['D', 'C'],
 ];
 export const TARGET_RATIO = 0.97;
-/** Every VM path against the plain pod: by default (through the pod's bridge) and with --bypass-bridge. */
+/** Every VM path against the plain pod: by default (the bridge bypassed: Cb, Db) and with --keep-bridge (C, D). */
 export const TARGETS: Array<{ pair: [PathId, PathId]; metric: MetricId; min: number }> = (['C', 'D', 'Cb', 'Db'] as PathId[]).flatMap((vm) =>
   (['rrRate', 'throughputGbps'] as MetricId[]).map((metric) => ({ pair: [vm, 'A'] as [PathId, PathId], metric, min: TARGET_RATIO })),
 );

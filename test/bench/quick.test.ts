@@ -79,7 +79,8 @@ test('npm run bench -- --quick: runs end to end, well-formed report, JSON and ch
   }
   t.true(md.includes(`](${base}.svg)`), 'the report shows the chart');
   t.notRegex(md, /NaN|undefined|\[object/);
-  t.regex(md, /with `--bypass-bridge`, \d\.\d\d× \/ \d\.\d\d× the plain pod's rate/, 'the summary states the bypass paths');
+  t.regex(md, /By default \(the VM pod's bridge bypassed\), .* runs at \*\*\d\.\d\d× \(fixup, Cb\) and \d\.\d\d× \(redirect, Db\) the plain pod's request\/response rate/, 'the summary states the bypass paths');
+  t.regex(md, /with `--keep-bridge` \(its traffic through the VM pod's bridge\), at \d\.\d\d× \(C\) \/ \d\.\d\d× \(D\) the plain pod's rate/, 'and the paths that keep the bridge');
   for (const pair of ['C/A', 'D/A', 'Cb/A', 'Db/A']) t.true(md.includes(`| ${pair} request/response rate |`), `target ${pair}`);
 
   const svg = fs.readFileSync(path.join(out, `${base}.svg`), 'utf8').trim();

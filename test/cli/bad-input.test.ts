@@ -32,6 +32,7 @@ const cases: Case[] = [
   ['--accelerate without --host-dev', () => ['attach', '--accelerate'], /--accelerate needs --host-dev/],
   ['--accelerate with --netns', (l) => ['attach', '--accelerate', '--host-dev', l.node.uplink.name, '--netns', l.vms[0]!.podNs.name], /--accelerate takes --host-dev, not --netns/],
   ['--host-dev that does not exist', () => ['attach', '--accelerate', '--host-dev', 'nosuchdev0'], /no interface nosuchdev0/],
+  ['--keep-bridge with --bypass-bridge', (l) => ['attach', '--netns', l.vms[0]!.podNs.name, '--keep-bridge', '--bypass-bridge'], /--keep-bridge and --bypass-bridge contradict each other/],
   ['--first without --accelerate', (l) => ['attach', '--netns', l.vms[0]!.podNs.name, '--first'], /--host-dev and --first go with --accelerate/],
   ['--bpffs outside bpffs', (l) => ['attach', '--netns', l.vms[0]!.podNs.name, '--bpffs', '/tmp/vpt-not-bpffs'], /is not on a bpffs mount/],
   ['detach without --netns', () => ['detach'], /detach needs --netns/],

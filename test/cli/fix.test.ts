@@ -42,10 +42,12 @@ test('attach fixes a VM for clients on other nodes and on the same node; detach 
   t.regex(again.stdout, /already attached: .*nothing changed/);
 
   const status = JSON.parse((await vmpeer(node, ['status', '--json', '--bpffs', root])).stdout);
-  t.is(status.attachments.length, 1);
-  t.like(status.attachments[0], { program: 'fixup', hook: 'ingress', ifname: 'eth0-nic', netns: vm.podNs.path });
+  // fixup at the uplink and, the bridge bypass being the default, from_guest at the guest port
+  t.is(status.attachments.length, 2);
+  t.like(status.attachments.find((a: { program: string }) => a.program === 'fixup'), { hook: 'ingress', ifname: 'eth0-nic', netns: vm.podNs.path });
+  t.like(status.attachments.find((a: { program: string }) => a.program === 'from_guest'), { hook: 'ingress', ifname: 'tap0', netns: vm.podNs.path });
   t.is(status.endpoints.length, 1);
-  t.like(status.endpoints[0], { guestIp: vm.podIp, guestMac: vm.guestMac, gatewayMac: 'ee:ee:ee:ee:ee:ee', hostVeth: vm.hostVeth.name });
+  t.like(status.endpoints[0], { guestIp: vm.podIp, guestMac: vm.guestMac, gatewayMac: 'ee:ee:ee:ee:ee:ee', hostVeth: vm.hostVeth.name, bypass: true });
   t.true(status.endpoints[0].counters.fixed >= 2 * PINGS, `frames fixed: ${status.endpoints[0].counters.fixed}`);
 
   const detach = await vmpeer(node, ['detach', '--netns', vm.podNs.name, '--bpffs', root]);

@@ -105,4 +105,7 @@ test('other bad values', (t) => {
   rejects(t, s, ['--accelerate'], /--accelerate needs at least one --host-dev/);
   rejects(t, s, ['--object', '/nonexistent.o'], /--object \/nonexistent\.o does not exist/);
   rejects(t, s, ['--bogus'], /Unknown option '--bogus'/);
+  rejects(t, s, ['--keep-bridge', '--bypass-bridge'], /--keep-bridge and --bypass-bridge contradict each other/);
+  rejects(t, s, [], /--keep-bridge and --bypass-bridge contradict each other/, [], { VMPEER_KEEP_BRIDGE: 'true', VMPEER_BYPASS_BRIDGE: 'true' });
+  rejects(t, s, [], /invalid VMPEER_KEEP_BRIDGE 'maybe': expected true or false/, [], { VMPEER_KEEP_BRIDGE: 'maybe' });
 });

@@ -1,8 +1,9 @@
 /**
- * The daemon with --bypass-bridge: every VM pod gets from_guest at its guest
- * port and an endpoint that asks for the bypass, so its guest is reached with
- * the guest port disabled on the bridge; without the option the bypass goes
- * again, and the bridge is back on the path.
+ * The daemon's bridge bypass, the default: every VM pod gets from_guest at
+ * its guest port and an endpoint that asks for the bypass, so its guest is
+ * reached with the guest port disabled on the bridge; with --keep-bridge the
+ * bypass goes again, and the bridge is back on the path. A pod whose bridge
+ * has a second guest port keeps its bridge, and the daemon says why.
  */
 import test from 'ava';
 import { announce } from '../../lib/lab/dynamic.js';
@@ -13,21 +14,21 @@ import { netnsInode } from '../../lib/dataplane/records.js';
 import { podOfProgram } from '../../lib/dataplane/pod-instances.js';
 import { lab } from '../helpers/lab.js';
 import { bpffsDir } from '../helpers/netns.js';
-import { startDaemon, State } from '../helpers/daemon.js';
+import { startDaemon, State, until } from '../helpers/daemon.js';
 
 const PINGS = { count: 20, intervalMs: 10, waitS: 1 };
 
 const guestPortState = (podNs: string, state: 'disabled' | 'forwarding') =>
   runIn(podNs, 'bridge', ['link', 'set', 'dev', VM_TAP, 'state', state === 'disabled' ? '0' : '3']);
 
-test('--bypass-bridge: from_guest at every guest port, the guests reached past their bridges; taken down when the option goes', async (t) => {
+test('by default: from_guest at every guest port, the guests reached past their bridges; taken down by --keep-bridge', async (t) => {
   const l = await lab(t, { vmPods: 2, plainPods: 0 });
   for (const vm of l.vms) await announce(vm);
   const root = `${bpffsDir(t)}/vmpeer`;
   const base = { nodeNs: l.node.ns.path, root, prefix: `${l.name}-` };
   const n = native();
 
-  const d = startDaemon(t, { ...base, args: ['--bypass-bridge'] });
+  const d = startDaemon(t, { ...base, args: [] });
   await d.ready();
   const state = new State(t, root);
   for (const vm of l.vms) {
@@ -50,7 +51,7 @@ test('--bypass-bridge: from_guest at every guest port, the guests reached past t
   t.true(c.bypassedIn >= BigInt(PINGS.count) && c.bypassedOut >= BigInt(PINGS.count), `in ${c.bypassedIn}, out ${c.bypassedOut}`);
   t.deepEqual(await d.kill('SIGTERM'), { code: 0, signal: null });
 
-  const plain = startDaemon(t, { ...base, args: ['--cleanup-on-exit'] });
+  const plain = startDaemon(t, { ...base, args: ['--cleanup-on-exit'], env: { VMPEER_KEEP_BRIDGE: 'true' } });
   await plain.ready();
   for (const v of l.vms) {
     t.deepEqual(state.hook(v.podNs.path, VM_TAP), [], 'from_guest detached');
@@ -63,4 +64,32 @@ test('--bypass-bridge: from_guest at every guest port, the guests reached past t
   t.is((await l.ping(l.client, vm.podIp, PINGS)).received, PINGS.count, 'fixed through the bridge');
   t.deepEqual(await plain.kill('SIGTERM'), { code: 0, signal: null });
   t.deepEqual(state.pins(), []);
+});
+
+test('a pod whose bridge has a second guest port keeps its bridge, logged; the bypass comes when the port goes', async (t) => {
+  const l = await lab(t, { vmPods: 2, plainPods: 0 });
+  for (const vm of l.vms) await announce(vm);
+  const [two, one] = [l.vms[0]!, l.vms[1]!];
+  await runIn(two.podNs.path, 'ip', ['link', 'add', 'vpt-extra', 'type', 'veth', 'peer', 'name', 'vpt-extra-p']);
+  await runIn(two.podNs.path, 'ip', ['link', 'set', 'vpt-extra', 'master', two.bridge]);
+  const root = `${bpffsDir(t)}/vmpeer`;
+  const d = startDaemon(t, { nodeNs: l.node.ns.path, root, prefix: `${l.name}-` });
+  await d.ready();
+  const state = new State(t, root);
+  const kept = await d.waitLog((x) => x.netns === two.podNs.path && /keeping the bridge/.test(String(x.msg)));
+  t.is(kept.why, `${two.bridge} has 2 guest ports (tap0, vpt-extra)`);
+  t.deepEqual(state.hook(two.podNs.path, VM_TAP), [], 'no from_guest where the bridge stays');
+  t.is(state.dp.endpoint(two.podIp)!.bypass, null);
+  t.truthy(state.dp.endpoint(one.podIp)!.bypass, 'the other pod is bypassed');
+  t.deepEqual(state.hook(one.podNs.path, VM_TAP).map((e) => e.progName), ['from_guest']);
+  t.is((await l.ping(l.client, two.podIp, PINGS)).received, PINGS.count, 'fixed through the bridge');
+
+  await runIn(two.podNs.path, 'ip', ['link', 'del', 'vpt-extra']);
+  await d.waitLog((x) => x.netns === two.podNs.path && /the bridge bypass is safe for this pod again/.test(String(x.msg)), 20_000);
+  await until(() => state.dp.endpoint(two.podIp)!.bypass !== null, 10_000);
+  t.deepEqual(state.hook(two.podNs.path, VM_TAP).map((e) => e.progName), ['from_guest']);
+  await guestPortState(two.podNs.path, 'disabled');
+  t.teardown(() => guestPortState(two.podNs.path, 'forwarding').catch(() => {}));
+  t.is((await l.ping(l.client, two.podIp, PINGS)).received, PINGS.count, 'past the bridge now');
+  t.deepEqual(await d.kill('SIGTERM'), { code: 0, signal: null });
 });

@@ -151,7 +151,7 @@ test('every component renders onto the base, alone and all together, and validat
   }
 });
 
-test('components: host-pid (/proc discovery), uninstall (--cleanup-on-exit) and bypass-bridge', (t) => {
+test('components: host-pid (/proc discovery), uninstall (--cleanup-on-exit) and keep-bridge', (t) => {
   const hostPid = daemonSet(render(DEPLOY, ['components/host-pid']));
   t.notThrows(() => validate(hostPid));
   t.true(hostPid.spec.template.spec.hostPID);
@@ -163,10 +163,11 @@ test('components: host-pid (/proc discovery), uninstall (--cleanup-on-exit) and 
   t.notThrows(() => validate(uninstall));
   t.true(parseConfig(daemonFlags(uninstall.spec.template.spec.containers[0], { NODE_IP: '10.0.0.7' }), {}).cleanupOnExit);
 
-  const bypass = daemonSet(render(DEPLOY, ['components/bypass-bridge']));
-  t.notThrows(() => validate(bypass));
-  t.true(parseConfig(daemonFlags(bypass.spec.template.spec.containers[0], { NODE_IP: '10.0.0.7' }), {}).bypassBridge);
-  t.false(parseConfig(daemonFlags(daemonSet(render(DEPLOY)).spec.template.spec.containers[0], { NODE_IP: '10.0.0.7' }), {}).bypassBridge, 'off in the base');
+  const keep = daemonSet(render(DEPLOY, ['components/keep-bridge']));
+  t.notThrows(() => validate(keep));
+  t.false(parseConfig(daemonFlags(keep.spec.template.spec.containers[0], { NODE_IP: '10.0.0.7' }), {}).bypassBridge, 'keep-bridge: the bridge stays on the path');
+  t.true(parseConfig(daemonFlags(daemonSet(render(DEPLOY)).spec.template.spec.containers[0], { NODE_IP: '10.0.0.7' }), {}).bypassBridge, 'the base bypasses the bridge (the default)');
+  t.false(parseConfig(daemonFlags(daemonSet(render(DEPLOY, components(DEPLOY))).spec.template.spec.containers[0], { NODE_IP: '10.0.0.7' }), {}).bypassBridge, 'all components together: keep-bridge holds');
 });
 
 test('kubectl kustomize renders the same objects as the renderer the tests use', (t) => {

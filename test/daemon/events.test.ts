@@ -56,7 +56,7 @@ test('VM pods added and deleted while the daemon runs: covered within 1 s, clean
   t.true(median(cleanupMs) <= CLEANUP_TARGET_MS, 'the median cleanup meets the 2 s target');
   t.true(state.covered(l.vms[0]!), 'the VM pod that was there all along is still covered');
   t.is(state.dp.endpoints().length, 1);
-  t.is(state.dp.attachments().length, 1);
+  t.deepEqual(state.dp.attachments().map((r) => r.program).sort(), ['fixup', 'from_guest'], 'fixup and from_guest (the default bypass) of that pod only');
 });
 
 test('a guest that changes its MAC is followed; /metrics counts the frames fixed', async (t) => {

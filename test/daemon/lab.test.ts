@@ -53,13 +53,16 @@ test('the daemon covers every VM pod of the node by itself and leaves the plain 
   t.false(state.dp.attachments().some((r) => r.netnsInode === plainInode));
   t.is(state.dp.endpoint(plain.podIp), null);
   t.is(state.dp.endpoints().length, 3);
-  t.is(state.dp.attachments().length, 3);
+  // fixup at each uplink and from_guest at each guest port: the bridge bypass is the default
+  t.is(state.dp.attachments().length, 6);
+  for (const vm of l.vms) t.deepEqual(state.hook(vm.podNs.path, 'tap0').map((e) => e.progName), ['from_guest']);
   // the node side is the CNI's: only the emulator there
   for (const p of [...l.vms, plain]) t.deepEqual(state.hook(l.node.ns.path, p.hostVeth.name).map((e) => e.progName), ['cni_emulator']);
   t.deepEqual(state.hook(l.node.ns.path, l.node.uplink.name).map((e) => e.progName), ['cni_emulator']);
 
   const metrics = (await d.http('/metrics')).body;
   t.is(metric(metrics, 'vmpeer_attachments', { program: 'fixup', mode: 'clsact' }), 3);
+  t.is(metric(metrics, 'vmpeer_attachments', { program: 'from_guest', mode: 'clsact' }), 3);
   t.is(metric(metrics, 'vmpeer_endpoints'), 3);
   t.is(metric(metrics, 'vmpeer_ready'), 1);
   t.is(metric(metrics, 'vmpeer_pods', { state: 'vm' }), 3);
@@ -70,12 +73,13 @@ test('the daemon covers every VM pod of the node by itself and leaves the plain 
   }
 
   // one log line per change, with its reason
-  t.is(d.changes('attach').length, 3);
+  t.is(d.changes('attach').filter((c) => c.program === 'fixup').length, 3);
+  t.is(d.changes('attach').filter((c) => c.program === 'from_guest').length, 3);
   t.is(d.changes('endpoint_add').length, 3);
   t.true(d.changes().every((c) => typeof c.reason === 'string' && c.reason.length > 0));
 
   t.deepEqual(await d.kill('SIGTERM'), { code: 0, signal: null });
   t.deepEqual(state.pins(), [], '--cleanup-on-exit removed every pin and the state directory');
-  for (const vm of l.vms) t.deepEqual(state.hook(vm.podNs.path, 'eth0-nic'), []);
+  for (const vm of l.vms) t.deepEqual([...state.hook(vm.podNs.path, 'eth0-nic'), ...state.hook(vm.podNs.path, 'tap0')], []);
   t.is((await l.ping(l.client, l.vms[0]!.podIp, { count: 10, intervalMs: 10 })).received, 1, 'the fault is back once vmpeer is gone');
 });

@@ -20,8 +20,22 @@ test('defaults', (t) => {
     accelerate: false,
     hostDevs: [],
     mode: 'auto',
+    bypassBridge: true,
     cleanupOnExit: false,
   });
+});
+
+test('the bridge bypass is the default; --keep-bridge (VMPEER_KEEP_BRIDGE) or the old VMPEER_BYPASS_BRIDGE=false keep the bridge', (t) => {
+  t.true(parseConfig({}, {}).bypassBridge);
+  t.true(parseConfig({ 'bypass-bridge': true }, {}).bypassBridge, '--bypass-bridge asks for the default');
+  t.true(parseConfig({}, { VMPEER_BYPASS_BRIDGE: 'true' }).bypassBridge);
+  t.false(parseConfig({ 'keep-bridge': true }, {}).bypassBridge);
+  t.false(parseConfig({}, { VMPEER_KEEP_BRIDGE: 'true' }).bypassBridge);
+  t.false(parseConfig({}, { VMPEER_BYPASS_BRIDGE: 'false' }).bypassBridge, 'an earlier deployment that turned the bypass off explicitly keeps its bridge');
+  t.true(parseConfig({ 'keep-bridge': false }, { VMPEER_KEEP_BRIDGE: 'true' }).bypassBridge, 'the flag over the environment');
+  t.true(parseConfig({}, { VMPEER_KEEP_BRIDGE: 'false' }).bypassBridge);
+  t.throws(() => parseConfig({ 'keep-bridge': true, 'bypass-bridge': true }, {}), { message: /--keep-bridge and --bypass-bridge contradict each other/ });
+  t.throws(() => parseConfig({}, { VMPEER_KEEP_BRIDGE: 'yes', VMPEER_BYPASS_BRIDGE: '1' }), { message: /contradict each other/ });
 });
 
 test('environment, and flags over environment', (t) => {

@@ -22,12 +22,12 @@ import { inodeOf, rebuiltObject, sleep, startDaemon, State } from '../helpers/da
 // VMs (scripts/vmtest sets VMTEST_KERNEL), whose CPUs are about 15x slower
 const RATE_INTERVAL_MS = process.env.VMTEST_KERNEL ? 50 : 5;
 
-function tagsOf(object: string): { fixup: string; redirect: string } {
+function tagsOf(object: string): { fixup: string; redirect: string; from_guest: string } {
   const n = native();
   const obj = n.openObject(object);
   try {
     const tag = (name: string) => fdInfo(obj.programs.find((p) => p.name === name)!.fd).progTag!;
-    return { fixup: tag('fixup'), redirect: tag('redirect') };
+    return { fixup: tag('fixup'), redirect: tag('redirect'), from_guest: tag('from_guest') };
   } finally {
     obj.close();
   }
@@ -47,7 +47,9 @@ test('kill -9, restart (adopt) and upgrade (rebuilt object) under 200 pings/s pe
   await first.ready();
   const state = new State(t, root);
   for (const vm of l.vms) t.true(state.covered(vm));
-  const hooks = () => l.vms.map((vm) => state.hook(vm.podNs.path, 'eth0-nic'));
+  // fixup at each uplink, from_guest at each guest port (the bridge bypass is the default)
+  const ports = l.vms.flatMap((vm) => [{ vm, ifname: 'eth0-nic', program: 'fixup' as const }, { vm, ifname: 'tap0', program: 'from_guest' as const }]);
+  const hooks = () => ports.map((p) => state.hook(p.vm.podNs.path, p.ifname));
   const before = hooks();
   for (const h of before) t.is(h.length, 1);
 
@@ -71,7 +73,8 @@ test('kill -9, restart (adopt) and upgrade (rebuilt object) under 200 pings/s pe
   t.deepEqual(hooks(), before, 'adopted: the same links, nothing detached or added');
   t.is(second.changes().length, 0, `no change made on adoption: ${JSON.stringify(second.changes())}`);
   t.is(second.logs.filter((x) => x.msg.startsWith('adopted fixup')).length, 3);
-  t.is((await second.waitLog((x) => x.msg.startsWith('ready'))).adopted, 3);
+  t.is(second.logs.filter((x) => x.msg.startsWith('adopted from_guest')).length, 3);
+  t.is((await second.waitLog((x) => x.msg.startsWith('ready'))).adopted, 6);
   await sleep(1000);
   t.deepEqual(await second.kill('SIGTERM'), { code: 0, signal: null });
   t.deepEqual(hooks(), before, 'a normal stop leaves the dataplane as it is');
@@ -83,17 +86,18 @@ test('kill -9, restart (adopt) and upgrade (rebuilt object) under 200 pings/s pe
   const after = hooks();
   t.notDeepEqual(tags, tagsOf(OBJECT_PATH), 'the rebuilt object differs');
   const records = state.dp.attachments();
-  t.is(records.length, 3);
+  t.is(records.length, 6);
   for (const [i, h] of after.entries()) {
-    t.is(h.length, 1, 'one fixup at each uplink after the swap');
-    t.is(h[0]!.progName, 'fixup');
+    const { vm, program } = ports[i]!;
+    t.is(h.length, 1, `one ${program} at each ${ports[i]!.ifname} after the swap`);
+    t.is(h[0]!.progName, program);
     t.not(h[0]!.progId, before[i]![0]!.progId, 'a new program');
-    const record = records.find((r) => r.netnsInode === inodeOf(l.vms[i]!.podNs.path))!;
+    const record = records.find((r) => r.netnsInode === inodeOf(vm.podNs.path) && r.program === program)!;
     const info = pinned(native(), record.pin)!;
     t.is(info.linkId, h[0]!.linkId, 'the record names the link at the hook');
-    t.is(info.progTag, tags.fixup, 'running the rebuilt code');
+    t.is(info.progTag, tags[program], 'running the rebuilt code');
   }
-  t.is(third.changes('upgrade').length, 3);
+  t.is(third.changes('upgrade').length, 6);
   t.is(third.changes().filter((c) => c.change !== 'upgrade').length, 0);
   for (const vm of l.vms) t.true(state.covered(vm));
 

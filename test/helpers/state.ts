@@ -67,13 +67,17 @@ export function inodeOf(file: string): number | null {
   }
 }
 
-/** Exactly one vmpeer filter (or link) at the uplink, one record of the pod, its endpoint. */
+/**
+ * Exactly one vmpeer filter (or link) at the uplink and, the bridge bypass
+ * being the default, one at the guest port; one record of each; the endpoint.
+ */
 export function exactlyCovered(t: ExecutionContext, root: string, vm: VmPod, what: string): void {
-  const hook = native().listHook({ netns: vm.podNs.path, ifname: vm.nic.name, hook: 'ingress' });
-  t.deepEqual(hook.map((e) => e.progName), ['fixup'], `${what}: one program at the hook`);
+  const n = native();
+  t.deepEqual(n.listHook({ netns: vm.podNs.path, ifname: vm.nic.name, hook: 'ingress' }).map((e) => e.progName), ['fixup'], `${what}: one program at the hook`);
+  t.deepEqual(n.listHook({ netns: vm.podNs.path, ifname: vm.tap, hook: 'ingress' }).map((e) => e.progName), ['from_guest'], `${what}: one program at the guest port`);
   const state = new State(t, root);
   const inode = inodeOf(vm.podNs.path);
-  t.is(state.dp.attachments().filter((r) => r.netnsInode === inode).length, 1, `${what}: one record`);
+  t.deepEqual(state.dp.attachments().filter((r) => r.netnsInode === inode).map((r) => r.program).sort(), ['fixup', 'from_guest'], `${what}: one record of each`);
   t.true(state.covered(vm), `${what}: the endpoint`);
   state.dp.close();
 }

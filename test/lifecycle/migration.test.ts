@@ -99,10 +99,14 @@ test.serial('a QEMU guest live-migrates between two VM pods on one node: vmpeer 
   // nothing of the source left; counters move on the target
   await until(() => state.dp.attachments().every((r) => r.netnsInode === inodeOf(c.podNs.path)), 5000);
   t.deepEqual(state.dp.endpoints().map((e) => e.guestIp), [ip], 'one endpoint: the guest at the target');
-  t.is(state.dp.attachments().length, 1, 'one attachment: fixup in the target');
-  const before = state.dp.endpoint(ip)!.counters.fixed;
+  // the bridge bypass is the default: fixup and from_guest, both in the target
+  t.deepEqual(state.dp.attachments().map((r) => r.program).sort(), ['fixup', 'from_guest'], 'fixup and from_guest in the target');
+  t.truthy(state.dp.endpoint(ip)!.bypass, 'the target bypasses its bridge');
+  const before = state.dp.endpoint(ip)!.counters;
   t.is((await l.ping(l.client, ip, FAST_PINGS)).received, 10);
-  t.true(state.dp.endpoint(ip)!.counters.fixed > before, "the target's fixup rewrites for the guest");
+  const after = state.dp.endpoint(ip)!.counters;
+  t.true(after.fixed > before.fixed, "the target's fixup rewrites for the guest");
+  t.true(after.bypassedIn > before.bypassedIn && after.bypassedOut > before.bypassedOut, "the guest's traffic goes past the target's bridge");
 
   console.log(
     `lifecycle-fact: migration same-node at ${PPS} pps, lost packets (of which after the CNI moved the route) kernel path client=${kernel.loss.client} (${kernel.loss.afterRoute.client}) pod=${kernel.loss.pod} (${kernel.loss.afterRoute.pod}) ` +
@@ -163,9 +167,12 @@ test.serial('a QEMU guest live-migrates to another node and back: each node’s 
   await until(() => two.state.dp.endpoints().length === 0 && two.state.dp.attachments().length === 0, 5000);
   t.deepEqual(two.state.pins().filter((p) => !p.startsWith('maps/')), [], 'no attachment pins left on the second node');
   t.deepEqual(one.state.dp.endpoints().map((e) => e.guestIp), [ip]);
-  const before = one.state.dp.endpoint(ip)!.counters.fixed;
+  t.truthy(one.state.dp.endpoint(ip)!.bypass, 'the target bypasses its bridge (the default)');
+  const before = one.state.dp.endpoint(ip)!.counters;
   t.is((await l.ping(l.client, ip, FAST_PINGS)).received, 10);
-  t.true(one.state.dp.endpoint(ip)!.counters.fixed > before, "the target's fixup rewrites for the guest");
+  const after = one.state.dp.endpoint(ip)!.counters;
+  t.true(after.fixed > before.fixed, "the target's fixup rewrites for the guest");
+  t.true(after.bypassedIn > before.bypassedIn && after.bypassedOut > before.bypassedOut, "the guest's traffic goes past the target's bridge");
 
   console.log(
     `lifecycle-fact: migration two-node at ${PPS} pps, lost packets (of which after the CNI moved the route) kernel path client=${kernel.loss.client} (${kernel.loss.afterRoute.client}) pod=${kernel.loss.pod} (${kernel.loss.afterRoute.pod}) ` +

@@ -30,7 +30,7 @@ async function setUp(t: ExecutionContext) {
   return { l, pods, d, state };
 }
 
-/** Only this pod's state: one endpoint (its guest's), one fixup attachment, and their pins. */
+/** Only this pod's state: one endpoint (its guest's), fixup and (the bridge bypass being the default) from_guest, and their pins. */
 function onlyState(t: ExecutionContext, state: State, vm: VmPod): void {
   const inode = inodeOf(vm.podNs.path);
   t.deepEqual(
@@ -40,10 +40,10 @@ function onlyState(t: ExecutionContext, state: State, vm: VmPod): void {
   );
   t.deepEqual(
     state.dp.attachments().map((r) => [r.program, r.netnsInode, r.ifname]),
-    [['fixup', inode, vm.nic.name]],
-    'one attachment, in the live pod',
+    [['fixup', inode, vm.nic.name], ['from_guest', inode, vm.tap]],
+    'fixup and from_guest, in the live pod',
   );
-  t.is(state.pins().filter((p) => p.startsWith('links/') || p.startsWith('filters/')).length, 1, 'one attachment pin');
+  t.is(state.pins().filter((p) => p.startsWith('links/') || p.startsWith('filters/')).length, 2, 'one pin per attachment');
 }
 
 test.serial('the guest reboots with the same MAC: the endpoint stays, the fast path works again as soon as it is up', async (t) => {

@@ -116,7 +116,9 @@ function oldEndpoint(root: string, inode: number): Record<string, Buffer> & { fi
 async function coveredByOld(t: ExecutionContext, mode: AttachMode, from: OldLayout = 1) {
   const { l, vm, root } = await oneVmLab(t);
   const base = { nodeNs: l.node.ns.path, root, prefix: `${l.name}-`, args: ['--mode', mode] };
-  const old = startDaemon(t, { ...base, args: [...base.args, '--object', OLD[from].object] });
+  // the older builds kept the pod's bridge (their objects have no pod instances): this build's daemon
+  // migrates their state and then takes the bypass, its default
+  const old = startDaemon(t, { ...base, args: [...base.args, '--keep-bridge', '--object', OLD[from].object] });
   await old.ready();
   const state = new State(t, root);
   const hook = () => ours(state.hook(vm.podNs.path, vm.nic.name));

@@ -12,6 +12,7 @@ import { native, type AttachMode } from '../../native.js';
 import { ACCELERATE_WARNING } from '../../accelerate.js';
 import { conntrackWarning, policyInTheWay, SKIP_EGRESS_FLAG, SKIP_EGRESS_HELP } from '../../dataplane/egress-policy.js';
 import { iproute } from '../../discovery/iproute.js';
+import { BRIDGE_FLAGS_CONTRADICT, bridgeKeptBecause, BYPASS_BRIDGE_FLAG, KEEP_BRIDGE_FLAG, type BridgeChoice } from '../../dataplane/bridge-path.js';
 
 export function parseMode(value: Values[string]): 'auto' | AttachMode {
   if (value === undefined || value === 'auto' || value === 'tcx' || value === 'clsact') return value ?? 'auto';
@@ -22,7 +23,7 @@ export const attachCommand: Command = {
   name: 'attach',
   summary: 'fix a bridged VM pod, or accelerate a host interface',
   help: `Usage:
-  vmpeer attach --netns <name|path> [--dev <ifname>] [--guest-mac <mac>] [--guest-ip <ip> [--trust-guest-ip]] [--bypass-bridge] [--skip-egress-programs] [--mode auto|tcx|clsact]
+  vmpeer attach --netns <name|path> [--dev <ifname>] [--guest-mac <mac>] [--guest-ip <ip> [--trust-guest-ip]] [--keep-bridge] [--skip-egress-programs] [--mode auto|tcx|clsact]
   vmpeer attach --accelerate --host-dev <ifname> [--first] [--skip-egress-programs] [--mode auto|tcx|clsact]
 
 The first form finds the VM interface in the pod's network namespace (the
@@ -31,16 +32,19 @@ guest's endpoint and attaches the fixup program at the uplink port's ingress.
 Attaching twice changes nothing; attaching again with other options changes
 the pod to match them.
 
-With --bypass-bridge, the guest's unicast IP traffic skips the pod's bridge
-in both directions: fixup sends frames for the guest straight to the guest
-port (tap0), and from_guest, at the guest port's ingress, sends the guest's
-frames for its gateway straight into the host veth. It is faster (the pod's
-bridge and bridge netfilter cost a VM about 15 % of a plain pod's
-request/response rate) and skips what that bridge would apply: iptables and
-nftables rules in the pod's netns for bridged traffic (br_netfilter), and the
-bridge's FDB learning from unicast frames. KubeVirt's bridge binding puts no
-such rules there. ARP, DHCP and other broadcast or multicast frames still go
-through the bridge.
+By default the guest's unicast IP traffic skips the pod's bridge in both
+directions (the bridge bypass): fixup sends frames for the guest straight to
+the guest port (tap0), and from_guest, at the guest port's ingress, sends the
+guest's frames for its gateway straight into the host veth. It is faster (the
+pod's bridge and bridge netfilter cost a VM about 15 % of a plain pod's
+request/response rate) and skips what that bridge would apply to those
+frames: iptables and nftables rules in the pod's netns for bridged traffic
+(br_netfilter, bridge family), the bridge's FDB learning from unicast frames,
+and a capture on the bridge device. KubeVirt's bridge binding puts no such
+rules there. ARP, DHCP, IPv6 neighbour discovery and every broadcast or
+multicast frame still go through the bridge. A bridge with more than one
+guest port keeps the bridge on the path (the output says why); --keep-bridge
+keeps it for any pod.
 
 The second form attaches the redirect program (the corrected peer-redirect
 fast path) at the ingress of a host interface of this node. It never
@@ -62,7 +66,9 @@ Options:
                        mode, redirected into it), away from wherever the
                        node's routing sends them: a pod that can make you
                        pass it this flag can take another pod's traffic
-  --bypass-bridge      take the pod's bridge out of the guest's IP traffic
+  --keep-bridge        keep the pod's bridge on the path of the guest's IP
+                       traffic (no bridge bypass)
+  --bypass-bridge      the default; accepted for scripts of earlier versions
   --mode <mode>        tcx (Linux >= 6.6), clsact, or auto (default: clsact in
                        VM pods, tcx on host interfaces where the kernel has it)
   --accelerate         attach redirect to --host-dev instead
@@ -75,7 +81,7 @@ ${COMMON_HELP}
 Examples:
   vmpeer attach --netns cni-1b2c3d4e-0000-1111-2222-333344445555
   vmpeer attach --netns /proc/4242/ns/net --guest-mac 02:00:00:aa:bb:cc
-  vmpeer attach --netns cni-1b2c3d4e-0000-1111-2222-333344445555 --bypass-bridge
+  vmpeer attach --netns cni-1b2c3d4e-0000-1111-2222-333344445555 --keep-bridge
   vmpeer attach --accelerate --host-dev eth0`,
   options: {
     ...commonOptions,
@@ -84,7 +90,8 @@ Examples:
     'guest-mac': { type: 'string' },
     'guest-ip': { type: 'string' },
     'trust-guest-ip': { type: 'boolean' },
-    'bypass-bridge': { type: 'boolean' },
+    [KEEP_BRIDGE_FLAG]: { type: 'boolean' },
+    [BYPASS_BRIDGE_FLAG]: { type: 'boolean' },
     mode: { type: 'string' },
     accelerate: { type: 'boolean' },
     'host-dev': { type: 'string' },
@@ -107,14 +114,15 @@ Examples:
       trustGuestIp: values['trust-guest-ip'] === true,
     };
     if (overrides.trustGuestIp && overrides.guestIp === undefined) throw new UsageError('--trust-guest-ip goes with --guest-ip');
-    const bypass = values['bypass-bridge'] === true;
+    if (values[KEEP_BRIDGE_FLAG] === true && values[BYPASS_BRIDGE_FLAG] === true) {
+      throw new UsageError(BRIDGE_FLAGS_CONTRADICT);
+    }
+    const choice: BridgeChoice = values[KEEP_BRIDGE_FLAG] === true ? 'keep' : 'bypass';
 
     // the node lock is held from discovery to the last record (one transaction)
     const dp = Dataplane.open({ root });
     try {
       const vms = await discoverVmInterfaces(netns, overrides);
-      const lone = vms.find((vm) => bypass && !vm.guestPort);
-      if (lone) throw new UsageError(`--bypass-bridge needs a bridge with one guest port: ${lone.bridge} in ${netns} has ${lone.guestPorts.join(', ')}`);
       for (const c of vms.flatMap((vm) => vm.refused)) {
         io.err(`warning: refused ${c.ip}, which the pod claims (${c.claimedBy}): this node routes it ${c.routedTo ? `to ${c.routedTo}` : 'nowhere'}`);
       }
@@ -128,10 +136,12 @@ Examples:
         }
       }
       for (const vm of vms) {
-        const c = coverVm(dp, vm, await readNetnsId(native(), vm.netns), { mode, bypass, redirect: redirectTo.get(vm.guestIp) });
+        const kept = bridgeKeptBecause(choice, vm);
+        if (kept !== null && choice === 'bypass') io.err(`warning: keeping the bridge ${vm.bridge} on the path of ${vm.guestIp}: the bridge bypass is unsafe there, ${kept}`);
+        const c = coverVm(dp, vm, await readNetnsId(native(), vm.netns), { mode, bypass: kept === null, redirect: redirectTo.get(vm.guestIp) });
         const target = { netns, ifname: vm.uplink.ifname, hook: 'ingress' as const };
         const what = `guest ${vm.guestIp} at ${vm.guestMac} (MAC from ${vm.guestMacFrom}), gateway ${vm.hostVeth.mac} via ${vm.hostVeth.ifname} (ifindex ${vm.hostVeth.ifindex})`;
-        const bridge = c.fromGuest ? `; bridge bypassed: from_guest on ${vm.guestPort!.ifname} (${c.fromGuest.record.mode})` : '';
+        const bridge = c.fromGuest ? `; bridge bypassed: from_guest on ${vm.guestPort!.ifname} (${c.fromGuest.record.mode})` : `; bridge kept: ${kept}`;
         if (!c.changed) {
           io.out(`already attached: fixup on ${describe(target)} (${c.fixup.record.mode}), ${what}${bridge}; nothing changed`);
         } else {

@@ -40,8 +40,11 @@ Options (each also from the environment variable in brackets):
                               and the policy with them [${ENV['skip-egress-programs']}]
   --mode <mode>               tcx (Linux >= 6.6), clsact, or auto (default: clsact in VM
                               pods, tcx on host interfaces where the kernel has it) [${ENV.mode}]
-  --bypass-bridge             take each VM pod's bridge out of its guest's IP traffic
-                              (README "Bridge bypass") [${ENV['bypass-bridge']}]
+  --keep-bridge               keep each VM pod's bridge on the path of its guest's IP
+                              traffic; by default the bridge is bypassed where that is
+                              safe (README "Bridge bypass") [${ENV['keep-bridge']}]
+  --bypass-bridge             the default; accepted for earlier versions' deployments
+                              (${ENV['bypass-bridge']}=false keeps the bridge) [${ENV['bypass-bridge']}]
   --cleanup-on-exit           remove every attachment, endpoint and pin on exit (uninstall) [${ENV['cleanup-on-exit']}]
   --object <file>             a BPF object other than the shipped one [${ENV.object}]
   -h, --help                  show this help
@@ -69,6 +72,7 @@ Examples:
     first: { type: 'boolean' },
     'skip-egress-programs': { type: 'boolean' },
     mode: { type: 'string' },
+    'keep-bridge': { type: 'boolean' },
     'bypass-bridge': { type: 'boolean' },
     'cleanup-on-exit': { type: 'boolean' },
     object: { type: 'string' },

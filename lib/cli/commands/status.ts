@@ -13,6 +13,7 @@ import { lookInto, NodeView } from '../../daemon/probe.js';
 import { NETNS_DIR } from '../../paths.js';
 import { findStale } from '../../dataplane/stale.js';
 import { native } from '../../native.js';
+import { bypassUnsafeBecause, KEEP_BRIDGE_FLAG } from '../../dataplane/bridge-path.js';
 
 export interface StatusReport {
   root: string;
@@ -25,6 +26,8 @@ export interface StatusReport {
     hostIfindex: number;
     redirect: boolean;
     bypass: boolean;
+    /** Why the pod's bridge is on the path of this guest's traffic (null: bypassed): unsafe there, or --keep-bridge. */
+    bridgeKept: string | null;
     netns: string | null;
     /** Whether this node routes the guest IP to the endpoint's host veth (what ownership follows). */
     route: 'agrees' | 'disagrees';
@@ -47,12 +50,13 @@ export interface StatusReport {
 async function scanPods(
   hostVethOwner: (dev: string) => string | null,
   endpointPod: (ip: string) => number | null,
-): Promise<Pick<StatusReport, 'refused' | 'uncovered'>> {
+): Promise<Pick<StatusReport, 'refused' | 'uncovered'> & { unsafe: Map<string, string> }> {
   let names: string[] = [];
+  const unsafe = new Map<string, string>(); // "inode ip" → why the bypass is unsafe for that port
   try {
     names = fs.readdirSync(NETNS_DIR);
   } catch {
-    return { refused: [], uncovered: [] };
+    return { refused: [], uncovered: [], unsafe };
   }
   const node = new NodeView();
   const out: StatusReport['refused'] = [];
@@ -63,6 +67,8 @@ async function scanPods(
       const file = x && path.join(NETNS_DIR, x.n);
       const inode = file && inodeOf(file);
       for (const p of x?.l.ports ?? []) {
+        const why = bypassUnsafeBecause(p);
+        if (why !== null && inode) unsafe.set(`${inode} ${p.guestIp}`, why);
         // a port on standby (a migration target before its route) is listed as REFUSED, not uncovered
         if (!p.standby && p.guestMac !== null && inode && endpointPod(p.guestIp) !== inode) uncovered.push({ netns: file, guestIp: p.guestIp, guestMac: p.guestMac });
       }
@@ -71,7 +77,7 @@ async function scanPods(
       }
     }
   }
-  return { refused: out, uncovered };
+  return { refused: out, uncovered, unsafe };
 }
 
 function inodeOf(file: string): number | null {
@@ -95,7 +101,7 @@ export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusRep
       const ep = endpoints.find((e) => links.get(e.hostIfindex) === dev);
       return ep?.podNetns ? (names.get(ep.podNetns) ?? null) : null;
     };
-    const { refused, uncovered } = await scanPods(ownerOf, (ip) => endpoints.find((e) => e.guestIp === ip)?.podNetns ?? null);
+    const { refused, uncovered, unsafe } = await scanPods(ownerOf, (ip) => endpoints.find((e) => e.guestIp === ip)?.podNetns ?? null);
     return {
       root,
       attachments: dp.attachments().map((r) => ({
@@ -114,6 +120,7 @@ export async function statusReport(root = DEFAULT_BPFFS_ROOT): Promise<StatusRep
         hostIfindex: e.hostIfindex,
         redirect: e.redirect,
         bypass: e.bypass !== null,
+        bridgeKept: e.bypass !== null ? null : (unsafe.get(`${e.podNetns} ${e.guestIp}`) ?? `the bypass is off (--${KEEP_BRIDGE_FLAG})`),
         netns: e.podNetns ? (names.get(e.podNetns) ?? null) : null,
         route: routedDevice(e.guestIp, routes) === links.get(e.hostIfindex) ? ('agrees' as const) : ('disagrees' as const),
         routedTo: routedDevice(e.guestIp, routes),
@@ -146,7 +153,9 @@ export const statusCommand: Command = {
 
 Lists every attachment vmpeer made on this node, every guest endpoint with its
 counters (frames fixed, redirected, passed to the kernel, and with the bridge
-bypass, sent past the pod's bridge to and from the guest), whether this node
+bypass, sent past the pod's bridge to and from the guest), its PATH (the
+bridge bypassed, or kept and why: the bypass is unsafe for that pod, e.g. a
+bridge with more than one guest port, or --keep-bridge), whether this node
 still routes each guest IP to its endpoint's host veth (ROUTE: ownership
 follows the node's routes, never what a pod claims), the guest IPs that pods
 under /var/run/netns claim but the node routes elsewhere (REFUSED), VM guests
@@ -178,7 +187,7 @@ ${COMMON_HELP}`,
     io.out('');
     io.out('ENDPOINTS');
     for (const line of table([
-      ['GUEST IP', 'GUEST MAC', 'HOST VETH', 'ROUTE', 'FIXED', 'REDIRECTED', 'PASSED', 'BYPASSED IN/OUT', 'NETNS'],
+      ['GUEST IP', 'GUEST MAC', 'HOST VETH', 'ROUTE', 'FIXED', 'REDIRECTED', 'PASSED', 'BYPASSED IN/OUT', 'NETNS', 'PATH'],
       ...report.endpoints.map((e) => [
         e.guestIp,
         e.guestMac,
@@ -189,6 +198,7 @@ ${COMMON_HELP}`,
         String(e.counters.passed),
         e.bypass ? `${e.counters.bypassedIn}/${e.counters.bypassedOut}` : '-',
         e.netns ?? '-',
+        e.bridgeKept === null ? 'bridge bypassed' : `bridge kept: ${e.bridgeKept}`,
       ]),
     ])) io.out(line);
     if (report.refused.length > 0) {
