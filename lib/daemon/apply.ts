@@ -15,6 +15,7 @@ import { AMBIGUOUS_MACS, AMBIGUOUS_POLL_MS, type CheckRequest, type Pod } from '
 import type { NodeView, PodLook } from './probe.js';
 import { scopeFor } from '../dataplane/pod-instances.js';
 import { bypassUnsafeBecause } from '../dataplane/bridge-path.js';
+import type { BypassWarmup } from './bypass-warmup.js';
 
 export interface PodSyncDeps {
   cfg: DaemonConfig;
@@ -24,6 +25,8 @@ export interface PodSyncDeps {
   attach: AttachmentSync;
   endpoints: EndpointSync;
   claims: Claims;
+  /** Loads pods' own programs for the bridge bypass ahead of their checks. */
+  warmup: BypassWarmup;
   /** The live VM pod behind a host veth, or holding the endpoint of `ip`. */
   ownerOf: (hostVeth: string | null, ip: string) => Pod | null;
   /** A VM pod is watched by a monitor. */
@@ -76,8 +79,14 @@ export class PodSync {
     this.forget(pod, 'the port is no longer a VM uplink or guest port', look.ports.flatMap((p) => [p.uplink.ifname, ...p.guestPorts]));
     const records = this.d.changes.records().filter((r) => r.netnsInode === pod.inode);
     const routes = await this.d.node.nodeRoutes();
+    let ownInstance = false;
     for (const port of look.ports) {
-      const bypass = this.bypassFor(pod, port);
+      const wanted = this.bypassFor(pod, port);
+      // the pod's own programs not loaded (nor attached before): covered through its bridge now, past it once they are
+      const attachedBefore = wanted !== null && records.some((r) => r.program === 'from_guest' && r.ifname === wanted.ifname);
+      const bypass = wanted !== null && (attachedBefore || this.d.warmup.ready(pod)) ? wanted : null;
+      if (wanted && !bypass) this.d.warmup.want(pod);
+      ownInstance ||= bypass !== null;
       await this.d.attach.ensureAttached('fixup', pod, port, port.uplink.ifname, records, request, scopeFor('fixup', pod.inode, bypass !== null));
       if (pod.gone || this.d.stopping()) return;
       if (bypass) {
@@ -93,6 +102,7 @@ export class PodSync {
       if (conflict && !refused.includes(conflict)) refused.push(conflict);
     }
     claims.update(pod, refused, this.d.ownerOf);
+    if (ownInstance) this.d.warmup.done(pod);
 
     for (const ip of oldIps) {
       if (!look.ports.some((p) => p.guestIp === ip)) this.d.endpoints.deleteEndpointOf(pod, ip, 'the pod no longer has this guest IP');

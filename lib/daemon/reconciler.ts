@@ -45,6 +45,7 @@ import { Slots } from './slots.js';
 import type { NetnsSources } from './sources.js';
 import { PodTracker } from './tracking.js';
 import { Watchers } from './watchers.js';
+import { BypassWarmup } from './bypass-warmup.js';
 
 /**
  * Attachments under way at the same time, each on its own native thread. A
@@ -85,6 +86,7 @@ export class Reconciler {
   private readonly accelerate: Accelerate;
   private readonly attach: AttachmentSync;
   private readonly podSync: PodSync;
+  private readonly warmup: BypassWarmup;
   private readonly checks: PodChecks;
   private readonly watchers: Watchers;
 
@@ -121,6 +123,7 @@ export class Reconciler {
           this.claims.forget(pod.inode);
           this.accelerate.forgetPod(pod);
           this.podSync.forget(pod, reason);
+          this.warmup.done(pod);
         },
       },
       stopping,
@@ -130,6 +133,7 @@ export class Reconciler {
     this.accelerate = new Accelerate({ cfg, dp, native: n, log, changes, tags, selfInode, selfNetns, metrics });
     this.attach = new AttachmentSync({ cfg, dp, native: n, log, changes, tags, attachSlots: new Slots<Pod>(ATTACH_CONCURRENCY), stopping });
     const endpoints = new EndpointSync({ dp, log, changes, podOf: (inode) => pods.get(inode), mayRedirect: (pod, port) => this.accelerate.mayRedirect(pod, port) });
+    this.warmup = new BypassWarmup({ dp, log, recheck: (pod, reason) => this.checks.kick(pod, reason, true), stopping });
     this.podSync = new PodSync({
       cfg,
       log,
@@ -138,6 +142,7 @@ export class Reconciler {
       attach: this.attach,
       endpoints,
       claims: this.claims,
+      warmup: this.warmup,
       ownerOf: (dev, ip) => this.tracker.ownerOf(dev, ip),
       startMonitor: (pod) => this.watchers.startMonitor(pod),
       stopping,
@@ -218,6 +223,7 @@ export class Reconciler {
       // unref: once the runs settle, this timer must not keep the process (SIGTERM) alive 5 s
       new Promise((resolve) => setTimeout(resolve, 5000).unref()),
     ]);
+    this.warmup.close();
     if (!cleanup) {
       this.dp.close();
       return;

@@ -191,6 +191,17 @@ export class Dataplane {
     return this.instances!.program(name, pod);
   }
 
+  /** Whether `pod`'s own instance of the pod programs is loaded (pod-instances.ts). */
+  podInstanceLoaded(pod: number): boolean {
+    return this.instances?.isLoaded(pod) ?? false;
+  }
+
+  /** Loads `pod`'s own instance now (a verifier run per program), kept until the returned function is called. */
+  preloadPodInstance(pod: number): () => void {
+    this.writable();
+    return this.instances!.preload(pod);
+  }
+
   private tagCache: Map<string, ProgramName> | null = null;
 
   /** Which of this object's programs has this tag. */

@@ -74,6 +74,17 @@ export class PodInstances {
     return entry.obj.program(name);
   }
 
+  /** Whether `pod`'s instance is loaded: attaching it costs no verifier run. */
+  isLoaded(pod: number): boolean {
+    return this.loaded.has(pod);
+  }
+
+  /** Loads `pod`'s instance ahead of its attachment (closing none), held until the returned function is called. */
+  preload(pod: number): () => void {
+    if (!this.loaded.has(pod)) this.loaded.set(pod, { obj: loadPodInstance(this.n, this.source, this.maps, pod), busy: 0 });
+    return this.hold(pod);
+  }
+
   /** Keeps `pod`'s instance open until the returned function is called (an attachment under way uses its fd). */
   hold(pod: number): () => void {
     const entry = this.loaded.get(pod);

@@ -1,0 +1,100 @@
+/**
+ * The bridge bypass runs on the pod's own instance of fixup and from_guest
+ * (lib/dataplane/pod-instances.ts): one verifier run per program, about 5 ms
+ * a pod on this project's machines. A daemon starting beside 1000 VM pods
+ * would hold its event loop for seconds before the last pod is covered, so
+ * a pod whose instance is not loaded is covered at once through its bridge
+ * (the shared fixup) and queued here; its instance is loaded between other
+ * work, one pod at a time, and the pod checked again, which then swaps its
+ * fixup in place and adds from_guest.
+ */
+import type { Logger } from './log.js';
+import type { Pod } from './pod.js';
+
+/** Instances loaded and not yet attached by their pod's check, at most. */
+export const MAX_HELD = 8;
+/** A loaded instance is kept this long for its pod's check. */
+export const HOLD_MS = 10_000;
+
+export interface BypassWarmupDeps {
+  dp: { podInstanceLoaded(pod: number): boolean; preloadPodInstance(pod: number): () => void };
+  log: Logger;
+  /** Asks for a check of the pod (its instance is loaded). */
+  recheck: (pod: Pod, reason: string) => void;
+  stopping: () => boolean;
+}
+
+export class BypassWarmup {
+  /** Pods waiting for their instance, in the order they asked. */
+  private readonly waiting = new Map<number, Pod>();
+  private readonly held = new Map<number, { release: () => void; timer: NodeJS.Timeout }>();
+  private scheduled = false;
+
+  constructor(private readonly d: BypassWarmupDeps) {}
+
+  /** Whether the pod's instance is loaded, so that its check can attach it at no cost. */
+  ready(pod: Pod): boolean {
+    return this.d.dp.podInstanceLoaded(pod.inode);
+  }
+
+  /** The pod wants the bypass and its instance is not loaded: loaded soon, then the pod is checked again. */
+  want(pod: Pod): void {
+    if (this.waiting.has(pod.inode) || this.held.has(pod.inode)) return;
+    this.waiting.set(pod.inode, pod);
+    this.schedule();
+  }
+
+  /** The pod's check attached its instance, or the pod went: the instance is no longer held for it. */
+  done(pod: Pod): void {
+    this.waiting.delete(pod.inode);
+    const h = this.held.get(pod.inode);
+    if (!h) return;
+    clearTimeout(h.timer);
+    h.release();
+    this.held.delete(pod.inode);
+    this.schedule();
+  }
+
+  /** Pods waiting or holding an instance (metrics, tests). */
+  get pending(): number {
+    return this.waiting.size + this.held.size;
+  }
+
+  close(): void {
+    for (const h of this.held.values()) {
+      clearTimeout(h.timer);
+      h.release();
+    }
+    this.held.clear();
+    this.waiting.clear();
+  }
+
+  // one load per turn of the event loop: events and checks run in between
+  private schedule(): void {
+    if (this.scheduled || this.waiting.size === 0 || this.held.size >= MAX_HELD || this.d.stopping()) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.loadNext();
+      this.schedule();
+    });
+  }
+
+  private loadNext(): void {
+    const next = this.waiting.entries().next();
+    if (next.done) return;
+    const [inode, pod] = next.value;
+    this.waiting.delete(inode);
+    if (pod.gone || this.d.stopping()) return;
+    try {
+      const release = this.d.dp.preloadPodInstance(inode);
+      const timer = setTimeout(() => this.done(pod), HOLD_MS);
+      timer.unref();
+      this.held.set(inode, { release, timer });
+    } catch (e) {
+      // the check that follows loads it itself, and reports what fails
+      this.d.log.warn({ netns: pod.path, error: (e as Error).message }, "could not load the pod's own programs for the bridge bypass ahead of its check");
+    }
+    this.d.recheck(pod, "the pod's own programs for the bridge bypass are loaded");
+  }
+}
