@@ -28,13 +28,16 @@ export class BypassWarmup {
   /** Pods waiting for their instance, in the order they asked. */
   private readonly waiting = new Map<number, Pod>();
   private readonly held = new Map<number, { release: () => void; timer: NodeJS.Timeout }>();
+  /** Pods whose load failed here: their check loads (and reports) it itself. */
+  private readonly failed = new Set<number>();
+  private readonly onSettled: Array<() => void> = [];
   private scheduled = false;
 
   constructor(private readonly d: BypassWarmupDeps) {}
 
-  /** Whether the pod's instance is loaded, so that its check can attach it at no cost. */
+  /** Whether the pod's check should attach its instance now (loaded, or its load failed here). */
   ready(pod: Pod): boolean {
-    return this.d.dp.podInstanceLoaded(pod.inode);
+    return this.failed.has(pod.inode) || this.d.dp.podInstanceLoaded(pod.inode);
   }
 
   /** The pod wants the bypass and its instance is not loaded: loaded soon, then the pod is checked again. */
@@ -47,17 +50,26 @@ export class BypassWarmup {
   /** The pod's check attached its instance, or the pod went: the instance is no longer held for it. */
   done(pod: Pod): void {
     this.waiting.delete(pod.inode);
+    this.failed.delete(pod.inode);
     const h = this.held.get(pod.inode);
-    if (!h) return;
-    clearTimeout(h.timer);
-    h.release();
-    this.held.delete(pod.inode);
-    this.schedule();
+    if (h) {
+      clearTimeout(h.timer);
+      h.release();
+      this.held.delete(pod.inode);
+      this.schedule();
+    }
+    this.notify();
   }
 
-  /** Pods waiting or holding an instance (metrics, tests). */
+  /** Pods waiting or holding an instance. */
   get pending(): number {
     return this.waiting.size + this.held.size;
+  }
+
+  /** Resolves once no pod waits for its instance and every loaded one went to its pod's check (or timed out). */
+  settled(): Promise<void> {
+    if (this.pending === 0 || this.d.stopping()) return Promise.resolve();
+    return new Promise((resolve) => this.onSettled.push(resolve));
   }
 
   close(): void {
@@ -67,6 +79,12 @@ export class BypassWarmup {
     }
     this.held.clear();
     this.waiting.clear();
+    this.notify();
+  }
+
+  private notify(): void {
+    if (this.pending > 0 && !this.d.stopping()) return;
+    for (const resolve of this.onSettled.splice(0)) resolve();
   }
 
   // one load per turn of the event loop: events and checks run in between
@@ -85,15 +103,16 @@ export class BypassWarmup {
     if (next.done) return;
     const [inode, pod] = next.value;
     this.waiting.delete(inode);
-    if (pod.gone || this.d.stopping()) return;
+    if (pod.gone || this.d.stopping()) return this.notify();
     try {
       const release = this.d.dp.preloadPodInstance(inode);
       const timer = setTimeout(() => this.done(pod), HOLD_MS);
       timer.unref();
       this.held.set(inode, { release, timer });
     } catch (e) {
-      // the check that follows loads it itself, and reports what fails
-      this.d.log.warn({ netns: pod.path, error: (e as Error).message }, "could not load the pod's own programs for the bridge bypass ahead of its check");
+      this.failed.add(inode);
+      this.d.log.warn({ netns: pod.path, error: (e as Error).message }, "could not load the pod's own programs for the bridge bypass ahead of its check: its check tries again");
+      this.notify();
     }
     this.d.recheck(pod, "the pod's own programs for the bridge bypass are loaded");
   }

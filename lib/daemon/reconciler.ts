@@ -248,6 +248,9 @@ export class Reconciler {
         collectGarbage(this.dp, this.pods, this.cfg.netnsDirs, this.changes);
         this.accelerate.ensureRedirects(reason);
         if (!this.readyFlag) {
+          // ready once the pods that want the bridge bypass have it too (they were covered through their bridge meanwhile)
+          await this.warmup.settled();
+          if (this.stopping) return;
           this.readyFlag = true;
           this.metrics?.ready.set(1);
           const vms = [...this.pods.values()].filter((p) => p.kind === 'vm');

@@ -36,6 +36,12 @@ test('by default: from_guest at every guest port, the guests reached past their 
     t.deepEqual(state.dp.endpoint(vm.podIp)!.bypass, { uplinkIfindex: n.ifindex(vm.podNs.path, vm.nic.name), guestIfindex: n.ifindex(vm.podNs.path, VM_TAP) });
   }
   t.is(d.changes('attach').filter((c) => c.program === 'from_guest').length, 2);
+  // covered at once through the bridge (the shared fixup), bypassed once the pod's own programs are loaded
+  // (lib/daemon/bypass-warmup.ts): no pod's first check waits for a verifier run
+  for (const vm of l.vms) {
+    const mine = d.logs.filter((x) => x.netns === vm.podNs.path && x.change !== undefined).map((x) => `${x.change} ${x.program ?? ''}`.trim());
+    t.deepEqual(mine.filter((c) => /fixup|from_guest/.test(c)), ['attach fixup', 'upgrade fixup', 'attach from_guest'], `${vm.podNs.name}: ${mine.join(', ')}`);
+  }
   // each pod runs its own instances, which take the bypass only for that pod's endpoints
   const serves = (vm: (typeof l.vms)[number]) =>
     [...state.hook(vm.podNs.path, vm.nic.name), ...state.hook(vm.podNs.path, VM_TAP)].filter((e) => e.progName === 'fixup' || e.progName === 'from_guest').map((e) => podOfProgram(n, e.progId));
