@@ -61,6 +61,11 @@ export class PodInstances {
   ) {}
 
   program(name: PodProgram, pod: number): Program {
+    return this.entry(pod).obj.program(name);
+  }
+
+  /** `pod`'s instance; loading it closes every other one nothing holds. */
+  private entry(pod: number): { obj: BpfObject; busy: number } {
     let entry = this.loaded.get(pod);
     if (!entry) {
       for (const [other, e] of this.loaded) {
@@ -71,7 +76,7 @@ export class PodInstances {
       entry = { obj: loadPodInstance(this.n, this.source, this.maps, pod), busy: 0 };
       this.loaded.set(pod, entry);
     }
-    return entry.obj.program(name);
+    return entry;
   }
 
   /** Whether `pod`'s instance is loaded: attaching it costs no verifier run. */
@@ -79,10 +84,15 @@ export class PodInstances {
     return this.loaded.has(pod);
   }
 
-  /** Loads `pod`'s instance ahead of its attachment (closing none), held until the returned function is called. */
+  /** Loads `pod`'s instance ahead of its attachment, held until the returned function is called. */
   preload(pod: number): () => void {
-    if (!this.loaded.has(pod)) this.loaded.set(pod, { obj: loadPodInstance(this.n, this.source, this.maps, pod), busy: 0 });
+    this.entry(pod);
     return this.hold(pod);
+  }
+
+  /** Instances loaded now (tests). */
+  get size(): number {
+    return this.loaded.size;
   }
 
   /** Keeps `pod`'s instance open until the returned function is called (an attachment under way uses its fd). */

@@ -171,8 +171,8 @@ function perPacketPanel(r: BenchResult, top: number): { svg: string[]; height: n
   const x = (v: number) => x0 + ((v - min) / (max - min)) * width;
   cases.forEach((c, i) => {
     const yy = top + 46 + i * rowH;
-    out.push(text(20, yy + rowH / 2 + 4, `${c.program}: ${c.frame}`, 'font-size="11.5"'));
-    const color = c.program === 'fixup' ? '#1f77b4' : '#2ca02c';
+    out.push(text(20, yy + rowH / 2 + 4, `${c.program}${c.pod ? ' (pod)' : ''}: ${c.frame}`, 'font-size="11.5"'));
+    const color = { fixup: '#1f77b4', redirect: '#2ca02c', from_guest: '#9467bd' }[c.program];
     const a = x(Math.min(0, c.deltaNs));
     const b = x(Math.max(0, c.deltaNs));
     out.push(`<rect x="${f(a)}" y="${f(yy + 3)}" width="${f(Math.max(1, b - a))}" height="${rowH - 6}" fill="${color}" opacity="${c.rewrites ? 1 : 0.55}"/>`);

@@ -8,6 +8,8 @@ import { BpfObject } from '../../lib/bpf/object.js';
 import { randomBytes } from 'node:crypto';
 import { encodeKey } from '../../lib/dataplane/codec.js';
 import { EndpointTable, unkeyedSlotOf } from '../../lib/dataplane/endpoint-table.js';
+import { PINNED_MAPS } from '../../lib/dataplane/pinned-maps.js';
+import { POD_CONSTANT } from '../../lib/dataplane/pod-instances.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
 import { packageRoot } from '../../lib/native.js';
 import { CLIENT4, CLIENT6, CLIENT_MAC, GATEWAY_MAC, GUEST4, GUEST6, GUEST_MAC, HOST_IFINDEX, HOST_MAC, NODE_MAC } from '../../lib/testkit/addresses.js';
@@ -17,10 +19,14 @@ import { median, shuffle } from './stats.js';
 const HARNESS = path.join(packageRoot, 'dist', 'bpf', 'test', 'bench.bpf.o');
 const HEAD = 64;
 const PACKET_HOST = 0;
+const TC_ACT_UNSPEC = -1;
+const TC_ACT_REDIRECT = 7;
 const PACKET_OTHERHOST = 3;
 
 export interface PerPacketCase {
-  program: 'fixup' | 'redirect';
+  program: 'fixup' | 'redirect' | 'from_guest';
+  /** Measured on a pod's own instance (vmpeer_pod set: the bridge bypass, the default); else the shared program. */
+  pod?: boolean;
   frame: string; // what the frame is
   rewrites: boolean; // the program changes this frame
   pktType: 'host' | 'otherhost'; // how the frame arrives
@@ -33,14 +39,19 @@ export interface PerPacketCase {
 }
 
 /**
- * The per-packet targets (ns over pass-through): a frame the program rewrites,
- * fixup ≤ 20 and redirect ≤ 30 (it also decrements TTL / hop limit); a frame
- * it passes ≤ 10. With 250 and 1000 guests in the table, every case within
+ * The per-packet targets (ns over pass-through): a frame the program rewrites
+ * ≤ 20, one it also sends on itself (redirect, from_guest, and fixup on a
+ * pod's own instance, to the guest port) ≤ 30; a frame it passes ≤ 10. With 250 and 1000 guests in the table, every case within
  * AT_SCALE_SPREAD_NS of its two-guest figure.
  */
-export function perPacketTargetNs(c: Pick<PerPacketCase, 'program' | 'rewrites'>): number {
+export function perPacketTargetNs(c: Pick<PerPacketCase, 'program' | 'rewrites' | 'pod'>): number {
   if (!c.rewrites) return 10;
-  return c.program === 'redirect' ? 30 : 20;
+  return redirects(c) ? 30 : 20;
+}
+
+/** The case sends the frame on itself (a redirect helper): `redirect`, `from_guest`, and fixup on a pod's own instance (to the guest port). */
+export function redirects(c: Pick<PerPacketCase, 'program' | 'rewrites' | 'pod'>): boolean {
+  return c.rewrites && (c.program !== 'fixup' || c.pod === true);
 }
 export const AT_SCALE_SPREAD_NS = 3;
 
@@ -110,7 +121,7 @@ export function populationIps(count: number, kind: 'random' | 'colliding'): stri
 /** The cases for `object`, and for `compare` (another build) in the same rounds: compareDeltaNs. */
 export function perPacket({ repeat, rounds, object = OBJECT_PATH, compare, population }: PerPacketOptions): PerPacketCase[] {
   const [mine, theirs] = measure({ repeat, rounds }, [{ object, population }, ...(compare ? [{ object: compare, population }] : [])]);
-  return mine!.map((c, i) => (theirs ? { ...c, compareDeltaNs: theirs[i]!.deltaNs } : c));
+  return mine!.map((c, i) => (theirs && Number.isFinite(theirs[i]!.deltaNs) ? { ...c, compareDeltaNs: theirs[i]!.deltaNs } : c));
 }
 
 interface Variant {
@@ -119,23 +130,41 @@ interface Variant {
 }
 
 /**
+ * The pod whose instance the `pod` cases run (any nonzero netns inode): the
+ * measured guests' endpoints belong to it and ask for the bypass on the test
+ * run's device (BPF_PROG_TEST_RUN runs on the loopback device, ifindex 1).
+ */
+const BENCH_POD = 4026531999;
+const TEST_RUN_IFINDEX = 1;
+
+/**
  * Every case for every variant (a build and what its table holds): in each
  * round, per case, the baseline and each variant's program run back to back
  * in a random order; a variant's delta is its time minus that baseline's.
  */
 function measure({ repeat, rounds }: { repeat: number; rounds: number }, variants: Variant[]): PerPacketCase[][] {
   const harness = BpfObject.open(HARNESS);
-  const objects: BpfObject[] = [];
+  const objects: BpfObject[] = []; // everything opened, closed at the end
+  const shared: BpfObject[] = []; // each variant's object
   try {
+    const podObjects: Array<BpfObject | null> = [];
     for (const v of variants) {
       const obj = BpfObject.open(v.object);
       objects.push(obj);
+      shared.push(obj);
+      // builds before pod instances have no constant to scope a pod's programs: their `pod` cases are not measured
+      const pod = podInstance(v.object, obj);
+      const scoped = pod !== null;
+      if (pod) objects.push(pod);
+      podObjects.push(pod);
       const table = EndpointTable.of(obj.maps);
       for (const ip of v.population ? populationIps(v.population.endpoints, v.population.kind) : []) {
         table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX + 1, redirect: true });
       }
-      for (const ip of [GUEST4, GUEST6]) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true });
+      const bypass = scoped ? { podNetns: BENCH_POD, bypass: { uplinkIfindex: TEST_RUN_IFINDEX, guestIfindex: TEST_RUN_IFINDEX } } : {};
+      for (const ip of [GUEST4, GUEST6]) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true, ...bypass });
     }
+    const variantObject = (v: number) => shared[v]!;
     const bench = harness.program('bench');
     const slot = Buffer.alloc(4);
     const fd = (fdNumber: number) => {
@@ -143,13 +172,16 @@ function measure({ repeat, rounds }: { repeat: number; rounds: number }, variant
       b.writeUInt32LE(fdNumber);
       return b;
     };
-    const time = (programFd: number, data: Buffer, pktType: number): number => {
+    const time = (programFd: number, data: Buffer, pktType: number, expect?: number): number => {
       harness.map('target').update(slot, fd(programFd));
       const original = Buffer.alloc(HEAD + 8);
       data.copy(original, 0, 0, HEAD);
       original.writeUInt32LE(pktType, HEAD);
       harness.map('original').update(slot, original);
-      return bench.testRun({ data, repeat }).durationNs;
+      const r = bench.testRun({ data, repeat });
+      // what the case is meant to measure is what the program did: redirected, or left to the next program
+      if (expect !== undefined && r.retval >>> 0 !== expect >>> 0) throw new Error(`per-packet: the program returned ${r.retval >> 0}, not ${expect}`);
+      return r.durationNs;
     };
 
     // samples[variant][case]
@@ -157,14 +189,17 @@ function measure({ repeat, rounds }: { repeat: number; rounds: number }, variant
     for (let round = 0; round < rounds; round++) {
       for (const i of shuffle([...CASES.keys()])) {
         const c = CASES[i]!;
-        const order = shuffle([-1, ...variants.keys()]); // -1: the baseline
-        const ns = new Map(order.map((v) => [v, time(v < 0 ? harness.program('pass').fd : objects[v]!.program(c.program).fd, c.data, c.pktType)]));
+        const programOf = (v: number) => ('pod' in c ? podObjects[v]?.program(c.program) : variantObject(v).program(c.program));
+        const order = shuffle([-1, ...variants.keys()].filter((v) => v < 0 || programOf(v))); // -1: the baseline
+        const expect = redirects(c) ? TC_ACT_REDIRECT : TC_ACT_UNSPEC;
+        const ns = new Map(order.map((v) => [v, v < 0 ? time(harness.program('pass').fd, c.data, c.pktType) : time(programOf(v)!.fd, c.data, c.pktType, round === 0 ? expect : undefined)]));
         const base = ns.get(-1)!;
         variants.forEach((_, v) => {
           const s = samples[v]![i]!;
-          s.program.push(ns.get(v)!);
+          const t = ns.get(v) ?? NaN;
+          s.program.push(t);
           s.baseline.push(base);
-          s.delta.push(ns.get(v)! - base);
+          s.delta.push(t - base);
         });
       }
     }
@@ -173,6 +208,7 @@ function measure({ repeat, rounds }: { repeat: number; rounds: number }, variant
         const s = perCase[i]!;
         return {
           program: c.program,
+          ...('pod' in c ? { pod: true } : {}),
           frame: c.frame,
           rewrites: c.rewrites,
           pktType: c.pktType === PACKET_HOST ? ('host' as const) : ('otherhost' as const),
@@ -189,6 +225,16 @@ function measure({ repeat, rounds }: { repeat: number; rounds: number }, variant
   }
 }
 
+/** `object` loaded as BENCH_POD's own instance on `shared`'s maps; null for a build without pod instances. */
+function podInstance(object: string, shared: BpfObject): BpfObject | null {
+  if (!shared.programs.has('from_guest')) return null;
+  try {
+    return BpfObject.open(object, { programs: ['fixup', 'from_guest'], constants: { [POD_CONSTANT]: BENCH_POD }, reuseMaps: Object.fromEntries(PINNED_MAPS.map((m) => [m, shared.maps.get(m)!.fd])) });
+  } catch {
+    return null; // no such constant, or maps of another shape
+  }
+}
+
 /** What is measured: each program on frames it rewrites and frames it passes. */
 const CASES = [
   { program: 'fixup', frame: 'IPv4 TCP, node MAC (re-addressed)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },
@@ -196,6 +242,10 @@ const CASES = [
   { program: 'fixup', frame: 'IPv4 TCP, already addressed to the guest', rewrites: false, pktType: PACKET_OTHERHOST, data: frames(GUEST_MAC, GATEWAY_MAC, CLIENT4, GUEST4).tcp! },
   { program: 'fixup', frame: 'IPv4 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, '198.18.9.9').tcp! },
   { program: 'fixup', frame: 'IPv6 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT6, '2001:db8::99').tcp! },
+  // the default path: the pod's own instance, with the bridge bypass
+  { program: 'fixup', pod: true, frame: 'IPv4 TCP, node MAC (re-addressed, to tap0)', rewrites: true, pktType: PACKET_HOST, data: frames(NODE_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },
+  { program: 'from_guest', pod: true, frame: 'IPv4 TCP, guest to gateway (to the host veth)', rewrites: true, pktType: PACKET_OTHERHOST, data: frames(GATEWAY_MAC, GUEST_MAC, GUEST4, CLIENT4).tcp! },
+  { program: 'from_guest', pod: true, frame: 'IPv6 TCP, guest to gateway (to the host veth)', rewrites: true, pktType: PACKET_OTHERHOST, data: frames(GATEWAY_MAC, GUEST_MAC, GUEST6, CLIENT6).tcp! },
   { program: 'redirect', frame: 'IPv4 TCP to a guest (redirected)', rewrites: true, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT4, GUEST4).tcp! },
   { program: 'redirect', frame: 'IPv6 TCP to a guest (redirected)', rewrites: true, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT6, GUEST6).tcp! },
   { program: 'redirect', frame: 'IPv4 TCP, unknown destination', rewrites: false, pktType: PACKET_HOST, data: frames(HOST_MAC, CLIENT_MAC, CLIENT4, '198.18.9.9').tcp! },

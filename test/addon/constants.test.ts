@@ -8,6 +8,9 @@ import fs from 'node:fs';
 import test from 'ava';
 import { fdInfo } from '../../lib/bpf/fdinfo.js';
 import { PINNED_MAPS } from '../../lib/dataplane/pinned-maps.js';
+import { BpfObject } from '../../lib/bpf/object.js';
+import { PodInstances } from '../../lib/dataplane/pod-instances.js';
+import { native } from '../../lib/native.js';
 import { bpffsDir } from '../helpers/netns.js';
 import { OBJECT_PATH, addon, map, openObject, program, throwsNative } from './common.js';
 
@@ -54,4 +57,24 @@ test('a constant the object lacks, or bad options, are refused before anything l
   throwsNative(t, () => addon.openObject(OBJECT_PATH, { constants: { vmpeer_pod: -1 } }), { typeError: true });
   throwsNative(t, () => addon.openObject(OBJECT_PATH, { programs: 'fixup' as unknown as string[] }), { typeError: true });
   throwsNative(t, () => addon.openObject(OBJECT_PATH, { reuseMaps: { endpoints: 'x' as unknown as number } }), { typeError: true });
+});
+
+test('PodInstances: a load closes the instances nothing holds, held ones stay (a preload for the bridge bypass keeps its own)', (t) => {
+  const shared = BpfObject.open(OBJECT_PATH);
+  const instances = new PodInstances(native(), fs.readFileSync(OBJECT_PATH), shared.maps);
+  t.teardown(() => {
+    instances.close();
+    shared.close();
+  });
+  const release = instances.preload(POD);
+  t.true(instances.isLoaded(POD));
+  instances.preload(POD + 1)(); // loaded, then released at once
+  t.is(instances.size, 2, 'the held one is kept');
+  release();
+  instances.preload(POD + 2);
+  t.is(instances.size, 1, 'loading one closed the two nothing held');
+  t.false(instances.isLoaded(POD));
+  t.deepEqual(addon.progConstants(instances.program('fixup', POD + 2).fd), { vmpeer_pod: POD + 2 });
+  for (let i = 0; i < 20; i++) instances.preload(POD + 10 + i)();
+  t.is(instances.size, 2, 'preloads one after another leave one instance (and the held one)');
 });
