@@ -87,13 +87,22 @@ export async function stopDaemon(r: Running): Promise<void> {
 export class Coverage {
   constructor(private readonly dp: Dataplane) {}
 
-  covered(vms: BenchVm[]): BenchVm[] {
-    const attached = new Set(
+  private fixups(): Set<string> {
+    return new Set(
       this.dp
         .attachments()
         .filter((r) => r.program === 'fixup')
         .map((r) => `${r.netnsInode}/${r.ifname}`),
     );
+  }
+
+  /** fixup is attached at the pod's uplink (its guest may not have shown its MAC yet). */
+  attached(vm: BenchVm): boolean {
+    return this.fixups().has(`${vm.inode}/${VM_NIC}`);
+  }
+
+  covered(vms: BenchVm[]): BenchVm[] {
+    const attached = this.fixups();
     return vms.filter((vm) => {
       if (!attached.has(`${vm.inode}/${VM_NIC}`)) return false;
       const ep = this.dp.endpoint(vm.podIp);
