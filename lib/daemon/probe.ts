@@ -63,8 +63,9 @@ export class NodeView {
       fdb: (netns: string | undefined, bridge: string) => (netns === podNetns ? Promise.resolve(pod.fdb(bridge)) : iproute.fdb(netns, bridge)),
       neighbours: async (netns: string | undefined, dev: string) =>
         netns === undefined ? (await this.nodeNeighbours()).filter((n) => n.dev === dev) : iproute.neighbours(netns, dev),
+      // all of them: the same array for every pod checked with this reading, which ownership.ts indexes once
       routes: async (netns: string | undefined, dev?: string) =>
-        netns === undefined ? (await this.nodeRoutes()).filter((r) => dev === undefined || r.dev === dev) : iproute.routes(netns, dev),
+        netns === undefined ? (dev === undefined ? this.nodeRoutes() : (await this.nodeRoutes()).filter((r) => r.dev === dev)) : iproute.routes(netns, dev),
     };
   }
 }

@@ -328,8 +328,9 @@ export class Dataplane {
     this.links.removeRecord(...a);
   }
 
-  attachments(): AttachmentRecord[] {
-    return this.links.attachments();
+  /** vmpeer's attachment records: all, or those of the netns with this inode. */
+  attachments(netnsInode?: number): AttachmentRecord[] {
+    return this.links.attachments(netnsInode);
   }
 }
 

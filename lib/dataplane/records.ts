@@ -45,12 +45,21 @@ export interface NetnsId {
   cookie: bigint | null;
 }
 
-/** The records under a state root (names vmpeer did not make are not records, and are left alone). */
-export function listRecords(root: string): AttachmentRecord[] {
+/** The records under a state root (names vmpeer did not make are not records, and are left alone); those of one netns inode. */
+export function listRecords(root: string, netnsInode?: number): AttachmentRecord[] {
+  // `_ns<inode>` then `c<cookie>` or `_`: only those names are parsed (a node has one record per pod)
+  const tag = netnsInode === undefined ? null : `_ns${netnsInode}`;
+  const ofNetns = (name: string) => {
+    if (tag === null) return true;
+    const i = name.indexOf(tag);
+    const next = i < 0 ? '' : name[i + tag.length];
+    return next === 'c' || next === '_';
+  };
   return (['links', 'filters'] as const).flatMap((dir) =>
     readdirOrNone(path.join(root, dir)).flatMap((name) => {
+      if (!ofNetns(name)) return [];
       const r = parseRecordName(name);
-      return r ? [{ ...r, mode: dir === 'links' ? ('tcx' as const) : ('clsact' as const), pin: path.join(root, dir, name) }] : [];
+      return r && (netnsInode === undefined || r.netnsInode === netnsInode) ? [{ ...r, mode: dir === 'links' ? ('tcx' as const) : ('clsact' as const), pin: path.join(root, dir, name) }] : [];
     }),
   );
 }

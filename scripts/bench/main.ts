@@ -9,6 +9,7 @@
  *   --control-plane   add the control-plane benchmark (scripts/bench/control-plane.ts, about 8 minutes)
  *   --control-plane-only   only that benchmark: its JSON and report section into --out (default: a new temp dir)
  *   --pods <n,...>    the control-plane benchmark's VM pod populations (default 100,1000; --quick: 100)
+ *   VMPEER_BENCH_DAEMON_NODE_ARGS='--cpu-prof --cpu-prof-dir=<dir>'   profiles the daemons it starts
  *   --rounds <n>, --cpu <n>, --no-profile
  *
  * Needs root (network namespaces, BPF), sockperf and iperf3 (scripts/bootstrap
