@@ -22,7 +22,7 @@ export const ENDPOINT_CACHE_MS = 250;
 export interface MetricsSource {
   endpoints(): EndpointSample[];
   stats(): Stats;
-  attachments(): Array<{ program: string; mode: string }>;
+  attachments(): Array<{ program: string; mode: string; count: number }>;
   pods(): { vm: number; waiting: number; uncovered: number; plain: number };
 }
 
@@ -70,7 +70,7 @@ export class DaemonMetrics {
       registers,
       collect() {
         this.reset();
-        for (const a of source.attachments()) this.inc({ program: a.program, mode: a.mode });
+        for (const a of source.attachments()) this.inc({ program: a.program, mode: a.mode }, a.count);
       },
     });
     new Gauge({

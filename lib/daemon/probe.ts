@@ -23,12 +23,25 @@ export class NodeView {
   private neighbours?: Cached<Neighbour[]>;
   private routes?: Cached<Route[]>;
 
-  /** How long a reading is reused when no event said it changed. */
-  constructor(private readonly maxAgeMs = 1000) {}
+  /**
+   * How long a reading is reused when no event said it changed. The node
+   * monitor's events invalidate a reading, and a full resync starts from
+   * fresh ones (invalidateAll), so this is only a bound on trusting them: on a
+   * node of 1000 pods a reading of its links or neighbours is thousands of
+   * entries, which the check of a new guest's first frame must not wait for.
+   */
+  constructor(private readonly maxAgeMs = 30_000) {}
 
   /** A netlink event in the node: the next reading of that kind is fresh. */
   invalidate(kind: 'link' | 'neigh' | 'route'): void {
     this.generation[kind]++;
+  }
+
+  /** Every reading is fresh next time (a full resync; node events were lost). */
+  invalidateAll(): void {
+    this.invalidate('link');
+    this.invalidate('neigh');
+    this.invalidate('route');
   }
 
   private cached<T>(slot: Cached<T> | undefined, generation: number, load: () => Promise<T>): Cached<T> {

@@ -36,7 +36,10 @@ export class Watchers {
   startNodeMonitor(): Promise<void> {
     this.nodeMonitor = new Monitor({
       onEvent: (e) => this.onNodeEvent(e),
-      onEventsLost: () => void this.d.fullResync('node netlink events were lost'),
+      onEventsLost: () => {
+        this.d.node.invalidateAll();
+        void this.d.fullResync('node netlink events were lost');
+      },
       onExit: (code, stderr) => {
         if (this.d.stopping()) return;
         this.d.log.error({ code, stderr }, 'the node netlink monitor ended; restarting it in 1 s');
