@@ -7,7 +7,15 @@
  * its five lines are plain concatenation. Same names, help, labels and
  * format as the counters they replace.
  */
-import type { EndpointSample } from './metrics.js';
+import type { EndpointCounters } from '../dataplane/codec.js';
+
+export interface EndpointSample extends EndpointCounters {
+  guestIp: string;
+  ifname: string;
+  hostIfname: string;
+  /** Accelerate mode may peer-redirect to it (VMPEER_EP_REDIRECT). */
+  redirect: boolean;
+}
 
 interface Family {
   name: string;

@@ -5,16 +5,10 @@
  * when scraped, so they survive daemon restarts like the data path does.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { EndpointCounters, Stats } from '../dataplane/codec.js';
-import { endpointMetricsText } from './endpoint-metrics.js';
+import type { Stats } from '../dataplane/codec.js';
+import { endpointMetricsText, type EndpointSample } from './endpoint-metrics.js';
 
-export interface EndpointSample extends EndpointCounters {
-  guestIp: string;
-  ifname: string;
-  hostIfname: string;
-  /** Accelerate mode may peer-redirect to it (VMPEER_EP_REDIRECT). */
-  redirect: boolean;
-}
+export type { EndpointSample } from './endpoint-metrics.js';
 
 /** A scrape reads the endpoint table once, and scrapes within this reuse that reading. */
 export const ENDPOINT_CACHE_MS = 250;
