@@ -6,7 +6,7 @@
  * same time, and read again after a netlink event in the node says it changed.
  */
 import { iproute, readNetns, type IpRoute, type Link, type Neighbour, type NetnsSnapshot, type Route } from '../discovery/iproute.js';
-import { ClaimRefusedError, discoverVmPorts, isPodDevice, NotAVmPodError, type VmPort } from '../discovery/vm-pod.js';
+import { ClaimRefusedError, discoverVmPorts, isPodDevice, NotAVmPodError, peerInNode, type VmPort } from '../discovery/vm-pod.js';
 import type { RefusedClaim } from '../discovery/ownership.js';
 
 interface Cached<T> {
@@ -54,8 +54,39 @@ export class NodeView {
   }
 
   nodeLinks(): Promise<Link[]> {
-    this.links = this.cached(this.links, this.generation.link, async () => (await readNetns(undefined)).links);
+    this.links = this.cached(this.links, this.generation.link, async () => {
+      const links = (await readNetns(undefined)).links;
+      this.linkIndexes = new Set(links.map((l) => l.ifindex));
+      return links;
+    });
     return this.links.value;
+  }
+
+  /** The ifindexes of the last reading of the node's links. */
+  private linkIndexes: Set<number> | null = null;
+
+  /**
+   * A link event in the node. One about an interface the last reading does
+   * not have (a new pod's veth, on a node where pods come and go all the time)
+   * changes nothing in that reading: a pod whose devices lead to it reads the
+   * links again (nodeLinksFor). Any other makes the next reading fresh.
+   */
+  linkEvent(ifindex: number, deleted: boolean): void {
+    if (!deleted && this.linkIndexes && !this.linkIndexes.has(ifindex)) return;
+    this.invalidate('link');
+  }
+
+  /**
+   * The node's links, read again when none of the pod's bridge ports has its
+   * peer in the reading (what discovery looks for: peerInNode), i.e. the
+   * pod's host veth appeared after it.
+   */
+  private async nodeLinksFor(podLinks: Link[]): Promise<Link[]> {
+    const links = await this.nodeLinks();
+    const ports = podLinks.filter((l) => l.master && isPodDevice(l) && l.link_netnsid !== undefined);
+    if (ports.length === 0 || ports.some((l) => peerInNode(l, links))) return links;
+    this.invalidate('link');
+    return this.nodeLinks();
   }
 
   nodeNeighbours(): Promise<Neighbour[]> {
@@ -71,7 +102,7 @@ export class NodeView {
   /** An IpRoute for discovery in one pod: node readings from here, the pod's as already read. */
   ipRouteFor(podNetns: string, pod: NetnsSnapshot): IpRoute {
     return {
-      links: (netns?: string) => (netns === undefined ? this.nodeLinks() : netns === podNetns ? Promise.resolve(pod.links) : iproute.links(netns)),
+      links: (netns?: string) => (netns === undefined ? this.nodeLinksFor(pod.links) : netns === podNetns ? Promise.resolve(pod.links) : iproute.links(netns)),
       addresses: (netns?: string) => (netns === podNetns ? Promise.resolve(pod.addresses) : iproute.addresses(netns)),
       fdb: (netns: string | undefined, bridge: string) => (netns === podNetns ? Promise.resolve(pod.fdb(bridge)) : iproute.fdb(netns, bridge)),
       neighbours: async (netns: string | undefined, dev: string) =>

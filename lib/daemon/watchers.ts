@@ -87,7 +87,7 @@ export class Watchers {
     const { cfg, node, pods, kick } = this.d;
     if (this.d.stopping()) return;
     if (e.kind === 'link') {
-      node.invalidate('link');
+      node.linkEvent(e.ifindex, e.deleted);
       const owners = [...pods.values()].filter((p) => p.peers.has(e.ifindex) || p.hostIfnames.has(e.ifname));
       for (const p of owners) kick(p, `host veth ${e.ifname} ${e.deleted ? 'removed' : 'changed'}`);
       if (owners.length === 0 && !e.deleted) {

@@ -170,7 +170,7 @@ async function discover(netns: string, overrides: Overrides, ip: IpRoute, tolera
 }
 
 /** The node-side end (veth, netkit primary) whose peer is `port`: ifindexes point at each other, kinds agree. */
-function peerInNode(port: Link, nodeLinks: Link[]): Link | undefined {
+export function peerInNode(port: Link, nodeLinks: Link[]): Link | undefined {
   const kind = port.linkinfo?.info_kind;
   return nodeLinks.find((n) => n.ifindex === port.link_index && n.linkinfo?.info_kind === kind && n.link_index === port.ifindex);
 }
