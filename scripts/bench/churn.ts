@@ -31,7 +31,7 @@ export async function churn(pods: PodFactory, cov: Coverage, cycles: number, par
   const worker = async () => {
     while (started < cycles) {
       started++;
-      const [vm] = await pods.create([newName()]);
+      const [vm] = await pods.create([newName()], 'cue');
       out.added++;
       out.churned.push(vm!);
       const at = await until(() => cov.covered([vm!]).length === 1, 10_000, 10);

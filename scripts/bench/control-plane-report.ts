@@ -36,8 +36,8 @@ export function formatControlPlane(r: ControlPlaneResult): string {
   }
   lines.push('');
   lines.push(
-    `**A new pod** (${r.newPod.samples.length} added one at a time next to ${r.newPod.basePods}, over ${r.newPod.spanS} s${r.newPod.spanS >= r.daemon.resyncIntervalS ? ', so that some meet a periodic resync' : ''}; from its bridge and tap forwarding, the guest announcing itself right after, to covered): ` +
-      `p50 ${r.newPod.p50} ms, p99 ${r.newPod.p99} ms, max ${r.newPod.max} ms (p50 ${r.newPod.sinceAnnouncedP50} ms after the bridge had learned the guest MAC).`,
+    `**A new pod** (${r.newPod.samples.length} added one at a time next to ${r.newPod.basePods}, over ${r.newPod.spanS} s${r.newPod.spanS >= r.daemon.resyncIntervalS ? ', so that some meet a periodic resync' : ''}; from its bridge and tap forwarding, its guest announcing itself right then from a process started before, to covered): ` +
+      `p50 ${r.newPod.p50} ms, p99 ${r.newPod.p99} ms, max ${r.newPod.max} ms (p50 ${r.newPod.sinceAnnouncedP50} ms after the guest's frame).`,
   );
   lines.push('');
   const f = r.firstFrame;

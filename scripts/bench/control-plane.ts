@@ -7,7 +7,8 @@
  *     and the guest's endpoint in the pinned map, read from the pins by this
  *     process) and until /readyz answers 200;
  *   - a new pod: time from its bridge and tap existing (the guest announces
- *     itself right after) to covered, one pod at a time, with the N pods there;
+ *     itself right then, from a process started before) to covered, one pod
+ *     at a time, with the N pods there;
  *   - idle: CPU of the daemon and of any child processes (it watches netlink
  *     in-process, so there should be none) over a window that holds one
  *     periodic full resync, and its RSS;
@@ -255,7 +256,7 @@ export async function controlPlane(options: { quick: boolean; pods?: number[] })
     const newName = () => `${lab.name}-pn${seq++}`;
     const tAdd = performance.now();
     for (let i = 0; i < knobs.additions; i++) {
-      const [vm] = await pods.create([newName()]);
+      const [vm] = await pods.create([newName()], 'cue');
       const at = await until(() => cov.covered([vm!]).length === 1, 10_000, 5);
       added++;
       if (at === null) throw new Error(`bench: new pod ${vm!.name} not covered within 10 s`);
