@@ -25,8 +25,8 @@ export function formatControlPlane(r: ControlPlaneResult): string {
       `| ${c.pods} | ${c.mode === 'auto' ? 'auto (clsact in pods)' : `${c.mode}, diagnostic`} | ${c.coveredS ?? `${c.covered}/${c.pods} only`} s | ${c.readyzS ?? '–'} s | ${c.lastChangeLogS ?? '–'} s | ${c.cpuS} s | ${c.rssMb} MiB | ${c.children} | ${c.loadavg.join(' ')} |`,
     );
   }
-  const clsact = r.coldStart.find((c) => c.mode === 'auto' && c.pods === Math.max(...r.coldStart.map((x) => x.pods)));
   const tcx = r.coldStart.find((c) => c.mode === 'tcx');
+  const clsact = r.coldStart.find((c) => c.mode === 'auto' && c.pods === tcx?.pods);
   if (tcx?.coveredS && clsact?.coveredS) {
     lines.push('');
     lines.push(

@@ -296,7 +296,7 @@ export async function controlPlane(options: { quick: boolean; pods?: number[] })
     const coveredAtEnd = cov.covered(everyone).length;
     if (!d.alive) throw new Error(`bench: the daemon exited: ${d.stderr}`);
 
-    const newPod = { ...latencies(add), basePods: maxPods, sinceAnnouncedP50: median(sinceAnnounced), spanS };
+    const newPod = { ...latencies(add), basePods: maxPods, sinceAnnouncedP50: round(median(sinceAnnounced), 1), spanS };
     const rss = { idleMb, churnMaxMb: mb(Math.max(...churnRss, 0)), afterMb, children };
     if (options.quick) notes.push('quick run: a smoke test of the benchmark; its numbers are not compared with the targets');
     const loads = [loadStart, ...cold.map((c) => c.loadavg), idle.loadavg, churnCpu.loadavg].map((l) => l[0]!);
