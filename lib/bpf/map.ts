@@ -58,6 +58,14 @@ export class BpfMap {
 
   /** Every slot of an array map, slot 0 first, each split per CPU like lookup(): one batch read. */
   lookupAll(): Buffer[][] {
+    return this.lookupWhere(() => true);
+  }
+
+  /**
+   * The values of the entries that `keep` wants, told by their first CPU value at `at` in the batch (read in
+   * the same batch): a table read whole, with only the entries wanted cut out.
+   */
+  lookupWhere(keep: (batch: Buffer, at: number) => boolean): Buffer[][] {
     let raw: Buffer;
     try {
       raw = this.n.mapLookupAll(this.fd);
@@ -65,9 +73,12 @@ export class BpfMap {
       throw fromNative(e, `reading map ${this.name}`);
     }
     const slot = this.stride * this.cpus;
-    return Array.from({ length: raw.length / slot }, (_, i) =>
-      Array.from({ length: this.cpus }, (_, cpu) => raw.subarray(i * slot + cpu * this.stride, i * slot + cpu * this.stride + this.valueSize)),
-    );
+    const out: Buffer[][] = [];
+    for (let at = 0; at + slot <= raw.length; at += slot) {
+      if (!keep(raw, at)) continue;
+      out.push(Array.from({ length: this.cpus }, (_, cpu) => raw.subarray(at + cpu * this.stride, at + cpu * this.stride + this.valueSize)));
+    }
+    return out;
   }
 
   /** Writes a value: one buffer for every CPU, or one buffer per CPU. */

@@ -88,6 +88,7 @@ export class Accelerate {
         }
         const { record: created } = dp.attach('redirect', target, self, { mode: cfg.mode, first: cfg.first });
         this.missingHostDevs.delete(ifname);
+        changes.recordAdded(created);
         changes.change('attach', { program: 'redirect', ifname, mode: created.mode, first: cfg.first }, 'attached redirect', `accelerate mode (${reason})`);
       } catch (e) {
         if ((e as Error).name === 'NoSuchInterfaceError' || (e as { code?: string }).code === 'ENODEV') {

@@ -77,7 +77,7 @@ export class PodSync {
 
     // ports that are no longer VM uplinks, or guest ports behind them
     this.forget(pod, 'the port is no longer a VM uplink or guest port', look.ports.flatMap((p) => [p.uplink.ifname, ...p.guestPorts]));
-    const records = this.d.changes.records().filter((r) => r.netnsInode === pod.inode);
+    const records = this.d.changes.recordsOf(pod.inode);
     const routes = await this.d.node.nodeRoutes();
     let ownInstance = false;
     for (const port of look.ports) {

@@ -71,13 +71,14 @@ export class AttachmentSync {
       return;
     }
     pod.verified.set(key, generation);
+    changes.recordAdded(created);
     changes.change('attach', { ...where, mode: created.mode, guestIp: port.guestIp }, `attached ${program}`, record ? 'replacing a stale record' : reason === 'start' ? 'VM pod found at start' : `VM pod found (${reason})`);
   }
 
   /** Detaches the pod's programs (but those on `keepPorts`). */
   forget(pod: Pod, reason: string, keepPorts: string[] = []): void {
-    for (const r of this.d.changes.records()) {
-      if (!isPodProgram(r.program) || r.netnsInode !== pod.inode || keepPorts.includes(r.ifname)) continue;
+    for (const r of this.d.changes.recordsOf(pod.inode)) {
+      if (!isPodProgram(r.program) || keepPorts.includes(r.ifname)) continue;
       this.dropPodRecord(pod, r, reason);
     }
   }

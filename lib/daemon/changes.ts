@@ -35,13 +35,17 @@ export interface ProgramSyncDeps {
   tags: Record<ProgramName, string>;
 }
 
+/** Changes that leave the attachment records as they were, or update the resync's reading of them themselves. */
+const KEEPS_RECORDS = new Set(['endpoint_add', 'endpoint_update', 'endpoint_delete', 'attach']);
+
 export class Changes {
   private recordsDuringResync: AttachmentRecord[] | null = null;
 
   constructor(private readonly d: ChangesDeps) {}
 
   change(action: string, fields: Record<string, unknown>, msg: string, reason: string): void {
-    this.recordsDuringResync = null;
+    // an endpoint is no record; an attachment made by a pod's check was added to the records (recordAdded)
+    if (!KEEPS_RECORDS.has(action)) this.recordsDuringResync = null;
     this.d.metrics()?.changes.inc({ action });
     this.d.log.info({ change: action, ...fields, reason }, msg);
   }
@@ -49,11 +53,23 @@ export class Changes {
   /**
    * The attachment records. A full resync looks at every pod, and reading the
    * records (a directory of one pin per attachment) for each would cost
-   * O(pods²): while it runs, they are read once and again after each change.
+   * O(pods²): while it runs, they are read once, and each attachment made or
+   * record dropped is added to or taken from that reading.
    */
   records(): AttachmentRecord[] {
     if (!this.d.resyncing()) return this.d.dp.attachments();
     return (this.recordsDuringResync ??= this.d.dp.attachments());
+  }
+
+  /** The records of one pod's netns: outside a resync, only those are read. */
+  recordsOf(netnsInode: number): AttachmentRecord[] {
+    if (!this.d.resyncing()) return this.d.dp.attachments(netnsInode);
+    return this.records().filter((r) => r.netnsInode === netnsInode);
+  }
+
+  /** A record this process just made (an attachment): the resync's reading has it too. */
+  recordAdded(record: AttachmentRecord): void {
+    this.recordsDuringResync?.push(record);
   }
 
   /** The records are read again at the next records(). */
@@ -64,7 +80,9 @@ export class Changes {
   /** A verified record without a cookie gets its netns's (Dataplane.upgradeRecord). */
   upgradeRecord(record: AttachmentRecord, target: HookTarget, netns: NetnsId): AttachmentRecord {
     const upgraded = this.d.dp.upgradeRecord(record, target, netns);
-    if (upgraded.pin !== record.pin) this.recordsDuringResync = null;
+    if (upgraded.pin !== record.pin && this.recordsDuringResync) {
+      this.recordsDuringResync = this.recordsDuringResync.map((r) => (r.pin === record.pin ? upgraded : r));
+    }
     return upgraded;
   }
 
@@ -75,7 +93,7 @@ export class Changes {
    * goes, with its interface).
    */
   dropRecord(r: AttachmentRecord, podPath: string | null): void {
-    this.recordsDuringResync = null;
+    if (this.recordsDuringResync) this.recordsDuringResync = this.recordsDuringResync.filter((x) => x.pin !== r.pin);
     try {
       if (r.netnsInode === this.d.selfInode) {
         this.d.dp.removeRecord(r, undefined);

@@ -1,6 +1,6 @@
 /**
  * When a pod is checked: events start a check (coalesced, rate-limited per
- * pod), a young pod or one whose guest has not shown its MAC is polled, a
+ * pod: credit.ts), a young pod or one whose guest has not shown its MAC is polled, a
  * failed check is retried with back-off. A check looks into the pod (one
  * netlink read; discovery when it has the VM layout) in a bounded number of
  * look slots, then hands what it saw to `apply`.
@@ -23,12 +23,8 @@ const MONITORED_POLL_MS = 3_000;
 const MONITOR_SETTLE_MS = 500;
 /** Pods looked into at the same time. */
 const CONCURRENCY = 8;
-/** Events within this window start one check. */
-const COALESCE_MS = 10;
 /** A failed check is retried after this, doubling each time (up to the resync interval). */
 const FIRST_RETRY_MS = 100;
-/** Checks of one pod start at most this often, whatever its events say (a tenant's events cost it, not the node). */
-const MIN_CHECK_MS = 50;
 
 export interface PodChecksDeps {
   cfg: DaemonConfig;
@@ -48,15 +44,24 @@ export class PodChecks {
 
   constructor(private readonly d: PodChecksDeps) {}
 
+  /**
+   * A check of the pod soon: at once (the events of one netlink batch start
+   * one check; those during a check, one more after it) while the pod has
+   * credit, else when it has again (`urgent`: at once anyway).
+   */
   kick(pod: Pod, reason: string, urgent = false): void {
-    if (pod.gone || this.d.stopping() || pod.kick) return;
-    pod.kick = setTimeout(
-      () => {
-        pod.kick = null;
-        void this.checkPod(pod, reason, false);
-      },
-      urgent ? COALESCE_MS : Math.max(COALESCE_MS, pod.lastCheckAt + MIN_CHECK_MS - Date.now()),
-    );
+    if (pod.gone || this.d.stopping()) return;
+    const delay = urgent ? 0 : pod.credit.waitMs();
+    const at = Date.now() + delay;
+    if (pod.kick) {
+      if (pod.kickAt <= at) return;
+      clearTimeout(pod.kick);
+    }
+    pod.kickAt = at;
+    pod.kick = setTimeout(() => {
+      pod.kick = null;
+      void this.checkPod(pod, reason, false);
+    }, delay);
   }
 
   /**
@@ -111,6 +116,7 @@ export class PodChecks {
     if (pod.timer) clearTimeout(pod.timer);
     pod.timer = null;
     pod.lastCheckAt = Date.now();
+    pod.credit.take(pod.lastCheckAt);
     const t0 = performance.now();
     this.d.metrics()?.reconciles.inc({ kind: 'pod' });
     try {

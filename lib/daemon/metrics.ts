@@ -1,18 +1,14 @@
 /**
- * Prometheus metrics (prom-client), in a registry of their own. Counters the
+ * Prometheus metrics (prom-client), in a registry of their own, and the
+ * per-endpoint counters written directly (endpoint-metrics.ts). Counters the
  * BPF programs keep (per endpoint, per verdict) are read from the pinned maps
  * when scraped, so they survive daemon restarts like the data path does.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { EndpointCounters, Stats } from '../dataplane/codec.js';
+import type { Stats } from '../dataplane/codec.js';
+import { endpointMetricsText, type EndpointSample } from './endpoint-metrics.js';
 
-export interface EndpointSample extends EndpointCounters {
-  guestIp: string;
-  ifname: string;
-  hostIfname: string;
-  /** Accelerate mode may peer-redirect to it (VMPEER_EP_REDIRECT). */
-  redirect: boolean;
-}
+export type { EndpointSample } from './endpoint-metrics.js';
 
 /** A scrape reads the endpoint table once, and scrapes within this reuse that reading. */
 export const ENDPOINT_CACHE_MS = 250;
@@ -20,7 +16,7 @@ export const ENDPOINT_CACHE_MS = 250;
 export interface MetricsSource {
   endpoints(): EndpointSample[];
   stats(): Stats;
-  attachments(): Array<{ program: string; mode: string }>;
+  attachments(): Array<{ program: string; mode: string; count: number }>;
   pods(): { vm: number; waiting: number; uncovered: number; plain: number };
 }
 
@@ -32,13 +28,6 @@ export interface BuildInfo {
   redirectTag: string;
 }
 
-/**
- * No netns path: it has one value per pod (cardinality) and shows the node's
- * layout to whoever reads /metrics. The pod IP (guest_ip) joins to
- * kube_pod_info; the interfaces tell the pod's ports apart.
- */
-const EP_LABELS = ['guest_ip', 'interface', 'host_interface'] as const;
-
 export class DaemonMetrics {
   readonly registry = new Registry();
   readonly reconciles: Counter<'kind'>;
@@ -47,6 +36,7 @@ export class DaemonMetrics {
   readonly changes: Counter<'action'>;
   readonly ready: Gauge;
   readonly conflicts: Counter;
+  private readonly endpoints: () => EndpointSample[];
 
   constructor(source: MetricsSource, build: BuildInfo) {
     const registers = [this.registry];
@@ -56,25 +46,7 @@ export class DaemonMetrics {
       if (!cached || now - cached.at >= ENDPOINT_CACHE_MS) cached = { at: now, samples: source.endpoints() };
       return cached.samples;
     };
-    const perEndpoint = (name: string, help: string, pick: (e: EndpointSample) => bigint) =>
-      new Counter({
-        name,
-        help,
-        labelNames: EP_LABELS,
-        registers,
-        collect() {
-          this.reset();
-          for (const e of endpoints()) {
-            this.inc({ guest_ip: e.guestIp, interface: e.ifname, host_interface: e.hostIfname }, Number(pick(e)));
-          }
-        },
-      });
-    perEndpoint('vmpeer_endpoint_frames_fixed_total', 'Frames to this guest that fixup re-addressed at the pod uplink', (e) => e.fixed);
-    perEndpoint('vmpeer_endpoint_frames_redirected_total', 'Frames to this guest that redirect sent into the pod (accelerate mode)', (e) => e.redirected);
-    perEndpoint('vmpeer_endpoint_frames_passed_total', 'Frames to this guest passed unchanged (already addressed correctly)', (e) => e.passed);
-    perEndpoint('vmpeer_endpoint_frames_bypassed_in_total', 'Frames to this guest that fixup sent straight to the guest port (bridge bypass)', (e) => e.bypassedIn);
-    perEndpoint('vmpeer_endpoint_frames_bypassed_out_total', 'Frames from this guest that from_guest sent straight into the host veth (bridge bypass)', (e) => e.bypassedOut);
-
+    this.endpoints = endpoints;
     new Counter({
       name: 'vmpeer_frames_total',
       help: 'Frames the BPF programs handled, by verdict (the stats map)',
@@ -92,7 +64,7 @@ export class DaemonMetrics {
       registers,
       collect() {
         this.reset();
-        for (const a of source.attachments()) this.inc({ program: a.program, mode: a.mode });
+        for (const a of source.attachments()) this.inc({ program: a.program, mode: a.mode }, a.count);
       },
     });
     new Gauge({
@@ -152,8 +124,10 @@ export class DaemonMetrics {
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 100 });
   }
 
-  text(): Promise<string> {
-    return this.registry.metrics();
+  /** The registry's metrics, then the per-endpoint counters (endpoint-metrics.ts). */
+  async text(): Promise<string> {
+    const registry = await this.registry.metrics();
+    return `${registry}${registry.endsWith('\n\n') || registry === '' ? '' : '\n'}${endpointMetricsText(this.endpoints())}`;
   }
 
   get contentType(): string {

@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import type { VmPort } from '../discovery/vm-pod.js';
+import { Credit } from './credit.js';
 import type { Monitor } from './monitor.js';
 
 /** A new netns may still become a VM pod: watched (monitor, polls) this long. */
@@ -16,6 +17,9 @@ export const YOUNG_MS = 60_000;
  */
 export const AMBIGUOUS_MACS = 16;
 export const AMBIGUOUS_POLL_MS = 5_000;
+/** Checks of one pod start at most once per CHECK_EVERY_MS on average, after a burst of CHECK_BURST (credit.ts). */
+export const CHECK_EVERY_MS = 50;
+export const CHECK_BURST = 3;
 
 export interface Pod {
   inode: number;
@@ -38,11 +42,15 @@ export interface Pod {
   /** Its bridge learned more than AMBIGUOUS_MACS MACs on a guest port: polled, FDB events ignored. */
   ambiguous: boolean;
   lastCheckAt: number;
+  /** What its events may still start checks for (rate limit per pod). */
+  credit: Credit;
   monitor: Monitor | null;
   monitorAt: number;
   monitorRestarts: number;
   timer: NodeJS.Timeout | null;
   kick: NodeJS.Timeout | null;
+  /** When the pending kick fires (Date.now()). */
+  kickAt: number;
   running: Promise<void> | null;
   /** The check this pod waits a slot for (not started yet): later requests merge into it. */
   queued: CheckRequest | null;
@@ -76,11 +84,13 @@ export function newPod(inode: number, path: string, via: 'dir' | 'proc'): Pod {
     uncovered: new Map(),
     ambiguous: false,
     lastCheckAt: 0,
+    credit: new Credit(CHECK_BURST, CHECK_EVERY_MS),
     monitor: null,
     monitorAt: 0,
     monitorRestarts: 0,
     timer: null,
     kick: null,
+    kickAt: 0,
     running: null,
     queued: null,
     again: null,

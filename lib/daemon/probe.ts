@@ -6,7 +6,7 @@
  * same time, and read again after a netlink event in the node says it changed.
  */
 import { iproute, readNetns, type IpRoute, type Link, type Neighbour, type NetnsSnapshot, type Route } from '../discovery/iproute.js';
-import { ClaimRefusedError, discoverVmPorts, isPodDevice, NotAVmPodError, type VmPort } from '../discovery/vm-pod.js';
+import { ClaimRefusedError, discoverVmPorts, isPodDevice, NotAVmPodError, peerInNode, type VmPort } from '../discovery/vm-pod.js';
 import type { RefusedClaim } from '../discovery/ownership.js';
 
 interface Cached<T> {
@@ -23,12 +23,25 @@ export class NodeView {
   private neighbours?: Cached<Neighbour[]>;
   private routes?: Cached<Route[]>;
 
-  /** How long a reading is reused when no event said it changed. */
-  constructor(private readonly maxAgeMs = 1000) {}
+  /**
+   * How long a reading is reused when no event said it changed. The node
+   * monitor's events invalidate a reading, and a full resync starts from
+   * fresh ones (invalidateAll), so this is only a bound on trusting them: on a
+   * node of 1000 pods a reading of its links or neighbours is thousands of
+   * entries, which the check of a new guest's first frame must not wait for.
+   */
+  constructor(private readonly maxAgeMs = 30_000) {}
 
   /** A netlink event in the node: the next reading of that kind is fresh. */
   invalidate(kind: 'link' | 'neigh' | 'route'): void {
     this.generation[kind]++;
+  }
+
+  /** Every reading is fresh next time (a full resync; node events were lost). */
+  invalidateAll(): void {
+    this.invalidate('link');
+    this.invalidate('neigh');
+    this.invalidate('route');
   }
 
   private cached<T>(slot: Cached<T> | undefined, generation: number, load: () => Promise<T>): Cached<T> {
@@ -41,8 +54,39 @@ export class NodeView {
   }
 
   nodeLinks(): Promise<Link[]> {
-    this.links = this.cached(this.links, this.generation.link, async () => (await readNetns(undefined)).links);
+    this.links = this.cached(this.links, this.generation.link, async () => {
+      const links = (await readNetns(undefined)).links;
+      this.linkIndexes = new Set(links.map((l) => l.ifindex));
+      return links;
+    });
     return this.links.value;
+  }
+
+  /** The ifindexes of the last reading of the node's links. */
+  private linkIndexes: Set<number> | null = null;
+
+  /**
+   * A link event in the node. One about an interface the last reading does
+   * not have (a new pod's veth, on a node where pods come and go all the time)
+   * changes nothing in that reading: a pod whose devices lead to it reads the
+   * links again (nodeLinksFor). Any other makes the next reading fresh.
+   */
+  linkEvent(ifindex: number, deleted: boolean): void {
+    if (!deleted && this.linkIndexes && !this.linkIndexes.has(ifindex)) return;
+    this.invalidate('link');
+  }
+
+  /**
+   * The node's links, read again when none of the pod's bridge ports has its
+   * peer in the reading (what discovery looks for: peerInNode), i.e. the
+   * pod's host veth appeared after it.
+   */
+  private async nodeLinksFor(podLinks: Link[]): Promise<Link[]> {
+    const links = await this.nodeLinks();
+    const ports = podLinks.filter((l) => l.master && isPodDevice(l) && l.link_netnsid !== undefined);
+    if (ports.length === 0 || ports.some((l) => peerInNode(l, links))) return links;
+    this.invalidate('link');
+    return this.nodeLinks();
   }
 
   nodeNeighbours(): Promise<Neighbour[]> {
@@ -58,13 +102,14 @@ export class NodeView {
   /** An IpRoute for discovery in one pod: node readings from here, the pod's as already read. */
   ipRouteFor(podNetns: string, pod: NetnsSnapshot): IpRoute {
     return {
-      links: (netns?: string) => (netns === undefined ? this.nodeLinks() : netns === podNetns ? Promise.resolve(pod.links) : iproute.links(netns)),
+      links: (netns?: string) => (netns === undefined ? this.nodeLinksFor(pod.links) : netns === podNetns ? Promise.resolve(pod.links) : iproute.links(netns)),
       addresses: (netns?: string) => (netns === podNetns ? Promise.resolve(pod.addresses) : iproute.addresses(netns)),
       fdb: (netns: string | undefined, bridge: string) => (netns === podNetns ? Promise.resolve(pod.fdb(bridge)) : iproute.fdb(netns, bridge)),
       neighbours: async (netns: string | undefined, dev: string) =>
         netns === undefined ? (await this.nodeNeighbours()).filter((n) => n.dev === dev) : iproute.neighbours(netns, dev),
+      // all of them: the same array for every pod checked with this reading, which ownership.ts indexes once
       routes: async (netns: string | undefined, dev?: string) =>
-        netns === undefined ? (await this.nodeRoutes()).filter((r) => dev === undefined || r.dev === dev) : iproute.routes(netns, dev),
+        netns === undefined ? (dev === undefined ? this.nodeRoutes() : (await this.nodeRoutes()).filter((r) => r.dev === dev)) : iproute.routes(netns, dev),
     };
   }
 }

@@ -89,6 +89,7 @@ export class Reconciler {
   private readonly warmup: BypassWarmup;
   private readonly checks: PodChecks;
   private readonly watchers: Watchers;
+  private readonly node: NodeView;
 
   constructor(deps: ReconcilerDeps) {
     const { config: cfg, dp, native: n, log, sources } = deps;
@@ -101,6 +102,7 @@ export class Reconciler {
     this.tags = { fixup: programTag(dp.program('fixup')), redirect: programTag(dp.program('redirect')), from_guest: programTag(dp.program('from_guest')) };
     const tags = this.tags;
     const node = new NodeView();
+    this.node = node;
     const stopping = () => this.stopping;
     const metrics = () => this.metrics;
     const selfInode = sources.selfInode;
@@ -242,6 +244,7 @@ export class Reconciler {
       this.metrics?.reconciles.inc({ kind: 'full' });
       try {
         this.checkPins();
+        this.node.invalidateAll();
         this.tracker.syncSources();
         await Promise.all([...this.pods.values()].map((p) => this.checks.checkPod(p, reason, true, true)));
         if (this.stopping) return;

@@ -36,7 +36,10 @@ export class Watchers {
   startNodeMonitor(): Promise<void> {
     this.nodeMonitor = new Monitor({
       onEvent: (e) => this.onNodeEvent(e),
-      onEventsLost: () => void this.d.fullResync('node netlink events were lost'),
+      onEventsLost: () => {
+        this.d.node.invalidateAll();
+        void this.d.fullResync('node netlink events were lost');
+      },
       onExit: (code, stderr) => {
         if (this.d.stopping()) return;
         this.d.log.error({ code, stderr }, 'the node netlink monitor ended; restarting it in 1 s');
@@ -84,7 +87,7 @@ export class Watchers {
     const { cfg, node, pods, kick } = this.d;
     if (this.d.stopping()) return;
     if (e.kind === 'link') {
-      node.invalidate('link');
+      node.linkEvent(e.ifindex, e.deleted);
       const owners = [...pods.values()].filter((p) => p.peers.has(e.ifindex) || p.hostIfnames.has(e.ifname));
       for (const p of owners) kick(p, `host veth ${e.ifname} ${e.deleted ? 'removed' : 'changed'}`);
       if (owners.length === 0 && !e.deleted) {

@@ -207,13 +207,14 @@ export class Attachments {
     fs.rmSync(record.pin, { force: true });
   }
 
-  attachments(): AttachmentRecord[] {
-    return listRecords(this.d.root);
+  /** Every record, or those of one netns inode. */
+  attachments(netnsInode?: number): AttachmentRecord[] {
+    return listRecords(this.d.root, netnsInode);
   }
 
   /** The record of `program` at a hook in a netns with `netns`'s inode: one of that very netns first. */
   private findRecord(program: ProgramName, target: HookTarget, netns: NetnsId): AttachmentRecord | undefined {
-    const there = this.attachments().filter((r) => r.program === program && r.ifname === target.ifname && r.hook === target.hook && r.netnsInode === netns.inode);
+    const there = this.attachments(netns.inode).filter((r) => r.program === program && r.ifname === target.ifname && r.hook === target.hook && r.netnsInode === netns.inode);
     return there.find((r) => netnsMismatch(r, netns) === null) ?? there[0];
   }
 

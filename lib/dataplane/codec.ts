@@ -67,7 +67,11 @@ export function encodeEndpoint(ep: Endpoint, counters?: EndpointCounters): Buffe
 /** Decodes the per-CPU values of one live slot: key and addressing from CPU 0, counters summed. */
 export function decodeEndpoint(perCpu: Buffer[]): Endpoint & { counters: EndpointCounters } {
   const first = perCpu[0]!;
-  const sum = (offset: number) => perCpu.reduce((acc, v) => acc + v.readBigUInt64LE(offset), 0n);
+  const sum = (offset: number) => {
+    let acc = 0n;
+    for (const v of perCpu) acc += v.readBigUInt64LE(offset);
+    return acc;
+  };
   const flags = first.readUInt32LE(F.flags.offset);
   return {
     guestIp: decodeKey(first.subarray(F.key.offset, F.key.offset + F.key.size)),
@@ -77,7 +81,13 @@ export function decodeEndpoint(perCpu: Buffer[]): Endpoint & { counters: Endpoin
     redirect: (flags & EP_REDIRECT) !== 0,
     podNetns: first.readUInt32LE(F.pod_netns.offset),
     bypass: flags & EP_BYPASS ? { uplinkIfindex: first.readUInt32LE(F.uplink_ifindex.offset), guestIfindex: first.readUInt32LE(F.guest_ifindex.offset) } : null,
-    counters: Object.fromEntries(COUNTER_FIELDS.map(([name, field]) => [name, sum(F[field].offset)])) as unknown as EndpointCounters,
+    counters: {
+      fixed: sum(F.fixed.offset),
+      redirected: sum(F.redirected.offset),
+      passed: sum(F.passed.offset),
+      bypassedIn: sum(F.bypassed_in.offset),
+      bypassedOut: sum(F.bypassed_out.offset),
+    },
   };
 }
 

@@ -45,14 +45,40 @@ export interface NetnsId {
   cookie: bigint | null;
 }
 
-/** The records under a state root (names vmpeer did not make are not records, and are left alone). */
-export function listRecords(root: string): AttachmentRecord[] {
+/** The records under a state root (names vmpeer did not make are not records, and are left alone); those of one netns inode. */
+export function listRecords(root: string, netnsInode?: number): AttachmentRecord[] {
+  // `_ns<inode>` then `c<cookie>` or `_`: only those names are parsed (a node has one record per pod)
+  const tag = netnsInode === undefined ? null : `_ns${netnsInode}`;
+  const ofNetns = (name: string) => {
+    if (tag === null) return true;
+    const i = name.indexOf(tag);
+    const next = i < 0 ? '' : name[i + tag.length];
+    return next === 'c' || next === '_';
+  };
   return (['links', 'filters'] as const).flatMap((dir) =>
     readdirOrNone(path.join(root, dir)).flatMap((name) => {
+      if (!ofNetns(name)) return [];
       const r = parseRecordName(name);
-      return r ? [{ ...r, mode: dir === 'links' ? ('tcx' as const) : ('clsact' as const), pin: path.join(root, dir, name) }] : [];
+      return r && (netnsInode === undefined || r.netnsInode === netnsInode) ? [{ ...r, mode: dir === 'links' ? ('tcx' as const) : ('clsact' as const), pin: path.join(root, dir, name) }] : [];
     }),
   );
+}
+
+/** How many records there are of each program and mode (what /metrics shows): their names only, not parsed. */
+export function countRecords(root: string): Map<string, { program: ProgramName; mode: AttachMode; count: number }> {
+  const out = new Map<string, { program: ProgramName; mode: AttachMode; count: number }>();
+  for (const dir of ['links', 'filters'] as const) {
+    const mode: AttachMode = dir === 'links' ? 'tcx' : 'clsact';
+    for (const name of readdirOrNone(path.join(root, dir))) {
+      const m = /^(fixup|redirect|from_guest)_(?:ingress|egress)_ns\d+(?:c\d+)?_./.exec(name);
+      if (!m) continue;
+      const key = `${m[1]}/${mode}`;
+      const c = out.get(key);
+      if (c) c.count++;
+      else out.set(key, { program: m[1] as ProgramName, mode, count: 1 });
+    }
+  }
+  return out;
 }
 
 function readdirOrNone(dir: string): string[] {

@@ -170,7 +170,7 @@ async function discover(netns: string, overrides: Overrides, ip: IpRoute, tolera
 }
 
 /** The node-side end (veth, netkit primary) whose peer is `port`: ifindexes point at each other, kinds agree. */
-function peerInNode(port: Link, nodeLinks: Link[]): Link | undefined {
+export function peerInNode(port: Link, nodeLinks: Link[]): Link | undefined {
   const kind = port.linkinfo?.info_kind;
   return nodeLinks.find((n) => n.ifindex === port.link_index && n.linkinfo?.info_kind === kind && n.link_index === port.ifindex);
 }
@@ -218,15 +218,16 @@ async function guestMacOf(
   hostVeth: string,
   ip: IpRoute,
 ): Promise<{ mac: Mac; from: 'fdb' | 'neighbour'; learned: number }> {
-  const [fdb, neighbours] = await Promise.all([ip.fdb(netns, bridge), ip.neighbours(undefined, hostVeth)]);
+  const fdb = await ip.fdb(netns, bridge);
   const learned = [
     ...new Set(
       fdb.filter((e) => guestPorts.includes(e.ifname) && !e.flags?.includes('self') && e.state !== 'permanent' && e.state !== 'static').map((e) => e.mac.toLowerCase()),
     ),
   ];
-  const neighbour = neighbours.find((n) => n.dst === guestIp && n.lladdr && !n.state?.some((s) => s === 'FAILED' || s === 'INCOMPLETE'))?.lladdr?.toLowerCase();
-
   if (learned.length === 1) return { mac: parseMac(learned[0]!), from: 'fdb', learned: 1 };
+  // only now the node's neighbours (on a node of 1000 pods, a table of thousands, read again after each change)
+  const neighbours = await ip.neighbours(undefined, hostVeth);
+  const neighbour = neighbours.find((n) => n.dst === guestIp && n.lladdr && !n.state?.some((s) => s === 'FAILED' || s === 'INCOMPLETE'))?.lladdr?.toLowerCase();
   if (neighbour && (learned.length === 0 || learned.includes(neighbour))) return { mac: parseMac(neighbour), from: 'neighbour', learned: learned.length };
   const e = new GuestMacUnknownError(
     learned.length === 0

@@ -50,6 +50,51 @@ export interface CpuWindow {
   loadavg: number[];
 }
 
+/** One /metrics scrape's cost to the daemon (scrape.ts). */
+export interface ScrapeCost {
+  scrapes: number;
+  /** Scrapes before the measured ones, not counted (the daemon's code warm). */
+  warmup: number;
+  /** Between scrapes: past the daemon's endpoint cache, so each reads the endpoint table. */
+  spacingMs: number;
+  /** vmpeer_endpoints in the last scrape, and its size. */
+  endpoints: number;
+  bytes: number;
+  /** Daemon CPU (utime + stime) per scrape, the idle floor taken off; max of one scrape (10 ms ticks). */
+  cpuMsPerScrape: number;
+  cpuMsMax: number;
+  /** The client's wall time per scrape. */
+  wallMsP50: number;
+  wallMsMax: number;
+}
+
+/** What the churn left (churn.ts). */
+export interface Leaks {
+  cycles: number;
+  rssBeforeMb: number;
+  rssAfterMb: number;
+  /** After may exceed before by this and still count as no leak. */
+  rssBoundMb: number;
+  /** Of the churned pods: netns files, attachment records, endpoints still there. */
+  netnsLeft: number;
+  recordsLeft: number;
+  endpointsLeft: number;
+  /** Pods still there, fixup records, their endpoints, and every endpoint in the table. */
+  pods: number;
+  records: number;
+  endpoints: number;
+  endpointsTotal: number;
+  leakFree: boolean;
+}
+
+/** From the guest's first frame to its endpoint in the pinned map (first-frame.ts). */
+export interface FirstFrame extends Latencies {
+  /** The same, to the daemon's "added endpoint" log line. */
+  logP50: number;
+  logP99: number;
+  basePods: number;
+}
+
 export interface ControlPlaneResult {
   quick: boolean;
   date: string;
@@ -69,6 +114,9 @@ export interface ControlPlaneResult {
   };
   cpu: { idle: CpuWindow; churn: CpuWindow & { cycles: number } };
   churnCover: Latencies;
+  scrape: ScrapeCost;
+  leaks: Leaks;
+  firstFrame: FirstFrame;
   counts: { podsBuilt: number; podsAdded: number; podsDeleted: number; coveredAtEnd: number; pollMs: number };
   targets: Array<{ name: string; target: string; value: string; met: boolean | null }>;
   notes: string[];

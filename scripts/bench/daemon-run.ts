@@ -68,8 +68,12 @@ export interface Running {
   spawnAt: number;
 }
 
+/** More Node.js flags for the daemon under benchmark, e.g. `--cpu-prof --cpu-prof-dir=<dir>` to profile it (written when it stops). */
+export const DAEMON_NODE_ARGS_ENV = 'VMPEER_BENCH_DAEMON_NODE_ARGS';
+
 export function startDaemon(lab: Lab, root: string, prefix: string, args: string[] = []): Running {
-  const options = { nodeNs: lab.node.ns.path, root, prefix, args: ['--cleanup-on-exit', ...args], nodeArgs: imageNodeFlags() };
+  const extra = (process.env[DAEMON_NODE_ARGS_ENV] ?? '').split(/\s+/).filter(Boolean);
+  const options = { nodeNs: lab.node.ns.path, root, prefix, args: ['--cleanup-on-exit', ...args], nodeArgs: [...imageNodeFlags(), ...extra] };
   const argv = daemonArgv(options);
   const spawnAt = Date.now();
   const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...imageEnv() } }); // as the image runs it
@@ -87,13 +91,22 @@ export async function stopDaemon(r: Running): Promise<void> {
 export class Coverage {
   constructor(private readonly dp: Dataplane) {}
 
-  covered(vms: BenchVm[]): BenchVm[] {
-    const attached = new Set(
+  private fixups(): Set<string> {
+    return new Set(
       this.dp
         .attachments()
         .filter((r) => r.program === 'fixup')
         .map((r) => `${r.netnsInode}/${r.ifname}`),
     );
+  }
+
+  /** fixup is attached at the pod's uplink (its guest may not have shown its MAC yet). */
+  attached(vm: BenchVm): boolean {
+    return this.fixups().has(`${vm.inode}/${VM_NIC}`);
+  }
+
+  covered(vms: BenchVm[]): BenchVm[] {
+    const attached = this.fixups();
     return vms.filter((vm) => {
       if (!attached.has(`${vm.inode}/${VM_NIC}`)) return false;
       const ep = this.dp.endpoint(vm.podIp);

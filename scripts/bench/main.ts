@@ -6,7 +6,10 @@
  *   node dist/scripts/bench/main.js --quick         smoke test (under a minute) into a new temp dir
  *   node dist/scripts/bench/main.js --out <dir>     write there instead
  *   node dist/scripts/bench/main.js --from <json>   re-render the report and chart of a result document
- *   --control-plane   add the control-plane benchmark (scripts/bench/control-plane.ts, a few minutes)
+ *   --control-plane   add the control-plane benchmark (scripts/bench/control-plane.ts, about 8 minutes)
+ *   --control-plane-only   only that benchmark: its JSON and report section into --out (default: a new temp dir)
+ *   --pods <n,...>    the control-plane benchmark's VM pod populations (default 100,1000; --quick: 100)
+ *   VMPEER_BENCH_DAEMON_NODE_ARGS='--cpu-prof --cpu-prof-dir=<dir>'   profiles the daemons it starts
  *   --rounds <n>, --cpu <n>, --no-profile
  *
  * Needs root (network namespaces, BPF), sockperf and iperf3 (scripts/bootstrap
@@ -35,6 +38,8 @@ async function main(): Promise<number> {
       cpu: { type: 'string' },
       'no-profile': { type: 'boolean' },
       'control-plane': { type: 'boolean' },
+      'control-plane-only': { type: 'boolean' },
+      pods: { type: 'string' },
       focus: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -54,6 +59,7 @@ async function main(): Promise<number> {
     return problems.length > 0 ? 1 : 0;
   }
 
+  if (values['control-plane-only']) return controlPlaneOnly(Boolean(values.quick), values.pods, values.out);
   if (values.focus) return focusRun(values.focus, values.rounds ? Number(values.rounds) : 12, values.out, values.cpu);
 
   const plan: Plan = { ...(values.quick ? QUICK : FULL) };
@@ -114,7 +120,7 @@ async function main(): Promise<number> {
   if (values['control-plane']) {
     log('control plane (scripts/bench/control-plane.ts)');
     const { controlPlane: run } = await import('./control-plane.js');
-    controlPlane = await run({ quick: plan.quick });
+    controlPlane = await run({ quick: plan.quick, pods: podsOption(values.pods) });
   }
 
   const r = assemble({ plan, started, machine: mach, perPacket: pp, perPacketAt: ppAt, e2e, cpu, nice, controlPlane });
@@ -128,6 +134,30 @@ async function main(): Promise<number> {
     console.error(`bench: the result is not well-formed: ${problems.join('; ')}`);
     return 1;
   }
+  return 0;
+}
+
+/** --pods: a list of VM pod populations, each at least 1. */
+function podsOption(text: string | undefined): number[] | undefined {
+  if (text === undefined) return undefined;
+  const pods = text.split(',').map(Number);
+  if (pods.length === 0 || pods.some((n) => !Number.isInteger(n) || n < 1 || n > 4000)) throw new Error(`bench: --pods ${text}: a comma-separated list of pod counts (1 to 4000)`);
+  return pods;
+}
+
+/** --control-plane-only: the control-plane benchmark alone, its JSON and report section written to `out`. */
+async function controlPlaneOnly(quick: boolean, pods: string | undefined, outOption: string | undefined): Promise<number> {
+  const out = path.resolve(outOption ?? fs.mkdtempSync(path.join(os.tmpdir(), 'vmpeer-bench-cp-')));
+  if (out === RESULTS_DIR) throw new Error(`bench: --control-plane-only never writes into ${RESULTS_DIR} (a full run does)`);
+  preflight();
+  const { controlPlane: run, formatControlPlane } = await import('./control-plane.js');
+  const r = await run({ quick, pods: podsOption(pods) });
+  fs.mkdirSync(out, { recursive: true });
+  const base = path.join(out, `control-plane-${r.date.slice(0, 19).replace(/:/g, '')}`);
+  fs.writeFileSync(`${base}.json`, JSON.stringify(r, null, 1) + '\n');
+  fs.writeFileSync(`${base}.md`, formatControlPlane(r));
+  for (const t of r.targets) console.log(`target ${t.name} ${t.target}: ${t.value}${t.met === null ? '' : t.met ? ' met' : ' MISSED'}`);
+  console.log(`wrote ${base}.md and ${base}.json`);
   return 0;
 }
 

@@ -25,6 +25,7 @@ import {
   podInterfaceLines,
   portsForwarding,
 } from '../../lib/lab/wiring.js';
+import { GuestSender } from './guest-sender.js';
 import { pool, sleep } from './util.js';
 
 const BUILD_BATCH = 50;
@@ -59,15 +60,17 @@ export class PodFactory {
 
   /**
    * Creates VM pods named `names`; resolves when each has its bridge and tap
-   * forwarding and (announce) its guest MAC learned by the bridge.
+   * forwarding and (announce) its guest MAC learned by the bridge. 'cue': its
+   * guest announces itself right when its bridge and tap forward, from a
+   * process started before (guest-sender.ts), and `announcedAt` is then.
    */
-  async create(names: string[], announceGuests = true): Promise<BenchVm[]> {
+  async create(names: string[], announceGuests: boolean | 'cue' = true): Promise<BenchVm[]> {
     const out: BenchVm[] = [];
     for (let i = 0; i < names.length; i += BUILD_BATCH) out.push(...(await this.createBatch(names.slice(i, i + BUILD_BATCH), announceGuests)));
     return out;
   }
 
-  private async createBatch(names: string[], announceGuests: boolean): Promise<BenchVm[]> {
+  private async createBatch(names: string[], announceGuests: boolean | 'cue'): Promise<BenchVm[]> {
     const node = this.lab.node.ns;
     const plans = names.map((name) => {
       const index = this.seq++;
@@ -119,31 +122,49 @@ export class PodFactory {
     return pool(plans, CONCURRENCY, async (p) => {
       const cali = nodeLinks.get(p.cali);
       if (!cali) throw new Error(`bench: ${p.cali} is missing in the node`);
-      // the kernel's linkwatch may take up to a second
-      await portsForwarding(p.podNs, [VM_NIC, VM_TAP], 5000);
-      const vm: BenchVm = {
-        name: p.name,
-        inode: fs.statSync(p.podNs.path).ino,
-        index: p.index,
-        podNs: p.podNs,
-        podIp: p.podIp,
-        guestMac: p.mac,
-        dummyMac: p.mac,
-        dummyKind: dummy,
-        bridgeTxChecksumOff: false,
-        nic: { name: VM_NIC, ifindex: cali.link_index ?? 0, mac: p.nicMac },
-        bridge: VM_BRIDGE,
-        tap: VM_TAP,
-        hostVeth: { name: p.cali, ifindex: cali.ifindex, mac: CALICO_HOST_MAC },
-        guest: { label: `g${p.index}`, ns: p.guestNs, ip: p.podIp },
-        guestNs: p.guestNs,
-        readyAt: Date.now(),
-        announcedAt: 0,
-      };
-      this.live.set(p.name, vm);
-      if (announceGuests) await announceLearned(vm);
-      return vm;
+      const sender = announceGuests === 'cue' ? new GuestSender(p.guestNs.path) : null;
+      try {
+        await sender?.ready();
+        // the kernel's linkwatch may take up to a second
+        await portsForwarding(p.podNs, [VM_NIC, VM_TAP], 5000);
+        return await this.ready(p, cali, dummy, sender, announceGuests === true);
+      } finally {
+        await sender?.stop();
+      }
     });
+  }
+
+  /** The pod's record once its ports forward; its guest announces itself. */
+  private async ready(
+    p: { name: string; index: number; podNs: BenchVm['podNs']; guestNs: BenchVm['podNs']; podIp: string; mac: string; nicMac: string; cali: string },
+    cali: { ifindex: number; link_index?: number },
+    dummy: BenchVm['dummyKind'],
+    sender: GuestSender | null,
+    announceGuests: boolean,
+  ): Promise<BenchVm> {
+    const vm: BenchVm = {
+      name: p.name,
+      inode: fs.statSync(p.podNs.path).ino,
+      index: p.index,
+      podNs: p.podNs,
+      podIp: p.podIp,
+      guestMac: p.mac,
+      dummyMac: p.mac,
+      dummyKind: dummy,
+      bridgeTxChecksumOff: false,
+      nic: { name: VM_NIC, ifindex: cali.link_index ?? 0, mac: p.nicMac },
+      bridge: VM_BRIDGE,
+      tap: VM_TAP,
+      hostVeth: { name: p.cali, ifindex: cali.ifindex, mac: CALICO_HOST_MAC },
+      guest: { label: `g${p.index}`, ns: p.guestNs, ip: p.podIp },
+      guestNs: p.guestNs,
+      readyAt: Date.now(),
+      announcedAt: 0,
+    };
+    this.live.set(p.name, vm);
+    if (sender) vm.announcedAt = await sender.announce(vm.guestMac, vm.podIp);
+    else if (announceGuests) await announceLearned(vm);
+    return vm;
   }
 
   /** Deletes pods the way a runtime does (their netns files go). */

@@ -271,7 +271,7 @@ function controlPlaneSection(F: Facts, format?: (r: NonNullable<BenchResult['con
   return [
     '## Control plane',
     '',
-    '**Pending in this report.** Daemon cold start, time to cover a new pod, RSS and CPU are measured by `scripts/bench/control-plane.ts`; `npm run bench -- --control-plane` adds that run to this report (a few minutes more).',
+    '**Pending in this report.** Daemon cold start at 100 and 1000 VM pods, time to cover a new pod and a guest from its first frame, RSS, CPU, the cost of a /metrics scrape and leaks over 200 create/delete cycles are measured by `scripts/bench/control-plane.ts`; `npm run bench -- --control-plane` adds that run to this report (about 8 minutes more).',
   ];
 }
 
@@ -285,7 +285,7 @@ function reproduceSection(F: Facts): string[] {
     'node dist/scripts/bench/main.js --from bench/results/<date>.json   # re-render the report and chart',
     '```',
     '',
-    `Options: \`--rounds <n>\`, \`--cpu <n>\` (the CPU the traffic is pinned to, default the last), \`--no-profile\`, \`--control-plane\`. The lab's namespaces are named \`vpl<pid>-…\` and its vmpeer state lives in \`/sys/fs/bpf/vpl<pid>-…-vmpeer\`; both are removed at the end, also on failure or Ctrl-C.`,
+    `Options: \`--rounds <n>\`, \`--cpu <n>\` (the CPU the traffic is pinned to, default the last), \`--no-profile\`, \`--control-plane\` (\`--control-plane-only\`: that part alone, into a temp dir or \`--out\`; \`--pods <n,...>\`: its populations). The lab's namespaces are named \`vpl<pid>-…\` and its vmpeer state lives in \`/sys/fs/bpf/vpl<pid>-…-vmpeer\`; both are removed at the end, also on failure or Ctrl-C.`,
   ];
 }
 
