@@ -6,7 +6,9 @@
  * a pod whose instance is not loaded is covered at once through its bridge
  * (the shared fixup) and queued here; its instance is loaded between other
  * work, one pod at a time, and the pod checked again, which then swaps its
- * fixup in place and adds from_guest.
+ * fixup in place and adds from_guest. The loads wait for the first full
+ * reconcile to have covered every pod (resume()): one per turn of the event
+ * loop, they would otherwise stretch every check of that reconcile.
  */
 import type { Logger } from './log.js';
 import type { Pod } from './pod.js';
@@ -32,8 +34,15 @@ export class BypassWarmup {
   private readonly failed = new Set<number>();
   private readonly onSettled: Array<() => void> = [];
   private scheduled = false;
+  private paused = true;
 
   constructor(private readonly d: BypassWarmupDeps) {}
+
+  /** The first full reconcile covered every pod: the loads may start. */
+  resume(): void {
+    this.paused = false;
+    this.schedule();
+  }
 
   /** Whether the pod's check should attach its instance now (loaded, or its load failed here). */
   ready(pod: Pod): boolean {
@@ -89,7 +98,7 @@ export class BypassWarmup {
 
   // one load per turn of the event loop: events and checks run in between
   private schedule(): void {
-    if (this.scheduled || this.waiting.size === 0 || this.held.size >= MAX_HELD || this.d.stopping()) return;
+    if (this.paused || this.scheduled || this.waiting.size === 0 || this.held.size >= MAX_HELD || this.d.stopping()) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;

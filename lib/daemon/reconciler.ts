@@ -252,6 +252,7 @@ export class Reconciler {
         this.accelerate.ensureRedirects(reason);
         if (!this.readyFlag) {
           // ready once the pods that want the bridge bypass have it too (they were covered through their bridge meanwhile)
+          this.warmup.resume();
           await this.warmup.settled();
           if (this.stopping) return;
           this.readyFlag = true;

@@ -33,6 +33,7 @@ function setup(fail = new Set<number>()) {
     recheck: (pod) => rechecks.push(pod.inode),
     stopping: () => false,
   });
+  w.resume();
   return { w, loads, rechecks, released };
 }
 const pods = (n: number): Pod[] => Array.from({ length: n }, (_, i) => newPod(100 + i, `/run/netns/p${i}`, 'dir'));
@@ -97,6 +98,22 @@ test("a load that fails is not retried here: the pod's check loads it itself (an
   w.want(a!);
   await turn();
   t.deepEqual(loads, [100, 100], 'asked again, tried again');
+});
+
+test('nothing loads before resume(): the first full reconcile covers every pod first', async (t) => {
+  const loads: number[] = [];
+  const w = new BypassWarmup({
+    dp: { podInstanceLoaded: () => false, preloadPodInstance: (pod) => (loads.push(pod), () => undefined) },
+    log: createLogger('silent', {}),
+    recheck: () => undefined,
+    stopping: () => false,
+  });
+  for (const p of pods(3)) w.want(p);
+  for (let i = 0; i < 5; i++) await turn();
+  t.deepEqual(loads, []);
+  w.resume();
+  for (let i = 0; i < 5; i++) await turn();
+  t.deepEqual(loads, [100, 101, 102]);
 });
 
 test('a pod gone before its turn is not loaded', async (t) => {
