@@ -14,7 +14,7 @@ import type { Logger } from './log.js';
 import type { Pod } from './pod.js';
 
 /** Instances loaded and not yet attached by their pod's check, at most. */
-export const MAX_HELD = 8;
+export const MAX_HELD = 32;
 /** A loaded instance is kept this long for its pod's check. */
 export const HOLD_MS = 10_000;
 
