@@ -16,7 +16,9 @@ export function formatControlPlane(r: ControlPlaneResult): string {
   lines.push('|---|---|---|---|');
   for (const t of r.targets) lines.push(`| ${t.name} | ${t.target} | ${t.value} | ${mark(t.met)} |`);
   lines.push('');
-  lines.push('**Cold start** (daemon spawned with the pods there, guest MACs learned; covered = fixup attached and the endpoint in the pinned map):');
+  lines.push(
+    "**Cold start** (daemon spawned with the pods there, guest MACs learned; covered = fixup attached and the endpoint in the pinned map, through the pod's bridge at first; /readyz answers 200 once every pod also has the bridge bypass, its own programs loaded one pod at a time after the first full reconcile):",
+  );
   lines.push('');
   lines.push('| VM pods | --mode | all covered | /readyz 200 | last change logged | CPU used | RSS then | children | load avg |');
   lines.push('|---:|---|---:|---:|---:|---:|---:|---:|---|');

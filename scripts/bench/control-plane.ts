@@ -113,7 +113,7 @@ async function coldStart(
     const cpu = treeCpuMs(r.d.pid).total;
     const rss = statusKb(r.d.pid, 'VmRSS');
     const children = descendants(r.d.pid).length;
-    const readyzAt = (await until(() => prober.readyAt() !== null, 30_000)) && prober.readyAt();
+    const readyzAt = (await until(() => prober.readyAt() !== null, 120_000)) && prober.readyAt();
     // the daemon's log times are ISO strings (ms)
     const logAt = (pred: (l: { msg: string; change?: string }) => boolean) => {
       const hits = r.d.logs.filter((l) => pred(l));

@@ -25,7 +25,8 @@ test('control-plane benchmark, quick: runs, covers every pod, sane numbers, noth
   t.is(c.covered, c.pods, 'every pod covered at cold start');
   t.is(c.pods, 100);
   for (const x of [c.coveredS, c.readyzS, c.readyLogS, c.lastChangeLogS, c.rssMb]) t.true(finitePositive(x), `cold start value ${x}`);
-  t.true(c.readyzS! <= c.coveredS! + 1, 'ready comes with coverage (the first full reconcile covers what is there)');
+  // covered through the bridges first, ready once every pod also has the bypass (lib/daemon/bypass-warmup.ts)
+  t.true(c.readyzS! >= c.coveredS! - 0.05, `ready (${c.readyzS} s) does not come before coverage (${c.coveredS} s)`);
   t.is(c.children, 0, 'no child process: netlink is watched in-process');
 
   t.is(r.newPod.samples.length, 5);

@@ -68,6 +68,8 @@ test('--proc: a VM pod known only by its processes is covered, and cleaned up wh
   t.log(`covered ${ms} ms after its process appeared`);
   const found = await d.waitLog((x) => x.msg === 'found VM pod');
   t.regex(String(found.netns), /^\/proc\/\d+\/ns\/net$/, 'named by its process');
+  // from_guest follows once the pod's own programs are loaded (lib/daemon/bypass-warmup.ts)
+  await until(() => state.dp.attachments().length >= 2, 5000, 20);
   t.deepEqual(state.dp.attachments().map((r) => r.program).sort(), ['fixup', 'from_guest'], 'the plain pod is left alone');
   t.is((await l.ping(l.client, vm.podIp, { count: 50, intervalMs: 5 })).received, 50);
 
