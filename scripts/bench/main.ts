@@ -90,7 +90,10 @@ async function main(): Promise<number> {
 
   log(`per-packet cost: repeat ${plan.perPacket.repeat}, ${plan.perPacket.rounds} rounds`);
   const pp = perPacket({ ...plan.perPacket, compare: PREVIOUS_OBJECT });
-  for (const c of pp) log(`  ${c.program.padEnd(8)} ${c.frame.padEnd(42)} +${c.deltaNs.toFixed(1)} ns (layout 2 build: +${c.compareDeltaNs?.toFixed(1)} ns)`);
+  for (const c of pp) {
+    const before = c.compareDeltaNs === undefined ? '' : ` (layout 2 build: +${c.compareDeltaNs.toFixed(1)} ns)`;
+    log(`  ${`${c.program}${c.pod ? ' (pod)' : ''}`.padEnd(16)} ${c.frame.padEnd(46)} +${c.deltaNs.toFixed(1)} ns${before}`);
+  }
   const scale = perPacketAtScale(plan.perPacket);
   // the two-guest column of the at-scale table is measured in the same rounds as the populated ones
   const ppAt = [{ endpoints: 2, kind: 'random' as const, cases: scale.two }, ...scale.at];
