@@ -8,10 +8,9 @@ import { BpfObject } from '../../lib/bpf/object.js';
 import { randomBytes } from 'node:crypto';
 import { encodeKey } from '../../lib/dataplane/codec.js';
 import { EndpointTable, unkeyedSlotOf } from '../../lib/dataplane/endpoint-table.js';
-import { PINNED_MAPS } from '../../lib/dataplane/pinned-maps.js';
-import { POD_CONSTANT } from '../../lib/dataplane/pod-instances.js';
+import { loadPodInstance } from '../../lib/dataplane/pod-instances.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
-import { packageRoot } from '../../lib/native.js';
+import { native, packageRoot } from '../../lib/native.js';
 import { CLIENT4, CLIENT6, CLIENT_MAC, GATEWAY_MAC, GUEST4, GUEST6, GUEST_MAC, HOST_IFINDEX, HOST_MAC, NODE_MAC } from '../../lib/testkit/addresses.js';
 import { frames } from '../../lib/testkit/packets.js';
 import { median, shuffle } from './stats.js';
@@ -164,7 +163,6 @@ function measure({ repeat, rounds }: { repeat: number; rounds: number }, variant
       const bypass = scoped ? { podNetns: BENCH_POD, bypass: { uplinkIfindex: TEST_RUN_IFINDEX, guestIfindex: TEST_RUN_IFINDEX } } : {};
       for (const ip of [GUEST4, GUEST6]) table.set({ guestIp: ip, guestMac: GUEST_MAC, gatewayMac: GATEWAY_MAC, hostIfindex: HOST_IFINDEX, redirect: true, ...bypass });
     }
-    const variantObject = (v: number) => shared[v]!;
     const bench = harness.program('bench');
     const slot = Buffer.alloc(4);
     const fd = (fdNumber: number) => {
@@ -189,7 +187,7 @@ function measure({ repeat, rounds }: { repeat: number; rounds: number }, variant
     for (let round = 0; round < rounds; round++) {
       for (const i of shuffle([...CASES.keys()])) {
         const c = CASES[i]!;
-        const programOf = (v: number) => ('pod' in c ? podObjects[v]?.program(c.program) : variantObject(v).program(c.program));
+        const programOf = (v: number) => ('pod' in c ? podObjects[v]?.program(c.program) : shared[v]!.program(c.program));
         const order = shuffle([-1, ...variants.keys()].filter((v) => v < 0 || programOf(v))); // -1: the baseline
         const expect = redirects(c) ? TC_ACT_REDIRECT : TC_ACT_UNSPEC;
         const ns = new Map(order.map((v) => [v, v < 0 ? time(harness.program('pass').fd, c.data, c.pktType) : time(programOf(v)!.fd, c.data, c.pktType, round === 0 ? expect : undefined)]));
@@ -225,11 +223,11 @@ function measure({ repeat, rounds }: { repeat: number; rounds: number }, variant
   }
 }
 
-/** `object` loaded as BENCH_POD's own instance on `shared`'s maps; null for a build without pod instances. */
+/** `object` loaded as BENCH_POD's own instance on `shared`'s maps, as the daemon loads a pod's; null for a build without pod instances. */
 function podInstance(object: string, shared: BpfObject): BpfObject | null {
   if (!shared.programs.has('from_guest')) return null;
   try {
-    return BpfObject.open(object, { programs: ['fixup', 'from_guest'], constants: { [POD_CONSTANT]: BENCH_POD }, reuseMaps: Object.fromEntries(PINNED_MAPS.map((m) => [m, shared.maps.get(m)!.fd])) });
+    return loadPodInstance(native(), object, shared.maps, BENCH_POD);
   } catch {
     return null; // no such constant, or maps of another shape
   }
