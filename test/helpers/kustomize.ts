@@ -1,13 +1,18 @@
 /**
- * The kustomize subset deploy/ uses, so tests render the manifests exactly as
- * `kubectl apply -k` would without a kustomize binary: resources, namespace,
+ * The kustomize subset deploy/ uses, so tests render the manifests as
+ * `kubectl apply -k` would without running a binary (test/daemon/deploy
+ * compares it with kustomize's own output, and kustomizeOverlay() below
+ * builds with kustomize itself): resources, namespace,
  * labels, images, configMapGenerator (files, no hash suffix), and components
  * with resources, configMapGenerators and JSON patches. A field it does not
  * handle is an error, not silently ignored.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
+import { packageRoot } from '../../lib/native.js';
 
 export type Obj = Record<string, any>;
 
@@ -98,4 +103,49 @@ export function daemonSet(objs: Obj[]): Obj {
 /** Every component under deploy/components, as render() takes them. */
 export function components(dir: string): string[] {
   return fs.readdirSync(path.join(dir, 'components')).filter((c) => fs.existsSync(path.join(dir, 'components', c, 'kustomization.yaml'))).sort().map((c) => `components/${c}`);
+}
+
+/** kustomize itself, unpacked from Debian trixie's package by scripts/bootstrap. */
+export const KUSTOMIZE = path.join(packageRoot, '.cache/kustomize/usr/bin/kustomize');
+
+function kustomize(args: string[], cwd?: string): string {
+  const r = spawnSync(KUSTOMIZE, args, { cwd, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`kustomize ${args.join(' ')}: ${r.error?.message ?? r.stderr}`);
+  return r.stdout;
+}
+
+export interface Overlay {
+  /** Set as the README says: `kustomize edit set image vmpeer=<image>` in deploy/. */
+  image: string;
+  /** Components (paths relative to deploy/) the overlay lists. */
+  components?: string[];
+  /** Environment the overlay adds to the daemon's container (a test's scope on a shared host). */
+  env?: Record<string, string>;
+}
+
+/**
+ * What an operator applies: a copy of `dir` with the image set by
+ * `kustomize edit set image`, under an overlay with `components` and a JSON
+ * patch adding `env` to the DaemonSet's first container, built by kustomize.
+ */
+export function kustomizeOverlay(dir: string, o: Overlay): Obj[] {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vpt-overlay-'));
+  try {
+    fs.cpSync(dir, path.join(tmp, 'base'), { recursive: true });
+    kustomize(['edit', 'set', 'image', `vmpeer=${o.image}`], path.join(tmp, 'base'));
+    const ds = daemonSet(render(dir));
+    const env = Object.entries(o.env ?? {}).map(([name, value]) => ({ op: 'add', path: '/spec/template/spec/containers/0/env/-', value: { name, value } }));
+    const overlay = {
+      apiVersion: 'kustomize.config.k8s.io/v1beta1',
+      kind: 'Kustomization',
+      resources: ['../base'],
+      components: (o.components ?? []).map((c) => `../base/${c}`),
+      patches: env.length > 0 ? [{ target: { kind: 'DaemonSet', name: ds.metadata.name }, patch: JSON.stringify(env) }] : [],
+    };
+    fs.mkdirSync(path.join(tmp, 'overlay'));
+    fs.writeFileSync(path.join(tmp, 'overlay/kustomization.yaml'), JSON.stringify(overlay));
+    return parseAllDocuments(kustomize(['build', path.join(tmp, 'overlay')])).map((d) => d.toJS() as Obj);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
 }

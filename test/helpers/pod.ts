@@ -27,11 +27,8 @@ export const TEST_IMAGE = 'localhost/vmpeer:test';
 
 export interface PodEnv {
   name: string;
-  image: string;
   nodeName: string;
   podIp: string;
-  /** Environment added to the daemon's container (the test's overlay: scope on a shared host). */
-  env?: Record<string, string>;
   restartPolicy?: 'Always' | 'Never';
   /** Edit the daemon's container after mapping (least-privilege runs). */
   edit?: (container: Obj) => void;
@@ -47,7 +44,6 @@ const FIELD_REFS: Record<string, (p: PodEnv) => string> = {
 export function podFromDaemonSet(ds: Obj, p: PodEnv): Obj {
   const spec = structuredClone(ds.spec.template.spec) as Obj;
   for (const c of [...(spec.containers as Obj[]), ...((spec.initContainers as Obj[]) ?? [])]) {
-    c.image = p.image;
     c.env = ((c.env as Obj[]) ?? []).map((e) => {
       if (e.valueFrom === undefined) return e;
       const ref = e.valueFrom.fieldRef?.fieldPath as string | undefined;
@@ -67,7 +63,6 @@ export function podFromDaemonSet(ds: Obj, p: PodEnv): Obj {
     delete c.readinessProbe;
   }
   const main = (spec.containers as Obj[])[0]!;
-  for (const [name, value] of Object.entries(p.env ?? {})) main.env.push({ name, value });
   p.edit?.(main);
   spec.restartPolicy = p.restartPolicy ?? spec.restartPolicy ?? 'Always';
   // podman 4.3 removes a "once" init container as it exits and races with it
@@ -190,13 +185,18 @@ export function buildah(args: string[]): { status: number | null; stdout: string
   return { status: r.status, stdout: r.stdout ?? '', stderr: `${r.stderr ?? ''}${r.error ? String(r.error) : ''}` };
 }
 
-/** scripts/image on the tier's store, one at a time (its cache is shared by the test files); its stdout. */
+/**
+ * scripts/image on the tier's store, one at a time (its cache is shared by the
+ * test files); its stdout. The bases are made here (--base local) unless
+ * VMPEER_IMAGE_BASE says otherwise: the same images on every machine, and no
+ * registry pull timing out where none is reachable.
+ */
 export function imageScript(args: string[]): string {
   fs.mkdirSync(path.join(packageRoot, '.cache/image'), { recursive: true });
   const r = spawnSync('flock', [path.join(packageRoot, '.cache/image/.build-lock'), path.join(packageRoot, 'scripts/image'), ...args], {
     cwd: packageRoot,
     encoding: 'utf8',
-    env: podmanEnv(),
+    env: { ...podmanEnv(), VMPEER_IMAGE_BASE: process.env.VMPEER_IMAGE_BASE ?? 'local' },
     timeout: 600_000,
   });
   if (r.status !== 0) throw new Error(`scripts/image ${args.join(' ')} failed: ${r.stderr}`);
