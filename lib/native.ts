@@ -128,6 +128,17 @@ export interface DetachRequest extends HookTarget {
   progId?: number;
 }
 
+export interface ClsactQdiscRequest {
+  netns?: string;
+  ifname: string;
+  create?: boolean;
+}
+
+export interface ClsactQdiscState {
+  present: boolean;
+  created: boolean;
+}
+
 export interface HookEntry {
   mode: AttachMode;
   progId: number;
@@ -267,6 +278,14 @@ export interface Native {
    */
   replace(request: HookTarget & { mode: AttachMode; progFd: number; oldProgId: number; pinPath?: string; handle?: number; priority?: number }): number;
   detachAsync(request: DetachRequest): Promise<boolean>;
+  /**
+   * Whether an interface has a clsact (or ingress) qdisc, its tc hooks; with
+   * `create`, makes a clsact qdisc when missing (`created`). Making one on an
+   * interface that is up drops the frames sent to it meanwhile (native/tc.h).
+   */
+  clsactQdisc(request: ClsactQdiscRequest): ClsactQdiscState;
+  /** clsactQdisc() off the JS thread (its own native thread enters the netns). */
+  clsactQdiscAsync(request: ClsactQdiscRequest): Promise<ClsactQdiscState>;
   listHook(target: HookTarget): HookEntry[];
   /** ifindex of an interface inside a netns (0 when absent). */
   ifindex(netns: string | undefined, ifname: string): number;

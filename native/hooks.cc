@@ -1,4 +1,4 @@
-// attach, detach (and their async forms), replace, listHook, ifindex, kernelFeatures: the JS side of tcx.cc
+// attach, detach (and their async forms), replace, clsactQdisc, listHook, ifindex, kernelFeatures: the JS side of tcx.cc
 // and tc.cc. Requests are read on the JS thread, the work runs in the
 // target's netns (netns.h), the results become JS values back here.
 #include "args.h"
@@ -218,6 +218,43 @@ Napi::Value Replace(const Napi::CallbackInfo &info) {
   return Napi::Number::New(info.Env(), id);
 }
 
+// What clsactQdisc() and its async form are asked: an interface, and whether to make the qdisc.
+struct QdiscPlan {
+  Target target;
+  bool create = false;
+};
+
+QdiscPlan ReadQdisc(const Napi::CallbackInfo &info, const char *fn) {
+  Args args(info, fn);
+  Fields f(args.object(0, "request"), fn);
+  QdiscPlan p;
+  p.target.netns = f.optString("netns");
+  p.target.ifname = f.string("ifname");
+  p.create = f.optBool("create", false);
+  return p;
+}
+
+ClsactHook QdiscHere(const QdiscPlan &p) { return ClsactQdisc(RequireIfindex(p.target), p.create, p.target.label()); }
+
+Napi::Value ToJsHook(Napi::Env env, const ClsactHook &h) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("present", h.present);
+  o.Set("created", h.created);
+  return o;
+}
+
+// clsactQdisc(request: { netns?, ifname, create? }): { present, created }
+Napi::Value ClsactQdiscJs(const Napi::CallbackInfo &info) {
+  QdiscPlan p = ReadQdisc(info, "clsactQdisc");
+  return ToJsHook(info.Env(), InNetns(p.target.netns, [&] { return QdiscHere(p); }));
+}
+
+// clsactQdiscAsync(request): Promise<{ present, created }>
+Napi::Value ClsactQdiscAsync(const Napi::CallbackInfo &info) {
+  QdiscPlan p = ReadQdisc(info, "clsactQdiscAsync");
+  return InNetnsAsync(info.Env(), p.target.netns, [p] { return QdiscHere(p); }, ToJsHook);
+}
+
 struct Entry {
   bool tcx;
   uint32_t progId;
@@ -288,6 +325,8 @@ void InitHooks(Napi::Env env, Napi::Object exports) {
   exports.Set("detach", Napi::Function::New<Guard<Detach>>(env, "detach"));
   exports.Set("replace", Napi::Function::New<Guard<Replace>>(env, "replace"));
   exports.Set("detachAsync", Napi::Function::New<GuardAsync<DetachAsync>>(env, "detachAsync"));
+  exports.Set("clsactQdisc", Napi::Function::New<Guard<ClsactQdiscJs>>(env, "clsactQdisc"));
+  exports.Set("clsactQdiscAsync", Napi::Function::New<GuardAsync<ClsactQdiscAsync>>(env, "clsactQdiscAsync"));
   exports.Set("listHook", Napi::Function::New<Guard<ListHook>>(env, "listHook"));
   exports.Set("ifindex", Napi::Function::New<Guard<Ifindex>>(env, "ifindex"));
   exports.Set("kernelFeatures", Napi::Function::New<Guard<KernelFeatures>>(env, "kernelFeatures"));

@@ -3,8 +3,13 @@
 #include "errors.h"
 #include "info.h"
 #include "netlink.h"
+#include "rtnl.h"
 
 #include <bpf/libbpf.h>
+
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
 
 #include <cstring>
 
@@ -90,6 +95,30 @@ uint32_t ClsactReplace(uint32_t ifindex, bool ingress, int progFd, uint32_t hand
   opts.flags = BPF_TC_F_REPLACE;
   Check(bpf_tc_attach(&hook, &opts), "bpf_tc_attach", label, Where(handle, priority) + " (replace)");
   return opts.prog_id;
+}
+
+ClsactHook ClsactQdisc(uint32_t ifindex, bool create, const std::string &label) {
+  UniqueFd sock = rtnl::OpenSocket(0, label);
+  tcmsg req{};
+  req.tcm_family = AF_UNSPEC;
+  req.tcm_ifindex = static_cast<int>(ifindex);
+  bool present = false;
+  // the dump covers every interface of the netns: ours is picked out here;
+  // clsact and ingress qdiscs both sit at TC_H_CLSACT (== TC_H_INGRESS)
+  rtnl::Dump(sock.get(), RTM_GETQDISC, &req, sizeof req, "RTM_GETQDISC", label, [&](const nlmsghdr *nh) {
+    if (nh->nlmsg_type != RTM_NEWQDISC || nh->nlmsg_len < NLMSG_LENGTH(sizeof(tcmsg)))
+      return;
+    const auto *t = static_cast<const tcmsg *>(NLMSG_DATA(nh));
+    if (t->tcm_ifindex == static_cast<int>(ifindex) && t->tcm_parent == TC_H_CLSACT)
+      present = true;
+  });
+  if (present || !create)
+    return {present, false};
+  bpf_tc_hook hook = Hook(ifindex, true);
+  int rc = bpf_tc_hook_create(&hook);
+  if (rc < 0 && rc != -EEXIST)
+    Fail(-rc, "bpf_tc_hook_create", label);
+  return {true, rc == 0};
 }
 
 bool ClsactDetach(uint32_t ifindex, bool ingress, uint32_t handle, uint32_t priority,

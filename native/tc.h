@@ -28,4 +28,16 @@ uint32_t ClsactReplace(uint32_t ifindex, bool ingress, int progFd, uint32_t hand
 bool ClsactDetach(uint32_t ifindex, bool ingress, uint32_t handle, uint32_t priority,
                   std::optional<uint32_t> progId, const std::string &label);
 
+// Whether the interface has a clsact (or ingress) qdisc: its tc hooks exist.
+// With `create`, makes the clsact qdisc when missing; true when it did.
+// Adding one to an interface that is up costs frames: qdisc_graft()
+// (net/sched/sch_api.c) deactivates the device's transmit queues for an RCU
+// grace period, even for clsact, and what is sent to it meanwhile is dropped
+// (noop qdisc). So vmpeer makes the hooks of a pod's ports together, once.
+struct ClsactHook {
+  bool present;
+  bool created;
+};
+ClsactHook ClsactQdisc(uint32_t ifindex, bool create, const std::string &label);
+
 } // namespace vmpeer

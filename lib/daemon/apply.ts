@@ -14,11 +14,14 @@ import type { Logger } from './log.js';
 import { AMBIGUOUS_MACS, AMBIGUOUS_POLL_MS, type CheckRequest, type Pod } from './pod.js';
 import type { NodeView, PodLook } from './probe.js';
 import { scopeFor } from '../dataplane/pod-instances.js';
-import { bypassUnsafeBecause } from '../dataplane/bridge-path.js';
+import { bypassUnsafeBecause, guestHookMissingBecause } from '../dataplane/bridge-path.js';
+import { guestHookMissing, prepareGuestHooksAsync } from '../dataplane/guest-hooks.js';
+import type { Native } from '../native.js';
 import type { BypassWarmup } from './bypass-warmup.js';
 
 export interface PodSyncDeps {
   cfg: DaemonConfig;
+  native: Native;
   log: Logger;
   node: NodeView;
   changes: Changes;
@@ -81,9 +84,14 @@ export class PodSync {
     const routes = await this.d.node.nodeRoutes();
     let ownInstance = false;
     for (const port of look.ports) {
-      const wanted = this.bypassFor(pod, port);
+      // covered from now on: the guest ports' tc hooks are made with the uplink's (guest-hooks.ts)
+      if (!records.some((r) => r.program === 'fixup' && r.ifname === port.uplink.ifname)) await prepareGuestHooksAsync(this.d.native, pod.path, port.guestPorts, this.d.cfg.mode);
+      if (pod.gone || this.d.stopping()) return;
+      const fromGuestBefore = (ifname: string) => records.some((r) => r.program === 'from_guest' && r.ifname === ifname);
+      const wanted = await this.bypassFor(pod, port, fromGuestBefore);
+      if (pod.gone || this.d.stopping()) return;
       // the pod's own programs not loaded (nor attached before): covered through its bridge now, past it once they are
-      const attachedBefore = wanted !== null && records.some((r) => r.program === 'from_guest' && r.ifname === wanted.ifname);
+      const attachedBefore = wanted !== null && fromGuestBefore(wanted.ifname);
       const bypass = wanted !== null && (attachedBefore || this.d.warmup.ready(pod)) ? wanted : null;
       if (wanted && !bypass) this.d.warmup.want(pod);
       ownInstance ||= bypass !== null;
@@ -118,10 +126,17 @@ export class PodSync {
     }
   }
 
-  /** The guest port to bypass the bridge to: the default, but where the bypass is unsafe for the pod (bridge-path.ts). */
-  private bypassFor(pod: Pod, port: VmPort): VmPort['guestPort'] {
+  /**
+   * The guest port to bypass the bridge to: the default, but where the bypass
+   * is unsafe for the pod (bridge-path.ts), or where from_guest would make
+   * the guest port's tc hook while the guest's traffic runs (guest-hooks.ts).
+   */
+  private async bypassFor(pod: Pod, port: VmPort, fromGuestBefore: (ifname: string) => boolean): Promise<VmPort['guestPort']> {
     if (!this.d.cfg.bypassBridge) return null;
-    const kept = bypassUnsafeBecause(port);
+    let kept = bypassUnsafeBecause(port);
+    if (kept === null && port.guestPort && !fromGuestBefore(port.guestPort.ifname) && (await guestHookMissing(this.d.native, pod.path, port.guestPort.ifname, this.d.cfg.mode))) {
+      kept = guestHookMissingBecause(port.guestPort.ifname);
+    }
     if (kept !== pod.bridgeKeptLogged) {
       pod.bridgeKeptLogged = kept;
       if (kept !== null) this.d.log.warn({ netns: pod.path, bridge: port.bridge, guestPorts: port.guestPorts, why: kept }, `keeping the bridge on the path of this pod's guest traffic: the bridge bypass is unsafe here, ${kept}`);

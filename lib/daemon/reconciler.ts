@@ -138,6 +138,7 @@ export class Reconciler {
     this.warmup = new BypassWarmup({ dp, log, recheck: (pod, reason) => this.checks.kick(pod, reason, true), stopping });
     this.podSync = new PodSync({
       cfg,
+      native: n,
       log,
       node,
       changes,

@@ -32,6 +32,15 @@ export function bypassUnsafeBecause(port: BridgePorts): string | null {
   return null;
 }
 
+/**
+ * Why a pod covered by an older vmpeer keeps its bridge: its guest port has
+ * no tc hook, and making one with the guest's traffic running drops frames
+ * (guest-hooks.ts). A pod covered from now on gets the hook with its uplink's.
+ */
+export function guestHookMissingBecause(guestPort: string): string {
+  return `its guest port ${guestPort} has no clsact qdisc (the pod was covered by an older vmpeer), and adding one while the guest's traffic runs drops the frames in flight to it; the bridge stays on this pod's path until the pod is recreated (or with --mode tcx)`;
+}
+
 /** Why the bridge stays on the path of this port's guest traffic, or null when it is bypassed. */
 export function bridgeKeptBecause(choice: BridgeChoice, port: BridgePorts): string | null {
   if (choice === 'keep') return `--${KEEP_BRIDGE_FLAG}`;

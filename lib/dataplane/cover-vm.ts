@@ -12,6 +12,7 @@ import type { VmInterface } from '../discovery/vm-pod.js';
 import type { Endpoint } from './codec.js';
 import { killPoint } from '../kill-point.js';
 import { scopeFor } from './pod-instances.js';
+import { prepareGuestHooks } from './guest-hooks.js';
 import type { AttachmentRecord, Dataplane, NetnsId } from './dataplane.js';
 
 export interface CoverOptions {
@@ -65,6 +66,8 @@ export function coverVm(dp: Dataplane, vm: VmInterface, netns: NetnsId, options:
     const fixup = dp.attach('fixup', uplink, netns, { mode, pod: scopeFor('fixup', pod, bypass) });
     if (fixup.created) undo.push(() => dp.removeRecordIfSame(fixup.record, uplink));
     killPoint('record');
+    // covered from now on: the guest ports' tc hooks are made with the uplink's (guest-hooks.ts)
+    if (fixup.created) prepareGuestHooks(dp.native, vm.netns, vm.guestPorts, mode);
     let fromGuest: Covered['fromGuest'] = null;
     let bypassRemoved = false;
     if (bypass) {

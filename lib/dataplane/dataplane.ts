@@ -184,6 +184,11 @@ export class Dataplane {
    * daemon compares it with what is attached). With a `pod`, that pod's own
    * instance of a pod program (pod-instances.ts), loaded on first use.
    */
+  /** The addon this dataplane works through. */
+  get native(): Native {
+    return this.n;
+  }
+
   program(name: ProgramName, pod = 0): Program {
     this.writable();
     if (!pod) return this.obj!.program(name);

@@ -234,6 +234,19 @@ test('clsact: an interface without the clsact qdisc lists nothing and detaches n
   t.notRegex(ns.run('tc', ['qdisc', 'show', 'dev', ifname]), /clsact/, 'nothing created either');
 });
 
+test('clsactQdisc: absent, made on request (once), present after a clsact attach; ENODEV for no interface', async (t) => {
+  const { ns, ifname, peer } = pod(t);
+  t.deepEqual(addon.clsactQdisc({ netns: ns.path, ifname }), { present: false, created: false });
+  t.notRegex(ns.run('tc', ['qdisc', 'show', 'dev', ifname]), /clsact/, 'asking makes nothing');
+  t.deepEqual(await addon.clsactQdiscAsync({ netns: ns.path, ifname, create: true }), { present: true, created: true });
+  t.regex(ns.run('tc', ['qdisc', 'show', 'dev', ifname]), /qdisc clsact ffff: .*parent ffff:fff1/);
+  t.deepEqual(addon.clsactQdisc({ netns: ns.path, ifname, create: true }), { present: true, created: false }, 'made once');
+  t.deepEqual(addon.clsactQdisc({ netns: ns.path, ifname: peer }), { present: false, created: false }, "another interface's is not this one's");
+  addon.attach({ netns: ns.path, ifname: peer, hook: 'egress', mode: 'clsact', progFd: program(openObject(t), 'fixup').fd, handle: HANDLE, priority: PRIORITY });
+  t.true((await addon.clsactQdiscAsync({ netns: ns.path, ifname: peer })).present, 'made by the attach');
+  throwsNative(t, () => addon.clsactQdisc({ netns: ns.path, ifname: 'vpt-none' }), { code: 'ENODEV' });
+});
+
 test('attach and detach refuse incomplete requests with TypeErrors', (t) => {
   const { ns, ifname } = pod(t);
   const fd = program(openObject(t), 'fixup').fd;

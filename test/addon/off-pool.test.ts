@@ -75,10 +75,11 @@ test.serial('netlinkDump settles with every pool thread blocked, in another netn
   t.true(here.links!.some((l) => l.ifname === 'lo'));
 });
 
-test.serial('attachAsync and detachAsync settle with every pool thread blocked', async (t) => {
+test.serial('clsactQdiscAsync, attachAsync and detachAsync settle with every pool thread blocked', async (t) => {
   const { ns, ifname } = pod(t);
   const obj = openObject(t);
   await blockPool(t);
+  t.deepEqual(await settles('clsactQdiscAsync', addon.clsactQdiscAsync({ netns: ns.path, ifname, create: true })), { present: true, created: true });
   const a = await settles('attachAsync', addon.attachAsync({ netns: ns.path, ifname, hook: 'ingress', mode: 'clsact', progFd: program(obj, 'fixup').fd, handle: 0x766d, priority: 0x7600 }));
   t.is(a.mode, 'clsact');
   t.true(await settles('detachAsync', addon.detachAsync({ netns: ns.path, ifname, hook: 'ingress', mode: 'clsact', handle: 0x766d, priority: 0x7600, progId: a.progId })));
