@@ -50,7 +50,9 @@ function generator(seed: number, direction: 'to guest' | 'from guest') {
   return (): Buffer => {
     const kind = rand();
     if (kind < 0.15) return randomBytes(14 + Math.floor(rand() * 80)); // noise
-    const guest = pick([...guests.map((g) => g.guestIp), ...strangers]);
+    // from a guest, only two of the guests take the bypass there (the rewrite path): the guests come up
+    // more often than the strangers, so that thousands of frames take it, not about 500
+    const guest = direction === 'from guest' && rand() < 0.5 ? pick(guests.map((g) => g.guestIp)) : pick([...guests.map((g) => g.guestIp), ...strangers]);
     const peer = guest.includes(':') ? '2001:db8:1::2' : '198.18.0.2';
     const ttl = Math.floor(rand() * 256);
     const ownMac = guests.find((g) => g.guestIp === guest)?.guestMac;
@@ -120,7 +122,9 @@ for (const program of ['fixup', 'redirect', 'from_guest'] as const) {
     const stats = f.stats();
     for (const [stat, n] of expectedStats) t.is(stats[stat as keyof typeof stats], n, `stat ${stat}`);
     t.true(unknownSeen > FRAMES_PER_PROGRAM / 4, `${unknownSeen} frames for unknown guests`);
-    t.true((expectedStats.get(REWRITE_STAT[program]) ?? 0n) > 500n, 'enough frames took the rewrite path');
+    const rewritten = expectedStats.get(REWRITE_STAT[program]) ?? 0n;
+    t.log(`${rewritten} frames took the rewrite path`);
+    t.true(rewritten > 500n, `enough frames took the rewrite path (${rewritten})`);
   });
 }
 
