@@ -15,7 +15,7 @@ import { AMBIGUOUS_MACS, AMBIGUOUS_POLL_MS, type CheckRequest, type Pod } from '
 import type { NodeView, PodLook } from './probe.js';
 import { scopeFor } from '../dataplane/pod-instances.js';
 import { bypassUnsafeBecause, guestHookMissingBecause } from '../dataplane/bridge-path.js';
-import { guestHookMissing, prepareGuestHooksAsync } from '../dataplane/guest-hooks.js';
+import { guestHookMissing } from '../dataplane/guest-hooks.js';
 import type { Native } from '../native.js';
 import type { BypassWarmup } from './bypass-warmup.js';
 
@@ -84,11 +84,10 @@ export class PodSync {
     const routes = await this.d.node.nodeRoutes();
     let ownInstance = false;
     for (const port of look.ports) {
-      // covered from now on: the guest ports' tc hooks are made with the uplink's (guest-hooks.ts)
-      if (!records.some((r) => r.program === 'fixup' && r.ifname === port.uplink.ifname)) await prepareGuestHooksAsync(this.d.native, pod.path, port.guestPorts, this.d.cfg.mode);
-      if (pod.gone || this.d.stopping()) return;
       const fromGuestBefore = (ifname: string) => records.some((r) => r.program === 'from_guest' && r.ifname === ifname);
-      const wanted = await this.bypassFor(pod, port, fromGuestBefore);
+      // fixup not attached yet: this check attaches it, and makes the guest ports' hooks with it (attachments.ts)
+      const coveredBefore = records.some((r) => r.program === 'fixup' && r.ifname === port.uplink.ifname);
+      const wanted = await this.bypassFor(pod, port, (ifname) => coveredBefore && !fromGuestBefore(ifname));
       if (pod.gone || this.d.stopping()) return;
       // the pod's own programs not loaded (nor attached before): covered through its bridge now, past it once they are
       const attachedBefore = wanted !== null && fromGuestBefore(wanted.ifname);
@@ -129,12 +128,13 @@ export class PodSync {
   /**
    * The guest port to bypass the bridge to: the default, but where the bypass
    * is unsafe for the pod (bridge-path.ts), or where from_guest would make
-   * the guest port's tc hook while the guest's traffic runs (guest-hooks.ts).
+   * the guest port's tc hook while the guest's traffic runs (guest-hooks.ts):
+   * a pod covered before (`liveWithoutBypass`) whose guest port has none.
    */
-  private async bypassFor(pod: Pod, port: VmPort, fromGuestBefore: (ifname: string) => boolean): Promise<VmPort['guestPort']> {
+  private async bypassFor(pod: Pod, port: VmPort, liveWithoutBypass: (ifname: string) => boolean): Promise<VmPort['guestPort']> {
     if (!this.d.cfg.bypassBridge) return null;
     let kept = bypassUnsafeBecause(port);
-    if (kept === null && port.guestPort && !fromGuestBefore(port.guestPort.ifname) && (await guestHookMissing(this.d.native, pod.path, port.guestPort.ifname, this.d.cfg.mode))) {
+    if (kept === null && port.guestPort && liveWithoutBypass(port.guestPort.ifname) && (await guestHookMissing(this.d.native, pod.path, port.guestPort.ifname, this.d.cfg.mode))) {
       kept = guestHookMissingBecause(port.guestPort.ifname);
     }
     if (kept !== pod.bridgeKeptLogged) {

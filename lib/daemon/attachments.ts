@@ -6,6 +6,7 @@
  */
 import type { HookTarget } from '../bpf/link.js';
 import { isPodProgram, readNetnsId, type AttachmentRecord, type NetnsId, type PodProgram } from '../dataplane/dataplane.js';
+import { prepareGuestHooksAsync } from '../dataplane/guest-hooks.js';
 import { swapProgram } from '../dataplane/swap-program.js';
 import { verifyRecord } from '../dataplane/verify.js';
 import type { VmPort } from '../discovery/vm-pod.js';
@@ -61,6 +62,8 @@ export class AttachmentSync {
     let created: AttachmentRecord;
     try {
       if (pod.gone || this.d.stopping()) return;
+      // covered from now on: the guest ports' tc hooks are made with the uplink's (guest-hooks.ts)
+      if (program === 'fixup') await prepareGuestHooksAsync(this.d.native, pod.path, port.guestPorts, this.d.cfg.mode);
       ({ record: created } = await dp.attachAsync(program, target, { mode: this.d.cfg.mode, pod: scope }));
     } finally {
       attaching();

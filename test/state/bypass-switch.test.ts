@@ -53,3 +53,15 @@ test('clsact: a --keep-bridge daemon replaced by a default one under 200/s: the 
   t.true(state.dp.endpoint(vm.podIp)!.bypass !== null, 'the endpoint bypasses the bridge');
   t.deepEqual(await d.kill('SIGTERM'), { code: 0, signal: null });
 });
+
+test('a pod the daemon covers from the start takes the bypass without a "keeping the bridge" line', async (t) => {
+  t.timeout(60_000);
+  const { l, vm, root } = await oneVmLab(t);
+  const d = startDaemon(t, { nodeNs: l.node.ns.path, root, prefix: `${l.name}-`, args: ['--cleanup-on-exit'] });
+  await d.ready();
+  const state = new State(t, root);
+  await until(() => state.hook(vm.podNs.path, vm.tap).some((e) => e.progName === 'from_guest'), 20_000, 20);
+  t.deepEqual(d.logs.filter((x) => /^keeping the bridge/.test(x.msg)), [], 'no refusal logged');
+  t.is((await l.ping(l.client, vm.podIp, { count: 10, intervalMs: 20 })).received, 10);
+  t.deepEqual(await d.kill('SIGTERM'), { code: 0, signal: null });
+});
