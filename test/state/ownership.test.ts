@@ -113,7 +113,8 @@ test("pins removed under a running daemon (an older vmpeer's recursive removal):
   const d = startDaemon(t, { nodeNs: l.node.ns.path, root, prefix: `${l.name}-`, args: ['--resync-interval', '1s'] });
   await d.ready();
   const from = d.logs.length;
-  fs.rmSync(root, { recursive: true, force: true }); // what `vmpeer detach` of earlier versions did
+  // what `vmpeer detach` of earlier versions did; the daemon may pin again while it runs (ENOTEMPTY), so retried
+  fs.rmSync(root, { recursive: true, force: true, maxRetries: 20, retryDelay: 5 });
   const why = await d.waitLog((x) => x.msg.startsWith('not ready: vmpeer'), 10_000, from);
   t.true((why.missing as string[]).some((m) => m.includes('maps/endpoints')), JSON.stringify(why));
   await d.waitLog((x) => x.msg.startsWith('ready'), 10_000, from);
