@@ -27,6 +27,11 @@ export function autoMode(n: Native, program: ProgramName): AttachMode {
   return isPodProgram(program) ? 'clsact' : resolveMode(n, 'auto');
 }
 
+/** The mode `program` attaches with when asked for `mode`. */
+export function modeFor(n: Native, program: ProgramName, mode: 'auto' | AttachMode = 'auto'): AttachMode {
+  return mode === 'auto' ? autoMode(n, program) : resolveMode(n, mode);
+}
+
 export interface AttachOptions {
   mode?: 'auto' | AttachMode;
   first?: boolean;
@@ -219,7 +224,7 @@ export class Attachments {
   }
 
   private newRecord(program: ProgramName, target: HookTarget, netns: NetnsId, mode: AttachOptions['mode'] = 'auto'): AttachmentRecord {
-    const resolved = mode === 'auto' ? autoMode(this.d.n, program) : resolveMode(this.d.n, mode);
+    const resolved = modeFor(this.d.n, program, mode);
     const pin = path.join(this.d.root, resolved === 'tcx' ? 'links' : 'filters', recordName(program, target, netns));
     return { program, mode: resolved, hook: target.hook, ifname: target.ifname, netnsInode: netns.inode, netnsCookie: netns.cookie, pin };
   }

@@ -14,13 +14,10 @@
  * bridge rather than lose a frame (bridge-path.ts).
  */
 import type { AttachMode, Native } from '../native.js';
-import { autoMode } from './attachments.js';
-import { resolveMode } from '../bpf/link.js';
+import { modeFor } from './attachments.js';
 
-/** The mode the pod programs attach with under `mode` (attachments.ts autoMode()). */
-export function podProgramMode(n: Native, mode: 'auto' | AttachMode): AttachMode {
-  return mode === 'auto' ? autoMode(n, 'fixup') : resolveMode(n, mode);
-}
+/** The mode the pod programs (fixup, from_guest) attach with under `mode`. */
+const podProgramMode = (n: Native, mode: 'auto' | AttachMode): AttachMode => modeFor(n, 'from_guest', mode);
 
 /** Makes the clsact qdisc of each guest port that lacks one (clsact mode only: tcx needs none). */
 export function prepareGuestHooks(n: Native, netns: string, guestPorts: readonly string[], mode: 'auto' | AttachMode): void {
