@@ -179,16 +179,16 @@ export class Dataplane {
     return this;
   }
 
-  /**
-   * A program of the loaded object: its fd, id and instruction count (the
-   * daemon compares it with what is attached). With a `pod`, that pod's own
-   * instance of a pod program (pod-instances.ts), loaded on first use.
-   */
   /** The addon this dataplane works through. */
   get native(): Native {
     return this.n;
   }
 
+  /**
+   * A program of the loaded object: its fd, id and instruction count (the
+   * daemon compares it with what is attached). With a `pod`, that pod's own
+   * instance of a pod program (pod-instances.ts), loaded on first use.
+   */
   program(name: ProgramName, pod = 0): Program {
     this.writable();
     if (!pod) return this.obj!.program(name);

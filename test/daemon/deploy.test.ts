@@ -20,7 +20,7 @@ import { DEFAULT_RESYNC_INTERVAL, ENV, parseConfig, type Flags } from '../../lib
 import { daemonCommand } from '../../lib/cli/commands/daemon.js';
 import { OBJECT_PATH } from '../../lib/dataplane/dataplane.js';
 import { packageRoot } from '../../lib/native.js';
-import { components, daemonSet, KUSTOMIZE, render, type Obj } from '../helpers/kustomize.js';
+import { components, daemonSet, KUSTOMIZE, kustomizeOverlay, render, type Obj } from '../helpers/kustomize.js';
 import { strictCheck } from '../helpers/schema.js';
 
 const DEPLOY = path.join(packageRoot, 'deploy');
@@ -174,20 +174,9 @@ test('kustomize renders the same objects as the renderer the tests use', (t) => 
   const version = spawnSync(KUSTOMIZE, ['version'], { encoding: 'utf8' });
   t.is(version.status, 0, `kustomize is needed at ${KUSTOMIZE} (scripts/bootstrap unpacks it): ${version.error?.message ?? version.stderr}`);
   if (version.status !== 0) return;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vpt-kust-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  fs.cpSync(DEPLOY, path.join(dir, 'base'), { recursive: true });
   const sets: Array<[string, string[]]> = [['plain', []], ...components(DEPLOY).map((c): [string, string[]] => [path.basename(c), [c]])];
   for (const [name, set] of sets) {
-    const overlay = path.join(dir, name);
-    fs.mkdirSync(overlay);
-    fs.writeFileSync(
-      path.join(overlay, 'kustomization.yaml'),
-      `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../base]\ncomponents: [${set.map((c) => `../base/${c}`).join(', ')}]\n`,
-    );
-    const r = spawnSync(KUSTOMIZE, ['build', overlay], { encoding: 'utf8' });
-    t.is(r.status, 0, r.stderr);
-    const theirs = parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj);
+    const theirs = kustomizeOverlay(DEPLOY, { components: set });
     const ours = render(DEPLOY, set);
     const byKind = (list: Obj[]) => Object.fromEntries(list.map((o) => [`${o.kind}/${o.metadata.name}`, o]));
     t.deepEqual(byKind(theirs), byKind(ours), name);

@@ -115,8 +115,8 @@ function kustomize(args: string[], cwd?: string): string {
 }
 
 export interface Overlay {
-  /** Set as the README says: `kustomize edit set image vmpeer=<image>` in deploy/. */
-  image: string;
+  /** Set as the README says: `kustomize edit set image vmpeer=<image>` in deploy/ (absent: the base's). */
+  image?: string;
   /** Components (paths relative to deploy/) the overlay lists. */
   components?: string[];
   /** Environment the overlay adds to the daemon's container (a test's scope on a shared host). */
@@ -132,7 +132,7 @@ export function kustomizeOverlay(dir: string, o: Overlay): Obj[] {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vpt-overlay-'));
   try {
     fs.cpSync(dir, path.join(tmp, 'base'), { recursive: true });
-    kustomize(['edit', 'set', 'image', `vmpeer=${o.image}`], path.join(tmp, 'base'));
+    if (o.image) kustomize(['edit', 'set', 'image', `vmpeer=${o.image}`], path.join(tmp, 'base'));
     const ds = daemonSet(render(dir));
     const env = Object.entries(o.env ?? {}).map(([name, value]) => ({ op: 'add', path: '/spec/template/spec/containers/0/env/-', value: { name, value } }));
     const overlay = {
