@@ -1,7 +1,7 @@
 /**
  * netkit pods (Linux 6.7+; Calico's netkit mode): a KubeVirt VM pod whose pod
  * device is a netkit pair in L2 mode. Runs in the kernel matrix on the kernels
- * that have netkit (scripts/test-kernels.mjs passes --netkit for them), not on
+ * that have netkit (its `netkit` suite, in scripts/test-kernels.mjs's plan), not on
  * the host: its kernel has no netkit.
  *
  * What it asserts, each where the kernel decides it:

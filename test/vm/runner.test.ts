@@ -105,10 +105,11 @@ vmTest('a failing command: its exit code and its stderr and stdout come back', a
 
 vmTest('a guest that never finishes is killed at --timeout and reported', async (t) => {
   t.timeout(300_000);
-  const run = await vmtest(t, ['--kernel', KERNEL, '--timeout', '40', '--', 'sleep', '1000']);
+  // killed at 20 s whether or not the guest has finished booting by then
+  const run = await vmtest(t, ['--kernel', KERNEL, '--timeout', '20', '--', 'sleep', '1000']);
   t.is(run.code, 124);
-  t.regex(run.stderr, /vmtest: timed out after 40 s on kernel \S+/);
-  t.true(run.seconds >= 39 && run.seconds < 60, `took ${run.seconds} s`);
+  t.regex(run.stderr, /vmtest: timed out after 20 s on kernel \S+/);
+  t.true(run.seconds >= 19 && run.seconds < 40, `took ${run.seconds} s`);
   assertNoLeftovers(t, run);
 });
 
@@ -177,11 +178,12 @@ vmTest('--kernel host boots the host kernel, or says why it cannot', async (t) =
 
 // Each series comes from the Debian suite that ships it, through the runner's own
 // sources list under its cache: the system's apt configuration is not touched.
-for (const [series, suite, release] of [
-  ['5.10', 'bullseye', /^5\.10\.0-\d+-amd64$/],
-  ['sid', 'sid', /^\d+\.\d+\.\d+\+deb\d+-amd64$|^\d+\.\d+\.\d+-\d+-amd64$/],
+// (Booting each is the kernel matrix's job; sid, whose newest kernel changes most often, is booted here too.)
+for (const [series, suite, release, boot] of [
+  ['5.10', 'bullseye', /^5\.10\.0-\d+-amd64$/, false],
+  ['sid', 'sid', /^\d+\.\d+\.\d+\+deb\d+-amd64$|^\d+\.\d+\.\d+-\d+-amd64$/, true],
 ] as const) {
-  vmTest(`--kernel ${series}: the newest generic image of Debian ${suite}, through a private sources list`, async (t) => {
+  vmTest(`--kernel ${series}: the newest generic image of Debian ${suite}, through a private sources list${boot ? ', booted' : ''}`, async (t) => {
     t.timeout(600_000);
     const aptBefore = aptState();
     const prepared = await vmtest(t, ['--kernel', series, '--prepare'], 600);
@@ -193,6 +195,7 @@ for (const [series, suite, release] of [
     t.true(fs.existsSync(path.join(cache, rel, 'boot', `vmlinuz-${rel}`)));
     t.true(fs.existsSync(path.join(cache, rel, 'lib', 'modules', rel, 'modules.builtin')), 'modules.builtin: modprobe of a built-in module works');
     t.deepEqual(aptState(), aptBefore, "the system's apt sources and package lists are unchanged");
+    if (!boot) return;
 
     const run = await vmtest(t, ['--kernel', series, '--', 'sh', '-c', 'uname -r; modprobe -a veth dummy sch_ingress cls_bpf && echo modules-ok']);
     t.is(run.code, 0, run.stderr);
