@@ -217,7 +217,9 @@ export type NetlinkEvent =
   | { kind: 'neigh'; deleted: boolean; ip: string; dev: string; mac?: string }
   | { kind: 'fdb'; deleted: boolean; dev: string; mac?: string }
   /** The node's own netns only: a main-table IPv4 route added, changed or removed. */
-  | { kind: 'route'; deleted: boolean; dst: string; dstLen: number; ifindex: number; dev: string };
+  | { kind: 'route'; deleted: boolean; dst: string; dstLen: number; ifindex: number; dev: string }
+  /** Pods only: a tc filter, qdisc or filter chain removed (additions are not reported). */
+  | { kind: 'tc'; deleted: true; what: 'filter' | 'qdisc' | 'chain'; ifindex: number; dev: string };
 
 export interface NetlinkBatch {
   events: NetlinkEvent[];

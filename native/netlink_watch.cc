@@ -15,8 +15,14 @@ namespace {
 
 Napi::Object ToJs(Napi::Env env, const WatchEvent &e) {
   Napi::Object o = Napi::Object::New(env);
-  o.Set("kind", e.kind == WatchEvent::kLink ? "link" : e.kind == WatchEvent::kNeigh ? "neigh" : e.kind == WatchEvent::kRoute ? "route" : "fdb");
+  o.Set("kind", e.kind == WatchEvent::kLink ? "link" : e.kind == WatchEvent::kNeigh ? "neigh" : e.kind == WatchEvent::kRoute ? "route" : e.kind == WatchEvent::kTc ? "tc" : "fdb");
   o.Set("deleted", e.deleted);
+  if (e.kind == WatchEvent::kTc) {
+    o.Set("what", e.what);
+    o.Set("ifindex", e.ifindex);
+    o.Set("dev", e.ifname);
+    return o;
+  }
   if (e.kind == WatchEvent::kRoute) {
     o.Set("dst", e.ip);
     o.Set("dstLen", e.dstLen);

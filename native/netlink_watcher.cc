@@ -59,8 +59,9 @@ namespace {
 // comes after subscribing, so that no link falls between the two; events
 // meanwhile wait in the socket, read once the watching thread has it.
 void OpenHere(const std::string &label, bool node, UniqueFd &sock, std::unordered_map<uint32_t, std::string> &names) {
-  // routes only where they decide ownership (the node): a pod's own routes are its claims
-  sock = OpenSocket(RTMGRP_LINK | RTMGRP_NEIGH | (node ? RTMGRP_IPV4_ROUTE : 0), label);
+  // routes only where they decide ownership (the node): a pod's own routes are its claims;
+  // tc only in pods, where vmpeer's clsact filters are (the node's hooks are the CNI's, busy)
+  sock = OpenSocket(RTMGRP_LINK | RTMGRP_NEIGH | (node ? RTMGRP_IPV4_ROUTE : RTMGRP_TC), label);
   // a bigger buffer than rmem_max allows needs CAP_NET_ADMIN; without it the default stays
   if (setsockopt(sock.get(), SOL_SOCKET, SO_RCVBUFFORCE, &kReceiveBuffer, sizeof kReceiveBuffer) < 0)
     setsockopt(sock.get(), SOL_SOCKET, SO_RCVBUF, &kReceiveBuffer, sizeof kReceiveBuffer);
@@ -169,6 +170,7 @@ void NetlinkWatcher::Drain(Subscription &sub, WatchBatch &batch) {
       LinkMsg link;
       NeighMsg neigh;
       RouteMsg route;
+      TcMsg tc;
       if (ParseLink(nh, link)) {
         // a bridge port's AF_BRIDGE "deleted" means it left its bridge, not that it is gone
         bool gone = link.deleted && link.family != AF_BRIDGE;
@@ -201,6 +203,15 @@ void NetlinkWatcher::Drain(Subscription &sub, WatchBatch &batch) {
         e.ifname = route.oif ? NameOf(sub.names, route.oif) : "";
         e.ip = route.dst.empty() ? "0.0.0.0" : route.dst;
         e.dstLen = route.dstLen;
+        batch.events.push_back(std::move(e));
+      } else if (ParseTc(nh, tc)) {
+        if (!tc.deleted) // additions are vmpeer's own (or another agent's, which vmpeer leaves alone)
+          continue;
+        WatchEvent e{WatchEvent::kTc};
+        e.deleted = true;
+        e.ifindex = tc.ifindex;
+        e.ifname = NameOf(sub.names, tc.ifindex);
+        e.what = tc.what == TcMsg::kFilter ? "filter" : tc.what == TcMsg::kQdisc ? "qdisc" : "chain";
         batch.events.push_back(std::move(e));
       }
     }

@@ -1,7 +1,8 @@
 // Link, neighbour and bridge FDB notifications from many network namespaces,
 // read by one thread: a NETLINK_ROUTE socket per namespace, subscribed to
-// RTNLGRP_LINK and RTNLGRP_NEIGH (and, for the caller's own netns, the node,
-// RTNLGRP_IPV4_ROUTE: main-table IPv4 routes decide who owns a guest IP), all
+// RTNLGRP_LINK and RTNLGRP_NEIGH (and, for a pod, RTNLGRP_TC: a clsact filter
+// or qdisc removed there sends nothing else; for the caller's own netns, the
+// node, RTNLGRP_IPV4_ROUTE: main-table IPv4 routes decide who owns a guest IP), all
 // in one epoll set. A netlink socket stays bound to the netns it was created
 // in, so only its creation needs setns(): Add() runs on a netns thread (one
 // that entered the namespace, netns.h / async.h), which opens the socket,
@@ -23,13 +24,14 @@
 namespace vmpeer {
 
 struct WatchEvent {
-  enum Kind { kLink, kNeigh, kFdb, kRoute } kind;
+  enum Kind { kLink, kNeigh, kFdb, kRoute, kTc } kind;
   bool deleted = false;
   uint32_t ifindex = 0; // the link; for neigh / fdb, the device's
   std::string ifname;   // the link's name; for neigh / fdb, the device's
   std::string ip;       // neigh; route: its destination
   uint8_t dstLen = 0;   // route: the prefix length
   std::string mac;      // neigh / fdb; empty when absent
+  std::string what;     // tc: "filter", "qdisc" or "chain" (only removals are reported)
 };
 
 // What one wake-up read from one subscription.

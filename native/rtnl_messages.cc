@@ -130,4 +130,33 @@ bool ParseRoute(const nlmsghdr *nh, RouteMsg &out) {
   return true;
 }
 
+bool ParseTc(const nlmsghdr *nh, TcMsg &out) {
+  TcMsg::What what;
+  switch (nh->nlmsg_type) {
+  case RTM_NEWTFILTER:
+  case RTM_DELTFILTER:
+    what = TcMsg::kFilter;
+    break;
+  case RTM_NEWQDISC:
+  case RTM_DELQDISC:
+    what = TcMsg::kQdisc;
+    break;
+  case RTM_NEWCHAIN:
+  case RTM_DELCHAIN:
+    what = TcMsg::kChain;
+    break;
+  default:
+    return false;
+  }
+  if (nh->nlmsg_len < NLMSG_LENGTH(sizeof(tcmsg)))
+    return false;
+  auto *tc = static_cast<const tcmsg *>(NLMSG_DATA(nh));
+  out = TcMsg{};
+  out.what = what;
+  out.deleted = nh->nlmsg_type == RTM_DELTFILTER || nh->nlmsg_type == RTM_DELQDISC || nh->nlmsg_type == RTM_DELCHAIN;
+  out.ifindex = static_cast<uint32_t>(tc->tcm_ifindex);
+  out.parent = tc->tcm_parent;
+  return true;
+}
+
 } // namespace vmpeer::rtnl

@@ -60,10 +60,19 @@ struct RouteMsg {
   uint32_t priority = 0; // RTA_PRIORITY (the metric): the lowest wins among equal prefixes
 };
 
+// A tc object notification: a filter, a qdisc or a filter chain (RTNLGRP_TC).
+struct TcMsg {
+  enum What { kFilter, kQdisc, kChain } what = kFilter;
+  bool deleted = false;
+  uint32_t ifindex = 0;
+  uint32_t parent = 0; // TC_H_CLSACT's minor for a clsact hook's filters
+};
+
 // Each returns false when the message is not of its kind or is truncated.
 bool ParseLink(const nlmsghdr *nh, LinkMsg &out);
 bool ParseAddr(const nlmsghdr *nh, AddrMsg &out);
 bool ParseNeigh(const nlmsghdr *nh, NeighMsg &out);
 bool ParseRoute(const nlmsghdr *nh, RouteMsg &out);
+bool ParseTc(const nlmsghdr *nh, TcMsg &out);
 
 } // namespace vmpeer::rtnl

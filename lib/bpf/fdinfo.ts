@@ -7,6 +7,8 @@ export interface FdInfo {
   progTag?: string;
   progId?: number;
   linkId?: number;
+  /** A tcx link's device; 0 once the link is detached (its device gone, or BPF_LINK_DETACH): kernel/bpf/tcx.c tcx_link_fdinfo(). */
+  ifindex?: number;
 }
 
 /** What the kernel says about a BPF program or link fd of this process. */
@@ -17,7 +19,7 @@ export function fdInfo(fd: number): FdInfo {
     const v = field(name);
     return v === undefined ? undefined : Number(v);
   };
-  return { progTag: field('prog_tag'), progId: num('prog_id'), linkId: num('link_id') };
+  return { progTag: field('prog_tag'), progId: num('prog_id'), linkId: num('link_id'), ifindex: num('ifindex') };
 }
 
 /** The tag of a loaded program: the hash of its instructions, equal for equal programs. */

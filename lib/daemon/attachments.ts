@@ -3,7 +3,15 @@
  * already runs it there (its record verified), swapped in place when the
  * object changed, attached when missing (its stale record dropped first),
  * and detached when the port is no longer the pod's.
+ *
+ * Once verified, an attachment is trusted until something says otherwise:
+ * a clsact filter removed sends a tc event to the pod's monitor (which asks
+ * for a verifying check: watchers.ts); a tcx link detached sends nothing, so
+ * it is remembered as its link and program ids, and the periodic resync
+ * tells from its pin alone whether it is still that link, attached
+ * (stillAsVerified()).
  */
+import { pinned } from '../bpf/fdinfo.js';
 import type { HookTarget } from '../bpf/link.js';
 import { isPodProgram, readNetnsId, type AttachmentRecord, type NetnsId, type PodProgram } from '../dataplane/dataplane.js';
 import { prepareGuestHooksAsync } from '../dataplane/guest-hooks.js';
@@ -46,12 +54,12 @@ export class AttachmentSync {
           this.adopted++;
           this.d.log.info({ ...where, mode: record.mode, tag: v.tag }, `adopted ${program} (already attached, same program)`);
         }
-        pod.verified.set(key, generation);
+        this.verified(pod, key, generation, record);
         return;
       }
       if (v.state === 'outdated') {
         swapProgram(this.d.native, record, target, dp.program(program, scope));
-        pod.verified.set(key, generation);
+        this.verified(pod, key, generation, record);
         changes.change('upgrade', { ...where, mode: record.mode, from: v.tag, to: tags[program] }, `upgraded ${program}`, 'the attached program differs from this object (replaced in place)');
         return;
       }
@@ -73,9 +81,40 @@ export class AttachmentSync {
       changes.dropRecord(created, pod.path);
       return;
     }
-    pod.verified.set(key, generation);
+    this.verified(pod, key, generation, created);
     changes.recordAdded(created);
     changes.change('attach', { ...where, mode: created.mode, guestIp: port.guestIp }, `attached ${program}`, record ? 'replacing a stale record' : reason === 'start' ? 'VM pod found at start' : `VM pod found (${reason})`);
+  }
+
+  /** The record is what the kernel has at its hook (just verified or made): remembered for `generation` of the port. */
+  private verified(pod: Pod, key: string, generation: string, record: AttachmentRecord): void {
+    pod.verified.set(key, generation);
+    const info = record.mode === 'tcx' ? pinned(this.d.native, record.pin) : null;
+    if (info?.linkId !== undefined && info.progId !== undefined && info.ifindex) pod.links.set(key, `${info.linkId}/${info.progId}`);
+    else pod.links.delete(key);
+  }
+
+  /**
+   * Whether the pod's attachments are still those last verified, without
+   * looking into the pod (for a pod whose monitor runs): each pod program's
+   * record is there and was verified; a clsact filter counts as there (its
+   * removal is an event), a tcx link must still be attached (fdinfo's
+   * ifindex: 0 once detached, by its device going or by BPF_LINK_DETACH)
+   * and run the same program, read from its pin. Changes nothing; false
+   * asks for a full check of the pod.
+   */
+  stillAsVerified(pod: Pod): boolean {
+    const records = this.d.changes.recordsOf(pod.inode).filter((r) => isPodProgram(r.program));
+    if (records.length !== pod.verified.size) return false;
+    for (const r of records) {
+      const key = `${r.program}@${r.ifname}`;
+      if (!pod.verified.has(key)) return false;
+      if (r.mode === 'clsact') continue;
+      const seen = pod.links.get(key);
+      const info = seen === undefined ? null : pinned(this.d.native, r.pin);
+      if (!info?.ifindex || `${info.linkId}/${info.progId}` !== seen) return false;
+    }
+    return true;
   }
 
   /** Detaches the pod's programs (but those on `keepPorts`). */
@@ -89,6 +128,7 @@ export class AttachmentSync {
   dropPodRecord(pod: Pod, r: AttachmentRecord, reason: string): void {
     this.d.changes.dropRecord(r, pod.path);
     pod.verified.delete(`${r.program}@${r.ifname}`);
+    pod.links.delete(`${r.program}@${r.ifname}`);
     this.d.changes.change('detach', { program: r.program, netns: pod.path, ifname: r.ifname, mode: r.mode }, `detached ${r.program}`, reason);
   }
 }

@@ -47,10 +47,12 @@ export class PodChecks {
   /**
    * A check of the pod soon: at once (the events of one netlink batch start
    * one check; those during a check, one more after it) while the pod has
-   * credit, else when it has again (`urgent`: at once anyway).
+   * credit, else when it has again (`urgent`: at once anyway). `verify`:
+   * the check also verifies the pod's attachments against the kernel.
    */
-  kick(pod: Pod, reason: string, urgent = false): void {
+  kick(pod: Pod, reason: string, urgent = false, verify = false): void {
     if (pod.gone || this.d.stopping()) return;
+    pod.kickVerify ||= verify;
     const delay = urgent ? 0 : pod.credit.waitMs();
     const at = Date.now() + delay;
     if (pod.kick) {
@@ -60,7 +62,9 @@ export class PodChecks {
     pod.kickAt = at;
     pod.kick = setTimeout(() => {
       pod.kick = null;
-      void this.checkPod(pod, reason, false);
+      const verifying = pod.kickVerify;
+      pod.kickVerify = false;
+      void this.checkPod(pod, reason, verifying);
     }, delay);
   }
 

@@ -82,9 +82,11 @@ export type Flags = Partial<Record<keyof typeof ENV, string | boolean | string[]
 /** Parses `30s`, `500ms`, `2m`, `1h`, or a bare number of seconds. */
 /**
  * The full resync is a safety net: netlink subscriptions report every link,
- * neighbour and FDB change (and say so when the kernel had to drop some), so
- * it is left to catch what sends no event, such as an attachment removed by
- * someone else. Looking into every pod costs about 2 ms of CPU per VM pod.
+ * neighbour and FDB change, and in pods every tc filter or qdisc removed
+ * (and say so when the kernel had to drop some), so it is left to catch what
+ * sends no event, such as a tcx link detached by someone else (read from its
+ * pin). It looks into a fifth of the pods each time (about 2 ms of CPU per
+ * VM pod: reconciler.ts LOOK_ROUNDS).
  */
 export const DEFAULT_RESYNC_INTERVAL = '2m';
 

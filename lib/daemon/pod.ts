@@ -34,6 +34,10 @@ export interface Pod {
   hostIfnames: Set<string>;
   /** "program@ifname" → the port's ifindexes when its record was last verified against the kernel. */
   verified: Map<string, string>;
+  /** "program@ifname" → "linkId/progId" of its tcx link when verified: a later look at the pin alone tells whether it is still that (attachments.ts). */
+  links: Map<string, string>;
+  /** When a full resync last looked into it (0: never): the periodic resync looks into those looked into longest ago. */
+  lookedAt: number;
   waitingLogged: boolean;
   /** Why the bridge bypass is unsafe for this pod, as last logged (null: safe, or nothing logged). */
   bridgeKeptLogged: string | null;
@@ -51,6 +55,8 @@ export interface Pod {
   kick: NodeJS.Timeout | null;
   /** When the pending kick fires (Date.now()). */
   kickAt: number;
+  /** The pending kick verifies the pod's attachments against the kernel (an event said one may be gone). */
+  kickVerify: boolean;
   running: Promise<void> | null;
   /** The check this pod waits a slot for (not started yet): later requests merge into it. */
   queued: CheckRequest | null;
@@ -79,6 +85,8 @@ export function newPod(inode: number, path: string, via: 'dir' | 'proc'): Pod {
     peers: new Set(),
     hostIfnames: new Set(),
     verified: new Map(),
+    links: new Map(),
+    lookedAt: 0,
     waitingLogged: false,
     bridgeKeptLogged: null,
     uncovered: new Map(),
@@ -91,6 +99,7 @@ export function newPod(inode: number, path: string, via: 'dir' | 'proc'): Pod {
     timer: null,
     kick: null,
     kickAt: 0,
+    kickVerify: false,
     running: null,
     queued: null,
     again: null,

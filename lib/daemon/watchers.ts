@@ -17,8 +17,8 @@ export interface WatchersDeps {
   node: NodeView;
   claims: Claims;
   pods: ReadonlyMap<number, Pod>;
-  /** Checks a pod soon (`urgent`: without its rate limit). */
-  kick: (pod: Pod, reason: string, urgent?: boolean) => void;
+  /** Checks a pod soon (`urgent`: without its rate limit; `verify`: its attachments against the kernel too). */
+  kick: (pod: Pod, reason: string, urgent?: boolean, verify?: boolean) => void;
   /** Scans the netns sources again. */
   requestScan: () => void;
   fullResync: (reason: string) => void;
@@ -61,7 +61,7 @@ export class Watchers {
     pod.monitor = new Monitor({
       netns: pod.path,
       onEvent: (e) => this.onPodEvent(pod, e),
-      onEventsLost: () => this.d.kick(pod, 'netlink events were lost'),
+      onEventsLost: () => this.d.kick(pod, 'netlink events were lost', false, true),
       onExit: (code, stderr) => {
         pod.monitor = null;
         if (pod.gone || this.d.stopping()) return;
@@ -124,6 +124,12 @@ export class Watchers {
     if (this.d.stopping() || pod.gone) return;
     if (e.kind === 'link') {
       this.d.kick(pod, `link ${e.ifname} ${e.deleted ? 'removed' : 'changed'} in the pod`);
+    } else if (e.kind === 'tc') {
+      // a filter or qdisc gone from one of its ports: vmpeer's may be among them (a clsact filter
+      // removed sends no other event; the periodic resync trusts this for clsact: reconciler.ts)
+      if (pod.kind === 'vm' && pod.ports.some((p) => p.uplink.ifname === e.dev || p.guestPorts.includes(e.dev))) {
+        this.d.kick(pod, `a tc ${e.what} was removed at ${e.dev} in the pod`, false, true);
+      }
     } else if (e.kind === 'fdb' && !e.deleted && e.mac && !pod.ambiguous) {
       const known = pod.ports.some((p) => p.guestPorts.includes(e.dev) && p.guestMac === e.mac);
       if (!known && (pod.kind !== 'plain' || pod.ports.length > 0)) this.d.kick(pod, `the bridge learned ${e.mac} on ${e.dev}`);

@@ -9,8 +9,8 @@
  * check alone tells it (the attachment went with the old namespace).
  */
 import { TC_HANDLE, type HookTarget } from '../bpf/link.js';
-import { pinned } from '../bpf/fdinfo.js';
-import type { Native } from '../native.js';
+import { pinned, type FdInfo } from '../bpf/fdinfo.js';
+import type { HookEntry, Native } from '../native.js';
 import { netnsMismatch, type AttachmentRecord, type NetnsId } from './records.js';
 import { podOfProgram } from './pod-instances.js';
 
@@ -25,15 +25,21 @@ export type Verdict =
  * its attachment is not at its hook), or null when it is there. Changes nothing.
  */
 export function recordInKernel(n: Native, record: AttachmentRecord, target: HookTarget, netns: NetnsId): string | null {
+  const found = inKernel(n, record, target, netns);
+  return 'why' in found ? found.why : null;
+}
+
+/** recordInKernel(), with what it read: the pin's info and the hook's entries (one read of each). */
+function inKernel(n: Native, record: AttachmentRecord, target: HookTarget, netns: NetnsId): { why: string } | { info: FdInfo; entries: HookEntry[] } {
   const other = netnsMismatch(record, netns);
-  if (other) return other;
+  if (other) return { why: other };
   const info = pinned(n, record.pin);
-  if (!info || info.progId === undefined) return 'its pin cannot be opened';
+  if (!info || info.progId === undefined) return { why: 'its pin cannot be opened' };
   const entries = n.listHook(target);
   if (record.mode === 'tcx') {
-    return info.linkId !== undefined && entries.some((e) => e.mode === 'tcx' && e.linkId === info.linkId) ? null : 'its tcx link is no longer at the hook';
+    return info.linkId !== undefined && entries.some((e) => e.mode === 'tcx' && e.linkId === info.linkId) ? { info, entries } : { why: 'its tcx link is no longer at the hook' };
   }
-  return entries.some((e) => e.mode === 'clsact' && e.handle === TC_HANDLE && e.progId === info.progId) ? null : 'its filter is no longer at the hook';
+  return entries.some((e) => e.mode === 'clsact' && e.handle === TC_HANDLE && e.progId === info.progId) ? { info, entries } : { why: 'its filter is no longer at the hook' };
 }
 
 /**
@@ -45,16 +51,16 @@ export function recordInKernel(n: Native, record: AttachmentRecord, target: Hook
  * was cut short) are removed.
  */
 export function verifyRecord(n: Native, record: AttachmentRecord, target: HookTarget, netns: NetnsId, tag: string, pod?: number): Verdict {
-  const why = recordInKernel(n, record, target, netns);
-  if (why) return { state: 'stale', why };
-  const info = pinned(n, record.pin);
+  const found = inKernel(n, record, target, netns);
+  if ('why' in found) return { state: 'stale', why: found.why };
+  const { info, entries } = found;
   if (record.mode === 'clsact') {
-    const extras = n.listHook(target).filter((e) => e.mode === 'clsact' && e.handle === TC_HANDLE && e.progId !== info?.progId);
+    const extras = entries.filter((e) => e.mode === 'clsact' && e.handle === TC_HANDLE && e.progId !== info.progId);
     for (const extra of extras) n.detach({ ...target, mode: 'clsact', handle: TC_HANDLE, priority: extra.priority, progId: extra.progId });
   }
-  const current = info?.progTag ?? '';
+  const current = info.progTag ?? '';
   if (current !== tag) return { state: 'outdated', tag: current };
-  if (pod !== undefined && info?.progId !== undefined) {
+  if (pod !== undefined && info.progId !== undefined) {
     const serves = podOfProgram(n, info.progId);
     if (serves !== pod) return { state: 'outdated', tag: current, pod: serves };
   }

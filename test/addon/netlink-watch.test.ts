@@ -1,6 +1,6 @@
 /**
  * The addon's netlink watcher: link, neighbour and bridge FDB notifications
- * from a netns, the end of a subscription (its socket closed, no fd left,
+ * from a netns, tc filters and qdiscs removed (not added), the end of a subscription (its socket closed, no fd left,
  * the netns it held freed), and through lib/daemon/monitor.ts.
  */
 import { spawnSync } from 'node:child_process';
@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import test from 'ava';
 import { Monitor } from '../../lib/daemon/monitor.js';
 import type { NetlinkBatch, NetlinkEvent } from '../../lib/native.js';
-import { addon } from './common.js';
+import { addon, openObject, program } from './common.js';
 import { netns, uniqueName, type Netns } from '../helpers/netns.js';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -96,6 +96,26 @@ test.serial('link add / delete, neighbours and FDB entries of a netns, named in 
   await events.until((e) => e.kind === 'link' && e.ifname === 'va' && e.deleted, 'va deleted');
   await events.until((e) => e.kind === 'link' && e.ifname === 'vb' && e.deleted, 'its peer deleted with it');
   t.true(events.batches.every((b) => !b.lost && b.ended === undefined));
+});
+
+test.serial('tc: a filter and a qdisc removed are events (named by their device), added ones are not', async (t) => {
+  const ns = netns(t, 'w');
+  ns.ip('link', 'add', 'va', 'type', 'veth', 'peer', 'name', 'vb');
+  const obj = openObject(t);
+  const events = new Events();
+  const id = await addon.watchNetlink(ns.path, events.onBatch);
+  t.teardown(() => addon.unwatchNetlink(id));
+  for (const dev of ['va', 'vb']) addon.attach({ netns: ns.path, ifname: dev, hook: 'ingress', mode: 'clsact', progFd: program(obj, 'fixup').fd, handle: 1, priority: 1 });
+  ns.ip('link', 'set', 'va', 'up'); // a link event after the additions: they were read by then
+  await events.until((e) => e.kind === 'link' && e.ifname === 'va' && !e.deleted, 'va up');
+  t.deepEqual(events.seen.filter((e) => e.kind === 'tc'), [], 'additions are not reported');
+
+  ns.run('tc', ['filter', 'del', 'dev', 'va', 'ingress']);
+  const filter = await events.until((e) => e.kind === 'tc' && e.dev === 'va', 'filter removed at va');
+  t.like(filter, { kind: 'tc', deleted: true, what: 'filter', dev: 'va' });
+  ns.run('tc', ['qdisc', 'del', 'dev', 'vb', 'clsact']);
+  const qdisc = await events.until((e) => e.kind === 'tc' && e.dev === 'vb' && e.what === 'qdisc', 'qdisc removed at vb');
+  t.true(qdisc.kind === 'tc' && qdisc.ifindex > 0);
 });
 
 test.serial('names follow renames and links that existed before subscribing', async (t) => {
