@@ -20,8 +20,6 @@ export interface ChangesDeps {
   /** The daemon's own netns (the node's): records there are the host interfaces'. */
   selfInode: number;
   metrics: () => DaemonMetrics | null;
-  /** A full resync runs: the records are read once, and again after each change. */
-  resyncing: () => boolean;
 }
 
 /** What a part that attaches vmpeer's programs is handed. */
@@ -39,49 +37,51 @@ export interface ProgramSyncDeps {
 const KEEPS_RECORDS = new Set(['endpoint_add', 'endpoint_update', 'endpoint_delete', 'attach']);
 
 export class Changes {
-  private recordsDuringResync: AttachmentRecord[] | null = null;
+  /** The records as this process left them; null: read them again. */
+  private known: AttachmentRecord[] | null = null;
 
   constructor(private readonly d: ChangesDeps) {}
 
   change(action: string, fields: Record<string, unknown>, msg: string, reason: string): void {
     // an endpoint is no record; an attachment made by a pod's check was added to the records (recordAdded)
-    if (!KEEPS_RECORDS.has(action)) this.recordsDuringResync = null;
+    if (!KEEPS_RECORDS.has(action)) this.known = null;
     this.d.metrics()?.changes.inc({ action });
     this.d.log.info({ change: action, ...fields, reason }, msg);
   }
 
   /**
-   * The attachment records. A full resync looks at every pod, and reading the
-   * records (a directory of one pin per attachment) for each would cost
-   * O(pods²): while it runs, they are read once, and each attachment made or
-   * record dropped is added to or taken from that reading.
+   * The attachment records. Reading them is listing a directory of one pin
+   * per attachment (two per VM pod: 2000 names at 1000 pods, about 1 ms), and
+   * every check of a pod wants its own: they are read once, and each
+   * attachment this process makes or record it drops is added to or taken
+   * from that reading (the daemon holds the node lock: no other vmpeer
+   * writes them). Each full resync reads them again (invalidate()), and so
+   * does the first call after any other change.
    */
   records(): AttachmentRecord[] {
-    if (!this.d.resyncing()) return this.d.dp.attachments();
-    return (this.recordsDuringResync ??= this.d.dp.attachments());
+    return (this.known ??= this.d.dp.attachments());
   }
 
-  /** The records of one pod's netns: outside a resync, only those are read. */
+  /** The records of one pod's netns. */
   recordsOf(netnsInode: number): AttachmentRecord[] {
-    if (!this.d.resyncing()) return this.d.dp.attachments(netnsInode);
     return this.records().filter((r) => r.netnsInode === netnsInode);
   }
 
-  /** A record this process just made (an attachment): the resync's reading has it too. */
+  /** A record this process just made (an attachment): the reading has it too. */
   recordAdded(record: AttachmentRecord): void {
-    this.recordsDuringResync?.push(record);
+    this.known?.push(record);
   }
 
   /** The records are read again at the next records(). */
   invalidate(): void {
-    this.recordsDuringResync = null;
+    this.known = null;
   }
 
   /** A verified record without a cookie gets its netns's (Dataplane.upgradeRecord). */
   upgradeRecord(record: AttachmentRecord, target: HookTarget, netns: NetnsId): AttachmentRecord {
     const upgraded = this.d.dp.upgradeRecord(record, target, netns);
-    if (upgraded.pin !== record.pin && this.recordsDuringResync) {
-      this.recordsDuringResync = this.recordsDuringResync.map((r) => (r.pin === record.pin ? upgraded : r));
+    if (upgraded.pin !== record.pin && this.known) {
+      this.known = this.known.map((r) => (r.pin === record.pin ? upgraded : r));
     }
     return upgraded;
   }
@@ -93,7 +93,7 @@ export class Changes {
    * goes, with its interface).
    */
   dropRecord(r: AttachmentRecord, podPath: string | null): void {
-    if (this.recordsDuringResync) this.recordsDuringResync = this.recordsDuringResync.filter((x) => x.pin !== r.pin);
+    if (this.known) this.known = this.known.filter((x) => x.pin !== r.pin);
     try {
       if (r.netnsInode === this.d.selfInode) {
         this.d.dp.removeRecord(r, undefined);

@@ -81,7 +81,7 @@ export class Daemon {
         {
           endpoints: () => r.endpointSamples(),
           stats: () => dp.stats(),
-          attachments: () => dp.attachmentCounts(),
+          attachments: () => r.attachmentCounts(),
           pods: () => r.podCounts(),
         },
         { version: version(), node: config.nodeName, kernel: os.release(), fixupTag: r.programTags.fixup, redirectTag: r.programTags.redirect },

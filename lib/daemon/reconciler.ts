@@ -89,8 +89,6 @@ export class Reconciler {
   private procTimer: NodeJS.Timeout | null = null;
   private unwatch: (() => void) | null = null;
   private fullRunning: Promise<void> | null = null;
-  /** A full resync runs (set before its first await, unlike fullRunning): the records are read once for it (changes.ts). */
-  private resyncing = false;
   /** The node's netns (this process's), read at start(). */
   private selfNetns: NetnsId | null = null;
   private readonly n: Native;
@@ -121,7 +119,7 @@ export class Reconciler {
     const stopping = () => this.stopping;
     const metrics = () => this.metrics;
     const selfInode = sources.selfInode;
-    this.changes = new Changes({ dp, native: n, log, selfInode, metrics, resyncing: () => this.resyncing });
+    this.changes = new Changes({ dp, native: n, log, selfInode, metrics });
     const changes = this.changes;
     this.tracker = new PodTracker(
       sources,
@@ -256,10 +254,10 @@ export class Reconciler {
   fullResync(reason: string): Promise<void> {
     if (this.fullRunning) return this.fullRunning;
     this.fullRunning = (async () => {
-      this.resyncing = true;
       const t0 = performance.now();
       this.metrics?.reconciles.inc({ kind: 'full' });
       try {
+        this.changes.invalidate(); // the records read afresh: a resync believes no earlier reading
         const repaired = this.checkPins();
         this.node.invalidateAll();
         this.tracker.syncSources();
@@ -294,8 +292,6 @@ export class Reconciler {
       } finally {
         this.metrics?.reconcileDuration.observe({ kind: 'full' }, (performance.now() - t0) / 1000);
         this.fullRunning = null;
-        this.resyncing = false;
-        this.changes.invalidate();
       }
     })();
     return this.fullRunning;
@@ -349,6 +345,18 @@ export class Reconciler {
 
   endpointSamples(): EndpointSample[] {
     return endpointSamples(this.dp, this.pods);
+  }
+
+  /** vmpeer's attachments by program and mode, from the records as this process knows them (changes.ts): no directory listing per scrape. */
+  attachmentCounts(): Array<{ program: ProgramName; mode: string; count: number }> {
+    const counts = new Map<string, { program: ProgramName; mode: string; count: number }>();
+    for (const r of this.changes.records()) {
+      const key = `${r.program}/${r.mode}`;
+      const c = counts.get(key);
+      if (c) c.count++;
+      else counts.set(key, { program: r.program, mode: r.mode, count: 1 });
+    }
+    return [...counts.values()];
   }
 
   podCounts(): { vm: number; waiting: number; uncovered: number; plain: number } {

@@ -27,7 +27,7 @@ import { pinned, programTag } from '../bpf/fdinfo.js';
 import { KernelUnsupportedError } from '../errors.js';
 import { checkRoot, lockedError, lockRoot, pruneRoot, ROOT_ENTRIES, tryLockRoot } from './root.js';
 import { mismatchedPin, openPinnedMaps } from './pinned-maps.js';
-import { countRecords, isPodProgram, netnsInode, parseRecordName, readNetnsId, type AttachmentRecord, type NetnsId, type PodProgram, type ProgramName } from './records.js';
+import { isPodProgram, netnsInode, parseRecordName, readNetnsId, type AttachmentRecord, type NetnsId, type PodProgram, type ProgramName } from './records.js';
 import { decodeStats, encodeStatKey, type Endpoint, type Stats } from './codec.js';
 import { EndpointTable, type WithCounters } from './endpoint-table.js';
 import { STAT_NAMES } from './layout.js';
@@ -342,11 +342,6 @@ export class Dataplane {
 
   removeRecord(...a: Parameters<Attachments['removeRecord']>): void {
     this.links.removeRecord(...a);
-  }
-
-  /** How many attachment records there are of each program and mode (names counted, not parsed). */
-  attachmentCounts(): Array<{ program: ProgramName; mode: string; count: number }> {
-    return [...countRecords(this.root).values()];
   }
 
   /** vmpeer's attachment records: all, or those of the netns with this inode. */

@@ -64,23 +64,6 @@ export function listRecords(root: string, netnsInode?: number): AttachmentRecord
   );
 }
 
-/** How many records there are of each program and mode (what /metrics shows): their names only, not parsed. */
-export function countRecords(root: string): Map<string, { program: ProgramName; mode: AttachMode; count: number }> {
-  const out = new Map<string, { program: ProgramName; mode: AttachMode; count: number }>();
-  for (const dir of ['links', 'filters'] as const) {
-    const mode: AttachMode = dir === 'links' ? 'tcx' : 'clsact';
-    for (const name of readdirOrNone(path.join(root, dir))) {
-      const m = /^(fixup|redirect|from_guest)_(?:ingress|egress)_ns\d+(?:c\d+)?_./.exec(name);
-      if (!m) continue;
-      const key = `${m[1]}/${mode}`;
-      const c = out.get(key);
-      if (c) c.count++;
-      else out.set(key, { program: m[1] as ProgramName, mode, count: 1 });
-    }
-  }
-  return out;
-}
-
 function readdirOrNone(dir: string): string[] {
   try {
     return fs.readdirSync(dir);
