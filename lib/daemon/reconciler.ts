@@ -299,10 +299,10 @@ export class Reconciler {
 
   /**
    * The pods a full resync looks into: all of them, or (`slice`: a periodic
-   * resync) the LOOK_ROUNDS-th looked into longest ago, and any other VM pod
-   * whose attachments are not as last verified (from their pins) or that is
-   * not settled (no monitor, a guest MAC or an endpoint missing, a failed
-   * check). `fromPins`: how many were checked from their pins alone.
+   * resync) the 1/LOOK_ROUNDS of them looked into longest ago, and any other
+   * VM pod whose attachments are not as last verified (from their pins) or
+   * that is not settled (no monitor, a guest MAC or an endpoint missing, a
+   * failed check). `fromPins`: how many were checked from their pins alone.
    */
   private whatToLookInto(slice: boolean): { look: Array<{ pod: Pod; why?: string }>; fromPins: number } {
     const pods = [...this.pods.values()];
