@@ -155,7 +155,6 @@ bool ParseTc(const nlmsghdr *nh, TcMsg &out) {
   out.what = what;
   out.deleted = nh->nlmsg_type == RTM_DELTFILTER || nh->nlmsg_type == RTM_DELQDISC || nh->nlmsg_type == RTM_DELCHAIN;
   out.ifindex = static_cast<uint32_t>(tc->tcm_ifindex);
-  out.parent = tc->tcm_parent;
   return true;
 }
 

@@ -65,7 +65,6 @@ struct TcMsg {
   enum What { kFilter, kQdisc, kChain } what = kFilter;
   bool deleted = false;
   uint32_t ifindex = 0;
-  uint32_t parent = 0; // TC_H_CLSACT's minor for a clsact hook's filters
 };
 
 // Each returns false when the message is not of its kind or is truncated.
