@@ -44,7 +44,7 @@ export class AttachmentSync {
     const generation = `${port.uplink.ifindex}/${port.hostVeth.ifindex}/${port.guestPort?.ifindex ?? 0}/${scope}`;
     const where = { program, netns: pod.path, ifname };
     if (record) {
-      const known = pod.verified.get(key);
+      const known = pod.verified.get(key)?.generation;
       if (!verify && known === generation) return;
       const netns = await readNetnsId(this.d.native, pod.path).catch((): NetnsId => ({ inode: pod.inode, cookie: null }));
       const v = verifyRecord(this.d.native, record, target, netns, tags[program], scope);
@@ -88,10 +88,9 @@ export class AttachmentSync {
 
   /** The record is what the kernel has at its hook (just verified or made): remembered for `generation` of the port. */
   private verified(pod: Pod, key: string, generation: string, record: AttachmentRecord): void {
-    pod.verified.set(key, generation);
     const info = record.mode === 'tcx' ? pinned(this.d.native, record.pin) : null;
-    if (info?.linkId !== undefined && info.progId !== undefined && info.ifindex) pod.links.set(key, `${info.linkId}/${info.progId}`);
-    else pod.links.delete(key);
+    const link = info?.linkId !== undefined && info.progId !== undefined && info.ifindex ? `${info.linkId}/${info.progId}` : null;
+    pod.verified.set(key, { generation, link });
   }
 
   /**
@@ -107,12 +106,11 @@ export class AttachmentSync {
     const records = this.d.changes.recordsOf(pod.inode).filter((r) => isPodProgram(r.program));
     if (records.length !== pod.verified.size) return false;
     for (const r of records) {
-      const key = `${r.program}@${r.ifname}`;
-      if (!pod.verified.has(key)) return false;
+      const seen = pod.verified.get(`${r.program}@${r.ifname}`);
+      if (!seen) return false;
       if (r.mode === 'clsact') continue;
-      const seen = pod.links.get(key);
-      const info = seen === undefined ? null : pinned(this.d.native, r.pin);
-      if (!info?.ifindex || `${info.linkId}/${info.progId}` !== seen) return false;
+      const info = seen.link === null ? null : pinned(this.d.native, r.pin);
+      if (!info?.ifindex || `${info.linkId}/${info.progId}` !== seen.link) return false;
     }
     return true;
   }
@@ -128,7 +126,6 @@ export class AttachmentSync {
   dropPodRecord(pod: Pod, r: AttachmentRecord, reason: string): void {
     this.d.changes.dropRecord(r, pod.path);
     pod.verified.delete(`${r.program}@${r.ifname}`);
-    pod.links.delete(`${r.program}@${r.ifname}`);
     this.d.changes.change('detach', { program: r.program, netns: pod.path, ifname: r.ifname, mode: r.mode }, `detached ${r.program}`, reason);
   }
 }

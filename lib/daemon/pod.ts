@@ -32,10 +32,12 @@ export interface Pod {
   /** node-side ifindexes of this pod's veth peers (VM or not): node link events about them concern it. */
   peers: Set<number>;
   hostIfnames: Set<string>;
-  /** "program@ifname" → the port's ifindexes when its record was last verified against the kernel. */
-  verified: Map<string, string>;
-  /** "program@ifname" → "linkId/progId" of its tcx link when verified: a later look at the pin alone tells whether it is still that (attachments.ts). */
-  links: Map<string, string>;
+  /**
+   * "program@ifname" → when its record was last verified against the kernel:
+   * the port's ifindexes then, and for a tcx link its "linkId/progId" (a later
+   * look at the pin alone tells whether it is still that link: attachments.ts).
+   */
+  verified: Map<string, { generation: string; link: string | null }>;
   /** When a full resync last looked into it (0: never): the periodic resync looks into those looked into longest ago. */
   lookedAt: number;
   waitingLogged: boolean;
@@ -85,7 +87,6 @@ export function newPod(inode: number, path: string, via: 'dir' | 'proc'): Pod {
     peers: new Set(),
     hostIfnames: new Set(),
     verified: new Map(),
-    links: new Map(),
     lookedAt: 0,
     waitingLogged: false,
     bridgeKeptLogged: null,

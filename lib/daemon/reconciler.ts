@@ -333,10 +333,7 @@ export class Reconciler {
     this.readyFlag = false;
     this.metrics?.ready.set(0);
     this.changes.invalidate();
-    for (const pod of this.pods.values()) {
-      pod.verified.clear();
-      pod.links.clear();
-    }
+    for (const pod of this.pods.values()) pod.verified.clear();
     this.log.error({ root: this.cfg.bpffsRoot, missing: repaired }, "not ready: vmpeer's pinned state vanished; rebuilding it from the kernel");
     return true;
   }

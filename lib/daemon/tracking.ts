@@ -53,7 +53,6 @@ export class PodTracker {
         pod.path = entry.path;
         pod.via = entry.via;
         pod.verified.clear();
-        pod.links.clear();
         this.events.moved(pod);
       }
     }
