@@ -32,6 +32,8 @@ export interface PodSyncDeps {
   warmup: BypassWarmup;
   /** The live VM pod behind a host veth, or holding the endpoint of `ip`. */
   ownerOf: (hostVeth: string | null, ip: string) => Pod | null;
+  /** Records the host veths a pod's ports lead to (pod.hostIfnames, and the tracker's index of them). */
+  setHostVeths: (pod: Pod, ifnames: string[]) => void;
   /** A VM pod is watched by a monitor. */
   startMonitor: (pod: Pod) => void;
   stopping: () => boolean;
@@ -46,7 +48,7 @@ export class PodSync {
     const oldIps = pod.ports.map((p) => p.guestIp);
     pod.peers = new Set(look.peers);
     pod.ports = look.ports;
-    pod.hostIfnames = new Set(look.ports.map((p) => p.hostVeth.ifname));
+    this.d.setHostVeths(pod, look.ports.map((p) => p.hostVeth.ifname));
     const refused = [...look.refused];
     const ambiguous = look.ports.some((p) => (p.learnedMacs ?? 0) > AMBIGUOUS_MACS);
     if (ambiguous !== pod.ambiguous) {

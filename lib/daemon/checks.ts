@@ -57,15 +57,24 @@ export class PodChecks {
     const at = Date.now() + delay;
     if (pod.kick) {
       if (pod.kickAt <= at) return;
-      clearTimeout(pod.kick);
+      pod.kick.cancel();
     }
     pod.kickAt = at;
-    pod.kick = setTimeout(() => {
+    const fire = () => {
       pod.kick = null;
       const verifying = pod.kickVerify;
       pod.kickVerify = false;
       void this.checkPod(pod, reason, verifying);
-    }, delay);
+    };
+    // "at once" is setImmediate: after the I/O callbacks of this loop turn (every event
+    // batch read in it), not setTimeout(0), which Node rounds up to 1 ms and runs a turn later
+    if (delay === 0) {
+      const h = setImmediate(fire);
+      pod.kick = { cancel: () => clearImmediate(h) };
+    } else {
+      const h = setTimeout(fire, delay);
+      pod.kick = { cancel: () => clearTimeout(h) };
+    }
   }
 
   /**

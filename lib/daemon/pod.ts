@@ -54,7 +54,8 @@ export interface Pod {
   monitorAt: number;
   monitorRestarts: number;
   timer: NodeJS.Timeout | null;
-  kick: NodeJS.Timeout | null;
+  /** The pending kick (checks.ts): a timer, or an immediate when the pod has credit. */
+  kick: { cancel(): void } | null;
   /** When the pending kick fires (Date.now()). */
   kickAt: number;
   /** The pending kick verifies the pod's attachments against the kernel (an event said one may be gone). */

@@ -160,6 +160,7 @@ export class Reconciler {
       claims: this.claims,
       warmup: this.warmup,
       ownerOf: (dev, ip) => this.tracker.ownerOf(dev, ip),
+      setHostVeths: (pod, ifnames) => this.tracker.setHostVeths(pod, ifnames),
       startMonitor: (pod) => this.watchers.startMonitor(pod),
       stopping,
     });
@@ -178,6 +179,7 @@ export class Reconciler {
       node,
       claims: this.claims,
       pods,
+      behindHostVeth: (ifname) => this.tracker.behindHostVeth(ifname),
       kick: (pod, reason, urgent, verify) => this.checks.kick(pod, reason, urgent, verify),
       requestScan: () => this.tracker.requestScan(),
       fullResync: (reason) => void this.fullResync(reason),
@@ -232,7 +234,7 @@ export class Reconciler {
     for (const pod of this.pods.values()) {
       pod.monitor?.stop();
       if (pod.timer) clearTimeout(pod.timer);
-      if (pod.kick) clearTimeout(pod.kick);
+      pod.kick?.cancel();
     }
     await Promise.race([
       Promise.allSettled([this.fullRunning, ...[...this.pods.values()].map((p) => p.running)]),

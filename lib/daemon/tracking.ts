@@ -17,8 +17,12 @@ export interface PodEvents {
   removed(pod: Pod, reason: string): void;
 }
 
+const NO_PODS: ReadonlySet<Pod> = new Set();
+
 export class PodTracker {
   readonly pods = new Map<number, Pod>();
+  /** The pods behind each host veth (their `hostIfnames`): a node event about one is O(1), not a scan of every pod. */
+  private readonly byHostVeth = new Map<string, Set<Pod>>();
   private scanTimer: NodeJS.Timeout | null = null;
   private unsettledScans = 0;
 
@@ -66,9 +70,35 @@ export class PodTracker {
 
   /** The live VM pod behind a host veth, or holding the endpoint of `ip`. */
   ownerOf(hostVeth: string | null, ip: string): Pod | null {
-    const pods = [...this.pods.values()].filter((p) => !p.gone);
+    for (const p of hostVeth === null ? NO_PODS : this.behindHostVeth(hostVeth)) if (!p.gone) return p;
     const holder = this.dp.endpoint(ip)?.podNetns;
-    return pods.find((p) => hostVeth !== null && p.hostIfnames.has(hostVeth)) ?? pods.find((p) => p.inode === holder) ?? null;
+    const pod = holder === undefined ? undefined : this.pods.get(holder);
+    return pod && !pod.gone ? pod : null;
+  }
+
+  /** The pods whose ports lead to host veth `ifname` (as their last check saw them). */
+  behindHostVeth(ifname: string): ReadonlySet<Pod> {
+    return this.byHostVeth.get(ifname) ?? NO_PODS;
+  }
+
+  /** What a check of `pod` saw: the host veths its ports lead to. */
+  setHostVeths(pod: Pod, ifnames: Iterable<string>): void {
+    this.unindex(pod);
+    pod.hostIfnames = new Set(ifnames);
+    if (pod.gone) return;
+    for (const name of pod.hostIfnames) {
+      let set = this.byHostVeth.get(name);
+      if (!set) this.byHostVeth.set(name, (set = new Set()));
+      set.add(pod);
+    }
+  }
+
+  private unindex(pod: Pod): void {
+    for (const name of pod.hostIfnames) {
+      const set = this.byHostVeth.get(name);
+      set?.delete(pod);
+      if (set?.size === 0) this.byHostVeth.delete(name);
+    }
   }
 
   private add(inode: number, path: string, via: 'dir' | 'proc'): void {
@@ -81,10 +111,11 @@ export class PodTracker {
   private remove(pod: Pod, reason: string): void {
     pod.gone = true;
     this.pods.delete(pod.inode);
+    this.unindex(pod);
     pod.monitor?.stop();
     pod.monitor = null;
     if (pod.timer) clearTimeout(pod.timer);
-    if (pod.kick) clearTimeout(pod.kick);
+    pod.kick?.cancel();
     this.events.removed(pod, reason);
     if (pod.kind === 'vm') this.log.info({ netns: pod.path, inode: pod.inode }, `VM pod removed: ${reason}`);
   }
