@@ -3,12 +3,12 @@
  *
  *   1. the VM paths against the plain pod (C/A, D/A, and with the bridge
  *      bypassed Cb/A, Db/A) and against the kernel path (…/B) per metric, as
- *      bars around parity with min–max whiskers and the 0.97 target line;
+ *      bars around parity with min–max whiskers and the target line (TARGET_MIN);
  *   2. every path's medians: round-trip p50 and bulk throughput;
  *   3. per-packet cost of fixup and redirect over a pass-through program.
  */
 import type { PathId } from './paths.js';
-import { findRatio, METRICS, TARGET_RATIO, type BenchResult, type MetricId } from './results.js';
+import { findRatio, METRICS, TARGET_MIN, type BenchResult, type MetricId } from './results.js';
 
 const W = 980;
 const FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"';
@@ -74,7 +74,7 @@ function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: numbe
     text(
       left - 50,
       top + 36,
-      'median of per-round ratios, whiskers min–max; higher is better (latency shown as den/num); dashed red: target 0.97 for every ÷ A on rate and throughput',
+      `median of per-round ratios, whiskers min–max; higher is better (latency shown as den/num); dashed red: the target for every ÷ A, ${TARGET_MIN.rrRate} on rate and ${TARGET_MIN.throughputGbps} on throughput`,
       'font-size="11.5" fill="#444"',
     ),
   );
@@ -108,9 +108,10 @@ function ratioPanel(r: BenchResult, top: number): { svg: string[]; height: numbe
       out.push(text(cx, labelY, b.v.toFixed(2), `font-size="10.5" text-anchor="middle" font-weight="bold" fill="${inside && !b.light ? '#fff' : '#111'}"${inside ? '' : ' stroke="#fff" stroke-width="3" paint-order="stroke"'}`));
     });
     if (g.metric === 'rrRate' || g.metric === 'throughputGbps') {
-      const ty = y(TARGET_RATIO);
+      const goal = TARGET_MIN[g.metric];
+      const ty = y(goal);
       out.push(`<line x1="${f(gx - 8)}" y1="${f(ty)}" x2="${f(gx + targeted * bw + 8)}" y2="${f(ty)}" stroke="#d62728" stroke-width="2" stroke-dasharray="6,3"/>`);
-      out.push(text(gx - 10, ty + 4, '0.97', 'font-size="10" text-anchor="end" fill="#d62728"'));
+      out.push(text(gx - 10, ty + 4, String(goal), 'font-size="10" text-anchor="end" fill="#d62728"'));
     }
     out.push(text(left + gi * gw + gw / 2, plotBottom + 28, g.label, 'font-size="12.5" text-anchor="middle"'));
   });

@@ -6,7 +6,7 @@ import { chart } from './chart.js';
 import { FOCUS_SCHEMA, type FocusResult } from './focus.js';
 import { PATHS } from './paths.js';
 import { report } from './report.js';
-import type { BenchResult } from './results.js';
+import { TARGETS_TEXT, type BenchResult } from './results.js';
 
 export const RESULTS_DIR = path.join(packageRoot, 'bench', 'results');
 
@@ -52,7 +52,7 @@ export function writeIndex(r: BenchResult, base: string): void {
     '',
     `Latest full run: [results/${base}.md](results/${base}.md) (${r.date.slice(0, 10)}, ${r.machine.cpus} CPUs, Linux ${r.machine.kernel}): ` +
       (bypass ? `a bridged VM with vmpeer runs at ${figures('Cb/A', 'Db/A')} by default (the bridge bypassed), ` : 'a bridged VM with vmpeer runs ') +
-      `at ${figures('C/A', 'D/A')} with \`--keep-bridge\`, on the same fast path (targets: 0.97).`,
+      `at ${figures('C/A', 'D/A')} with \`--keep-bridge\`, on the same fast path (targets: ${TARGETS_TEXT}).`,
     '',
     `![chart](results/${base}.svg)`,
     '',
@@ -62,7 +62,7 @@ export function writeIndex(r: BenchResult, base: string): void {
     '',
     '## Paths',
     '',
-    "Cb and Db are the default: `vmpeer attach` takes the VM pod's bridge out of the guest's unicast IP traffic. C and D keep it on the path (`--keep-bridge`; before the bypass became the default, they were the default paths). The targets (≥ 0.97 of A's request/response rate and throughput) apply to all four.",
+    `Cb and Db are the default: \`vmpeer attach\` takes the VM pod's bridge out of the guest's unicast IP traffic. C and D keep it on the path (\`--keep-bridge\`; before the bypass became the default, they were the default paths). The targets (${TARGETS_TEXT}) apply to all four.`,
     '',
     ...Object.values(PATHS).map((p) => `- **${p.id}**${p.role === 'diagnostic' ? ' (diagnostic)' : ''}: ${p.description}.`),
     '',

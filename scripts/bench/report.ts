@@ -7,7 +7,7 @@
  * document, so a new run re-writes a consistent report.
  */
 import type { PathId } from './paths.js';
-import { METRICS, METRIC_IDS, PRIMARY_PAIRS, TARGET_RATIO, type BenchResult, type MetricId } from './results.js';
+import { METRICS, METRIC_IDS, PRIMARY_PAIRS, TARGETS_TEXT, type BenchResult, type MetricId } from './results.js';
 import { DIAG_MEANING, type Facts, type FocusRef, bypassed, cell, delta, facts, fx, p50Delta, pctOf, ratioCell, table } from './report-kit.js';
 import { whySection } from './report-why.js';
 import { perPacketSection } from './report-per-packet.js';
@@ -36,8 +36,8 @@ function summarySection(F: Facts, links: ReportLinks): string[] {
       (r.quick
         ? 'This is a quick run (a smoke test): the targets are not judged.'
         : missed.length === 0
-          ? `Every target (≥ ${TARGET_RATIO}) is met.`
-          : `${missed.length} of ${r.targets.length} targets (≥ ${TARGET_RATIO}) are missed: see [why](#why-the-numbers-are-what-they-are) and [next steps](#missed-targets-and-next-steps).`),
+          ? `Every target (${TARGETS_TEXT}) is met.`
+          : `${missed.length} of ${r.targets.length} targets (${TARGETS_TEXT}) are missed: see [why](#why-the-numbers-are-what-they-are) and [next steps](#missed-targets-and-next-steps).`),
   );
   out.push('');
   const cb = F.q('C', 'B', 'rrRate');
