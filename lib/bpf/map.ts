@@ -17,6 +17,18 @@ export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
 export const BPF_EXIST = 2;
 
+/**
+ * An array map read whole: entry i's value for CPU c starts at
+ * i * entryBytes + c * stride in raw (per-CPU values are 8-byte aligned).
+ */
+export interface MapBatch {
+  raw: Buffer;
+  entries: number;
+  entryBytes: number;
+  stride: number;
+  cpus: number;
+}
+
 export class BpfMap {
   readonly name: string;
   readonly id: number;
@@ -61,22 +73,28 @@ export class BpfMap {
     return this.lookupWhere(() => true);
   }
 
-  /**
-   * The values of the entries that `keep` wants, told by their first CPU value at `at` in the batch (read in
-   * the same batch): a table read whole, with only the entries wanted cut out.
-   */
-  lookupWhere(keep: (batch: Buffer, at: number) => boolean): Buffer[][] {
+  /** Every slot of an array map in one batch read, left as the kernel wrote it (MapBatch says where each value is). */
+  batch(): MapBatch {
     let raw: Buffer;
     try {
       raw = this.n.mapLookupAll(this.fd);
     } catch (e) {
       throw fromNative(e, `reading map ${this.name}`);
     }
-    const slot = this.stride * this.cpus;
+    const entryBytes = this.stride * this.cpus;
+    return { raw, entries: Math.floor(raw.length / entryBytes), entryBytes, stride: this.stride, cpus: this.cpus };
+  }
+
+  /**
+   * The values of the entries that `keep` wants, told by their first CPU value at `at` in the batch (read in
+   * the same batch): a table read whole, with only the entries wanted cut out.
+   */
+  lookupWhere(keep: (batch: Buffer, at: number) => boolean): Buffer[][] {
+    const { raw, entries, entryBytes, stride, cpus } = this.batch();
     const out: Buffer[][] = [];
-    for (let at = 0; at + slot <= raw.length; at += slot) {
+    for (let i = 0, at = 0; i < entries; i++, at += entryBytes) {
       if (!keep(raw, at)) continue;
-      out.push(Array.from({ length: this.cpus }, (_, cpu) => raw.subarray(at + cpu * this.stride, at + cpu * this.stride + this.valueSize)));
+      out.push(Array.from({ length: cpus }, (_, cpu) => raw.subarray(at + cpu * stride, at + cpu * stride + this.valueSize)));
     }
     return out;
   }

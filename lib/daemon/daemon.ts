@@ -64,7 +64,7 @@ export class Daemon {
     let metrics: DaemonMetrics | null = null;
     const http = await HttpServer.listen(config.metrics, {
       ready: () => reconciler?.ready ?? false,
-      metrics: async () => ({ contentType: metrics?.contentType ?? 'text/plain', body: metrics ? await metrics.text() : '' }),
+      metrics: async () => ({ contentType: metrics?.contentType ?? 'text/plain', body: metrics ? await metrics.text() : Buffer.alloc(0) }),
     });
     let dp: Dataplane;
     try {
@@ -79,7 +79,7 @@ export class Daemon {
       const r = reconciler;
       metrics = new DaemonMetrics(
         {
-          endpoints: () => r.endpointSamples(),
+          endpoints: () => r.endpointReading(),
           stats: () => dp.stats(),
           attachments: () => r.attachmentCounts(),
           pods: () => r.podCounts(),

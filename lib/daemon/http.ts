@@ -6,7 +6,7 @@ import http from 'node:http';
 import { UsageError } from '../errors.js';
 
 export interface HttpHandlers {
-  metrics(): Promise<{ contentType: string; body: string }>;
+  metrics(): Promise<{ contentType: string; body: Buffer }>;
   ready(): boolean;
 }
 
@@ -17,7 +17,7 @@ export class HttpServer {
   static async listen(address: { host: string; port: number; text: string }, handlers: HttpHandlers): Promise<HttpServer> {
     const server = http.createServer((req, res) => {
       const url = (req.url ?? '/').split('?')[0];
-      const send = (code: number, body: string, type = 'text/plain; charset=utf-8') => {
+      const send = (code: number, body: string | Buffer, type = 'text/plain; charset=utf-8') => {
         res.writeHead(code, { 'content-type': type, 'cache-control': 'no-store' });
         res.end(req.method === 'HEAD' ? undefined : body);
       };

@@ -6,15 +6,15 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Stats } from '../dataplane/codec.js';
-import { endpointMetricsText, type EndpointSample } from './endpoint-metrics.js';
+import { EndpointMetrics, type EndpointReading, type EndpointText } from './endpoint-metrics.js';
 
-export type { EndpointSample } from './endpoint-metrics.js';
+export type { EndpointReading } from './endpoint-metrics.js';
 
-/** A scrape reads the endpoint table once, and scrapes within this reuse that reading. */
+/** A scrape reads the endpoint table once, and scrapes within this reuse its text. */
 export const ENDPOINT_CACHE_MS = 250;
 
 export interface MetricsSource {
-  endpoints(): EndpointSample[];
+  endpoints(): EndpointReading;
   stats(): Stats;
   attachments(): Array<{ program: string; mode: string; count: number }>;
   pods(): { vm: number; waiting: number; uncovered: number; plain: number };
@@ -36,15 +36,16 @@ export class DaemonMetrics {
   readonly changes: Counter<'action'>;
   readonly ready: Gauge;
   readonly conflicts: Counter;
-  private readonly endpoints: () => EndpointSample[];
+  private readonly endpoints: () => EndpointText;
 
   constructor(source: MetricsSource, build: BuildInfo) {
     const registers = [this.registry];
-    let cached: { at: number; samples: EndpointSample[] } | null = null;
-    const endpoints = (): EndpointSample[] => {
+    const writer = new EndpointMetrics();
+    let cached: { at: number; text: EndpointText } | null = null;
+    const endpoints = (): EndpointText => {
       const now = Date.now();
-      if (!cached || now - cached.at >= ENDPOINT_CACHE_MS) cached = { at: now, samples: source.endpoints() };
-      return cached.samples;
+      if (!cached || now - cached.at >= ENDPOINT_CACHE_MS) cached = { at: now, text: writer.text(source.endpoints()) };
+      return cached.text;
     };
     this.endpoints = endpoints;
     new Counter({
@@ -72,7 +73,7 @@ export class DaemonMetrics {
       help: 'Guests in the endpoint table',
       registers,
       collect() {
-        this.set(endpoints().length);
+        this.set(endpoints().endpoints);
       },
     });
     new Gauge({
@@ -80,7 +81,7 @@ export class DaemonMetrics {
       help: "Guests accelerate mode leaves to the kernel path: their host veth has programs at its tc egress (a CNI's policy) that redirect would skip",
       registers,
       collect() {
-        this.set(endpoints().filter((e) => !e.redirect).length);
+        this.set(endpoints().notAccelerated);
       },
     });
     new Gauge({
@@ -125,9 +126,10 @@ export class DaemonMetrics {
   }
 
   /** The registry's metrics, then the per-endpoint counters (endpoint-metrics.ts). */
-  async text(): Promise<string> {
+  async text(): Promise<Buffer> {
     const registry = await this.registry.metrics();
-    return `${registry}${registry.endsWith('\n\n') || registry === '' ? '' : '\n'}${endpointMetricsText(this.endpoints())}`;
+    const head = Buffer.from(`${registry}${registry.endsWith('\n\n') || registry === '' ? '' : '\n'}`);
+    return Buffer.concat([head, this.endpoints().body]);
   }
 
   get contentType(): string {

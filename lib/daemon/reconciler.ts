@@ -40,10 +40,10 @@ import type { DaemonConfig } from './config.js';
 import { EndpointSync } from './endpoints.js';
 import { collectGarbage, removeEverything } from './garbage.js';
 import type { Logger } from './log.js';
-import type { DaemonMetrics, EndpointSample } from './metrics.js';
+import type { DaemonMetrics, EndpointReading } from './metrics.js';
 import type { Pod } from './pod.js';
 import { NodeView } from './probe.js';
-import { endpointSamples, podCounts } from './samples.js';
+import { endpointReading, podCounts } from './samples.js';
 import { Slots } from './slots.js';
 import type { NetnsSources } from './sources.js';
 import { PodTracker } from './tracking.js';
@@ -342,8 +342,8 @@ export class Reconciler {
 
   // ------------------------------------------------------------ metrics
 
-  endpointSamples(): EndpointSample[] {
-    return endpointSamples(this.dp, this.pods);
+  endpointReading(): EndpointReading {
+    return endpointReading(this.dp, this.pods);
   }
 
   /** vmpeer's attachments by program and mode, from the records as this process knows them (changes.ts): no directory listing per scrape. */

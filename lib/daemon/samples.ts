@@ -1,20 +1,14 @@
 /** What /metrics reads of the pods: each endpoint with its pod's interfaces, and the pods by state. */
 import type { Dataplane } from '../dataplane/dataplane.js';
-import type { EndpointSample } from './metrics.js';
+import type { EndpointReading } from './metrics.js';
 import type { Pod } from './pod.js';
 
-export function endpointSamples(dp: Dataplane, pods: ReadonlyMap<number, Pod>): EndpointSample[] {
-  return dp.endpoints().map((ep) => {
-    const pod = ep.podNetns ? pods.get(ep.podNetns) : undefined;
-    const port = pod?.ports.find((p) => p.guestIp === ep.guestIp);
-    return {
-      guestIp: ep.guestIp,
-      ifname: port?.uplink.ifname ?? '',
-      hostIfname: port?.hostVeth.ifname ?? '',
-      redirect: ep.redirect,
-      ...ep.counters,
-    };
-  });
+/** One reading of the endpoint table, each endpoint's port found through its pod netns (not a copy: the port itself). */
+export function endpointReading(dp: Dataplane, pods: ReadonlyMap<number, Pod>): EndpointReading {
+  return {
+    rows: dp.endpointRows(),
+    portOf: (podNetns, guestIp) => (podNetns ? pods.get(podNetns)?.ports.find((p) => p.guestIp === guestIp) : undefined),
+  };
 }
 
 /** vm: covered; uncovered: an endpoint of it cannot be written; waiting: a guest MAC is not known yet, or a port waits for the node's route (standby). */

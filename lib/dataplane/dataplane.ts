@@ -30,6 +30,7 @@ import { mismatchedPin, openPinnedMaps } from './pinned-maps.js';
 import { isPodProgram, netnsInode, parseRecordName, readNetnsId, type AttachmentRecord, type NetnsId, type PodProgram, type ProgramName } from './records.js';
 import { decodeStats, encodeStatKey, type Endpoint, type Stats } from './codec.js';
 import { EndpointTable, type WithCounters } from './endpoint-table.js';
+import type { EndpointRows } from './endpoint-rows.js';
 import { STAT_NAMES } from './layout.js';
 import { pinStamp, settleLayout, STAMP_MAP, type Migration } from './migrate.js';
 import { PodInstances } from './pod-instances.js';
@@ -307,6 +308,11 @@ export class Dataplane {
 
   endpoints(): WithCounters[] {
     return this.table.all();
+  }
+
+  /** The endpoints' counters and what labels them, read in place from one batch read (for /metrics). */
+  endpointRows(): EndpointRows {
+    return this.table.rows();
   }
 
   stats(): Stats {

@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import type { BpfMap } from '../bpf/map.js';
 import { VmpeerError } from '../errors.js';
 import { decodeEndpoint, encodeEndpoint, encodeKey, type Endpoint, type EndpointCounters } from './codec.js';
+import { EndpointRows } from './endpoint-rows.js';
 import { ENDPOINT, EP_DELETED, EP_LIVE, HASH_KEY, PROBES, SLOT_BITS } from './layout.js';
 
 const FLAGS = ENDPOINT.fields.flags.offset;
@@ -277,5 +278,10 @@ export class EndpointTable {
   all(): WithCounters[] {
     // the flags of each slot read off the batch itself: 4096 slots, most of them empty
     return this.map.lookupWhere((raw, at) => (raw.readUInt32LE(at + FLAGS) & EP_LIVE) !== 0).map((value) => decodeEndpoint(value));
+  }
+
+  /** The live endpoints of one batch read, their fields read in place (what a scrape needs: endpoint-rows.ts). */
+  rows(): EndpointRows {
+    return new EndpointRows(this.map.batch());
   }
 }
