@@ -6,6 +6,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Stats } from '../dataplane/codec.js';
+import { replaceOpenFds } from './open-fds.js';
 import { EndpointMetrics, type EndpointReading, type EndpointText } from './endpoint-metrics.js';
 
 export type { EndpointReading } from './endpoint-metrics.js';
@@ -123,6 +124,7 @@ export class DaemonMetrics {
     // the event-loop lag histogram samples with a timer: prom-client's default (every 10 ms)
     // wakes an idle daemon 100 times a second, about 0.2 % of a core; every 100 ms is plenty
     collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 100 });
+    replaceOpenFds(this.registry);
   }
 
   /** The registry's metrics, then the per-endpoint counters (endpoint-metrics.ts). */
