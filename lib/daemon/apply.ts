@@ -13,6 +13,7 @@ import type { EndpointSync } from './endpoints.js';
 import type { Logger } from './log.js';
 import { AMBIGUOUS_MACS, AMBIGUOUS_POLL_MS, type CheckRequest, type Pod } from './pod.js';
 import type { NodeView, PodLook } from './probe.js';
+import type { PodLinks } from './tracking.js';
 import { scopeFor } from '../dataplane/pod-instances.js';
 import { bypassUnsafeBecause, guestHookMissingBecause } from '../dataplane/bridge-path.js';
 import { guestHookMissing } from '../dataplane/guest-hooks.js';
@@ -32,8 +33,8 @@ export interface PodSyncDeps {
   warmup: BypassWarmup;
   /** The live VM pod behind a host veth, or holding the endpoint of `ip`. */
   ownerOf: (hostVeth: string | null, ip: string) => Pod | null;
-  /** Records the host veths a pod's ports lead to (pod.hostIfnames, and the tracker's index of them). */
-  setHostVeths: (pod: Pod, ifnames: string[]) => void;
+  /** Records what node events about the pod name: its veth peers, host veths and guest IPs (the tracker's indexes). */
+  setLinks: (pod: Pod, links: PodLinks) => void;
   /** A VM pod is watched by a monitor. */
   startMonitor: (pod: Pod) => void;
   stopping: () => boolean;
@@ -46,9 +47,8 @@ export class PodSync {
     const { log, claims } = this.d;
     const wasVm = pod.kind === 'vm';
     const oldIps = pod.ports.map((p) => p.guestIp);
-    pod.peers = new Set(look.peers);
     pod.ports = look.ports;
-    this.d.setHostVeths(pod, look.ports.map((p) => p.hostVeth.ifname));
+    this.d.setLinks(pod, { peers: look.peers, hostVeths: look.ports.map((p) => p.hostVeth.ifname), guestIps: look.ports.map((p) => p.guestIp) });
     const refused = [...look.refused];
     const ambiguous = look.ports.some((p) => (p.learnedMacs ?? 0) > AMBIGUOUS_MACS);
     if (ambiguous !== pod.ambiguous) {

@@ -29,9 +29,6 @@ export interface Pod {
   vmAt: number | null;
   kind: 'unknown' | 'plain' | 'vm';
   ports: VmPort[];
-  /** node-side ifindexes of this pod's veth peers (VM or not): node link events about them concern it. */
-  peers: Set<number>;
-  hostIfnames: Set<string>;
   /**
    * "program@ifname" → when its record was last verified against the kernel:
    * the port's ifindexes then, and for a tcx link its "linkId/progId" (a later
@@ -85,8 +82,6 @@ export function newPod(inode: number, path: string, via: 'dir' | 'proc'): Pod {
     vmAt: null,
     kind: 'unknown',
     ports: [],
-    peers: new Set(),
-    hostIfnames: new Set(),
     verified: new Map(),
     lookedAt: 0,
     waitingLogged: false,

@@ -160,7 +160,7 @@ export class Reconciler {
       claims: this.claims,
       warmup: this.warmup,
       ownerOf: (dev, ip) => this.tracker.ownerOf(dev, ip),
-      setHostVeths: (pod, ifnames) => this.tracker.setHostVeths(pod, ifnames),
+      setLinks: (pod, links) => this.tracker.setLinks(pod, links),
       startMonitor: (pod) => this.watchers.startMonitor(pod),
       stopping,
     });
@@ -179,7 +179,7 @@ export class Reconciler {
       node,
       claims: this.claims,
       pods,
-      behindHostVeth: (ifname) => this.tracker.behindHostVeth(ifname),
+      index: this.tracker,
       kick: (pod, reason, urgent, verify) => this.checks.kick(pod, reason, urgent, verify),
       requestScan: () => this.tracker.requestScan(),
       fullResync: (reason) => void this.fullResync(reason),

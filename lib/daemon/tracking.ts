@@ -7,6 +7,7 @@
 import type { Dataplane } from '../dataplane/dataplane.js';
 import type { Logger } from './log.js';
 import { newPod, type Pod } from './pod.js';
+import { PodIndex } from './pod-index.js';
 import type { NetnsSources } from './sources.js';
 
 export interface PodEvents {
@@ -17,12 +18,22 @@ export interface PodEvents {
   removed(pod: Pod, reason: string): void;
 }
 
-const NO_PODS: ReadonlySet<Pod> = new Set();
+/** What a check saw of a pod that node events are about. */
+export interface PodLinks {
+  /** Node-side ifindexes of the pod's veth peers (VM pod or not). */
+  peers: Iterable<number>;
+  /** The host veths its VM ports lead to. */
+  hostVeths: Iterable<string>;
+  /** The guest IPs its VM ports hold or claim. */
+  guestIps: Iterable<string>;
+}
 
 export class PodTracker {
   readonly pods = new Map<number, Pod>();
-  /** The pods behind each host veth (their `hostIfnames`): a node event about one is O(1), not a scan of every pod. */
-  private readonly byHostVeth = new Map<string, Set<Pod>>();
+  /** Pods by what node events name (pod-index.ts): each event finds its pods in O(1), not by a scan of every pod. */
+  private readonly byHostVeth = new PodIndex<string>();
+  private readonly byPeer = new PodIndex<number>();
+  private readonly byGuestIp = new PodIndex<string>();
   private scanTimer: NodeJS.Timeout | null = null;
   private unsettledScans = 0;
 
@@ -70,7 +81,7 @@ export class PodTracker {
 
   /** The live VM pod behind a host veth, or holding the endpoint of `ip`. */
   ownerOf(hostVeth: string | null, ip: string): Pod | null {
-    for (const p of hostVeth === null ? NO_PODS : this.behindHostVeth(hostVeth)) if (!p.gone) return p;
+    if (hostVeth !== null) for (const p of this.byHostVeth.get(hostVeth)) if (!p.gone) return p;
     const holder = this.dp.endpoint(ip)?.podNetns;
     const pod = holder === undefined ? undefined : this.pods.get(holder);
     return pod && !pod.gone ? pod : null;
@@ -78,27 +89,35 @@ export class PodTracker {
 
   /** The pods whose ports lead to host veth `ifname` (as their last check saw them). */
   behindHostVeth(ifname: string): ReadonlySet<Pod> {
-    return this.byHostVeth.get(ifname) ?? NO_PODS;
+    return this.byHostVeth.get(ifname);
   }
 
-  /** What a check of `pod` saw: the host veths its ports lead to. */
-  setHostVeths(pod: Pod, ifnames: Iterable<string>): void {
-    this.unindex(pod);
-    pod.hostIfnames = new Set(ifnames);
-    if (pod.gone) return;
-    for (const name of pod.hostIfnames) {
-      let set = this.byHostVeth.get(name);
-      if (!set) this.byHostVeth.set(name, (set = new Set()));
-      set.add(pod);
-    }
+  /** The pods with a veth whose node-side end has `ifindex`. */
+  withPeer(ifindex: number): ReadonlySet<Pod> {
+    return this.byPeer.get(ifindex);
+  }
+
+  /** The pods whose ports hold or claim guest IP `ip`. */
+  withGuestIp(ip: string): ReadonlySet<Pod> {
+    return this.byGuestIp.get(ip);
+  }
+
+  /** The host veths `pod`'s ports lead to, as its last check saw them. */
+  hostVethsOf(pod: Pod): readonly string[] {
+    return this.byHostVeth.keys(pod);
+  }
+
+  /** What a check of `pod` saw: node events about these concern it from now on (and no others). */
+  setLinks(pod: Pod, links: PodLinks): void {
+    this.byPeer.set(pod, links.peers);
+    this.byHostVeth.set(pod, links.hostVeths);
+    this.byGuestIp.set(pod, links.guestIps);
   }
 
   private unindex(pod: Pod): void {
-    for (const name of pod.hostIfnames) {
-      const set = this.byHostVeth.get(name);
-      set?.delete(pod);
-      if (set?.size === 0) this.byHostVeth.delete(name);
-    }
+    this.byPeer.drop(pod);
+    this.byHostVeth.drop(pod);
+    this.byGuestIp.drop(pod);
   }
 
   private add(inode: number, path: string, via: 'dir' | 'proc'): void {

@@ -10,6 +10,7 @@ import type { Logger } from './log.js';
 import { Monitor, type NetlinkEvent } from './monitor.js';
 import { wantsMonitor, YOUNG_MS, type Pod } from './pod.js';
 import type { NodeView } from './probe.js';
+import type { PodTracker } from './tracking.js';
 
 export interface WatchersDeps {
   cfg: DaemonConfig;
@@ -17,8 +18,8 @@ export interface WatchersDeps {
   node: NodeView;
   claims: Claims;
   pods: ReadonlyMap<number, Pod>;
-  /** The pods whose ports lead to a host veth. */
-  behindHostVeth: (ifname: string) => Iterable<Pod>;
+  /** The pods a node event names, by what their last check saw (tracking.ts). */
+  index: Pick<PodTracker, 'behindHostVeth' | 'withPeer' | 'withGuestIp'>;
   /** Checks a pod soon (`urgent`: without its rate limit; `verify`: its attachments against the kernel too). */
   kick: (pod: Pod, reason: string, urgent?: boolean, verify?: boolean) => void;
   /** Scans the netns sources again. */
@@ -86,13 +87,13 @@ export class Watchers {
   }
 
   private onNodeEvent(e: NetlinkEvent): void {
-    const { cfg, node, pods, kick } = this.d;
+    const { cfg, node, pods, kick, index } = this.d;
     if (this.d.stopping()) return;
     if (e.kind === 'link') {
       node.linkEvent(e.ifindex, e.deleted);
-      const owners = [...pods.values()].filter((p) => p.peers.has(e.ifindex) || p.hostIfnames.has(e.ifname));
+      const owners = new Set([...index.withPeer(e.ifindex), ...index.behindHostVeth(e.ifname)]);
       for (const p of owners) kick(p, `host veth ${e.ifname} ${e.deleted ? 'removed' : 'changed'}`);
-      if (owners.length === 0 && !e.deleted) {
+      if (owners.size === 0 && !e.deleted) {
         // a new interface: a pod may just have got its veth. Pods with a monitor see that
         // themselves; the others are looked at again, and the sources rescanned.
         this.d.requestScan();
@@ -105,18 +106,18 @@ export class Watchers {
       // ownership follows the node's routes: the pods behind the route's device, the one
       // that held the address, and those refused it may all see another owner now
       node.invalidate('route');
-      const claimants = new Set(this.d.claims.claimants(e.dst));
-      for (const p of pods.values()) {
-        if (p.peers.has(e.ifindex) || p.hostIfnames.has(e.dev) || p.ports.some((x) => x.guestIp === e.dst) || claimants.has(p.inode)) {
-          kick(p, `node route ${e.dst}/${e.dstLen} ${e.deleted ? 'removed' : `via ${e.dev}`}`);
-        }
+      const concerned = new Set([...index.withPeer(e.ifindex), ...index.behindHostVeth(e.dev), ...index.withGuestIp(e.dst)]);
+      for (const inode of this.d.claims.claimants(e.dst)) {
+        const p = pods.get(inode);
+        if (p) concerned.add(p);
       }
+      for (const p of concerned) kick(p, `node route ${e.dst}/${e.dstLen} ${e.deleted ? 'removed' : `via ${e.dev}`}`);
     } else if (e.kind === 'neigh') {
       node.invalidate('neigh');
       if (e.deleted || !e.mac) return;
       // one event per neighbour state change: on a node of 1000 pods, many a second (a scan of
       // every pod here kept the JS thread, and a new guest's first frame, waiting ~1.5 ms)
-      for (const p of this.d.behindHostVeth(e.dev)) {
+      for (const p of index.behindHostVeth(e.dev)) {
         const port = p.ports.find((x) => x.hostVeth.ifname === e.dev && x.guestIp === e.ip);
         // the node's own reading of a guest's MAC: one per guest IP, not rate-limited
         if (port && port.guestMac !== e.mac) kick(p, `the node sees ${e.ip} at ${e.mac}`, true);
@@ -136,7 +137,12 @@ export class Watchers {
       }
     } else if (e.kind === 'fdb' && !e.deleted && e.mac && !pod.ambiguous) {
       const known = pod.ports.some((p) => p.guestPorts.includes(e.dev) && p.guestMac === e.mac);
-      if (!known && (pod.kind !== 'plain' || pod.ports.length > 0)) this.d.kick(pod, `the bridge learned ${e.mac} on ${e.dev}`);
+      // A guest's first frame (its port waits for the MAC, and its bridge had learned none there
+      // at the last check) is checked at once: a new pod has spent its credit on its own wiring
+      // by then, and the guest is not covered until this check. Once per check result: the next
+      // one knows the MAC or counts what was learned, and later events wait for credit again.
+      const first = pod.ports.some((p) => p.guestPorts.includes(e.dev) && p.guestMac === null && (p.learnedMacs ?? 0) === 0);
+      if (!known && (pod.kind !== 'plain' || pod.ports.length > 0)) this.d.kick(pod, `the bridge learned ${e.mac} on ${e.dev}`, first);
     }
   }
 }
