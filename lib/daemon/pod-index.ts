@@ -31,10 +31,6 @@ export class PodIndex<K> {
     return this.pods.get(key) ?? NONE;
   }
 
-  keys(pod: Pod): readonly K[] {
-    return this.keysOf.get(pod) ?? [];
-  }
-
   drop(pod: Pod): void {
     for (const k of this.keysOf.get(pod) ?? []) {
       const set = this.pods.get(k);

@@ -102,11 +102,6 @@ export class PodTracker {
     return this.byGuestIp.get(ip);
   }
 
-  /** The host veths `pod`'s ports lead to, as its last check saw them. */
-  hostVethsOf(pod: Pod): readonly string[] {
-    return this.byHostVeth.keys(pod);
-  }
-
   /** What a check of `pod` saw: node events about these concern it from now on (and no others). */
   setLinks(pod: Pod, links: PodLinks): void {
     this.byPeer.set(pod, links.peers);
