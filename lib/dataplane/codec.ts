@@ -31,7 +31,7 @@ export type Stats = Record<StatName, bigint>;
 const F = ENDPOINT.fields;
 
 /** Each counter of EndpointCounters and its field in struct vmpeer_endpoint. */
-const COUNTER_FIELDS = [
+export const COUNTER_FIELDS = [
   ['fixed', 'fixed'],
   ['redirected', 'redirected'],
   ['passed', 'passed'],

@@ -5,24 +5,18 @@
  * CPU, BigInt sums, strings) made a scrape's garbage, and with the daemon's
  * small young generation (deploy/Dockerfile) what a scrape kept alive got
  * promoted and paid for in major GCs. decodeEndpoint (codec.ts) is the
- * reference these accessors agree with (test/unit/endpoint-rows.test.ts).
+ * reference these accessors agree with (test/unit/endpoint-metrics.test.ts).
  */
 import type { MapBatch } from '../bpf/map.js';
-import type { EndpointCounters } from './codec.js';
+import { COUNTER_FIELDS, type EndpointCounters } from './codec.js';
 import { ENDPOINT, EP_LIVE, EP_REDIRECT } from './layout.js';
 import { ipFromBytes } from '../validate.js';
 
 const F = ENDPOINT.fields;
 const TWO32 = 2 ** 32;
 
-/** Each counter of EndpointCounters and its offset in struct vmpeer_endpoint. */
-export const COUNTER_OFFSETS: Readonly<Record<keyof EndpointCounters, number>> = {
-  fixed: F.fixed.offset,
-  redirected: F.redirected.offset,
-  passed: F.passed.offset,
-  bypassedIn: F.bypassed_in.offset,
-  bypassedOut: F.bypassed_out.offset,
-};
+/** Each counter of EndpointCounters and its offset in struct vmpeer_endpoint (codec.ts names the fields). */
+export const COUNTER_OFFSETS = Object.fromEntries(COUNTER_FIELDS.map(([name, field]) => [name, F[field].offset])) as Readonly<Record<keyof EndpointCounters, number>>;
 
 export class EndpointRows {
   /** Offsets in the batch of the live slots (their CPU 0 value). */

@@ -114,7 +114,7 @@ export class Coverage {
     // their own records. Listing them all is 2000 pins at 1000 pods, milliseconds a poll, which
     // the measurement would add to the daemon's time and take from its CPU.
     if (vms.length <= 4) {
-      return vms.filter((vm) => endpointOk(vm) && this.dp.attachments(vm.inode).some((r) => r.program === 'fixup' && r.ifname === VM_NIC));
+      return vms.filter((vm) => endpointOk(vm) && this.attached(vm));
     }
     const attached = this.fixups();
     return vms.filter((vm) => attached.has(`${vm.inode}/${VM_NIC}`) && endpointOk(vm));
